@@ -1,0 +1,202 @@
+"""Configuration of every stage: frozen dataclasses and str enums, validated on construction."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from edgekit.errors import EdgekitError
+
+
+class Arch(str, Enum):
+    """Built-in network architectures."""
+
+    MLP = "mlp"
+    CNN = "cnn"
+
+
+class Activation(str, Enum):
+    """Fast activations the guidance recommends for low-latency models."""
+
+    RELU = "relu"
+    LEAKY_RELU = "leaky_relu"
+
+
+class Precision(str, Enum):
+    """Precision of an exported .tflite file."""
+
+    FLOAT32 = "float32"
+    FLOAT16 = "float16"
+    INT8 = "int8"
+    DYNAMIC = "dynamic"  # int8 weights, float activations ("dynamic range")
+
+
+DEFAULT_PRECISIONS: tuple[Precision, ...] = (Precision.FLOAT32, Precision.FLOAT16, Precision.INT8)
+
+
+def _choice(enum: type[Enum], value: Any, what: str) -> Any:
+    if isinstance(value, enum):
+        return value
+    try:
+        return enum(str(value).strip().lower().replace("-", "_"))
+    except ValueError:
+        choices = ", ".join(e.value for e in enum)  # type: ignore[attr-defined]
+        raise EdgekitError(f"unknown {what} {value!r}: expected one of {choices}") from None
+
+
+def parse_precision(value: Any) -> Precision:
+    """Turn a string such as 'int8' into a Precision, with a clear error for unknown ones."""
+    return _choice(Precision, value, "precision")  # type: ignore[no-any-return]
+
+
+def _positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise EdgekitError(f"{name} must be > 0, got {value!r}: pass a positive number")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data comes from and how much of it is used.
+
+    Args:
+        source: 'fashion_mnist' or the path of a .npz with x_train, y_train, x_test, y_test.
+        data_dir: folder holding the four Fashion-MNIST IDX .gz files (searched first).
+        validation_size: images held out of the training set for early stopping.
+        train_samples / test_samples: use only the first N (after shuffling) - for quick runs.
+        download: allow the last-resort download of Fashion-MNIST into the Keras cache.
+    """
+
+    source: str = "fashion_mnist"
+    data_dir: str | None = None
+    validation_size: int = 5000
+    train_samples: int | None = None
+    test_samples: int | None = None
+    seed: int = 42
+    download: bool = True
+
+    def __post_init__(self) -> None:
+        if self.validation_size < 1:
+            raise EdgekitError(
+                f"validation_size must be >= 1, got {self.validation_size}: "
+                "a validation split is needed for early stopping"
+            )
+        for name in ("train_samples", "test_samples"):
+            v = getattr(self, name)
+            if v is not None and v <= 0:
+                raise EdgekitError(f"{name} must be > 0, got {v}: pass a positive count or omit it")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The guidance's regularized network and how it is trained."""
+
+    arch: Arch = Arch.MLP
+    hidden_units: tuple[int, ...] = (300, 100)
+    l1: float = 1e-5
+    activation: Activation = Activation.RELU
+    leaky_alpha: float = 0.2
+    batch_norm: bool = True
+    epochs: int = 20
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    patience: int = 4
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "arch", _choice(Arch, self.arch, "architecture"))
+        object.__setattr__(self, "activation", _choice(Activation, self.activation, "activation"))
+        object.__setattr__(self, "hidden_units", tuple(int(u) for u in self.hidden_units))
+        if not self.hidden_units or min(self.hidden_units) <= 0:
+            raise EdgekitError(
+                f"hidden_units must be positive sizes, got {self.hidden_units}: e.g. 300,100"
+            )
+        if self.l1 < 0:
+            raise EdgekitError(f"l1 must be >= 0 (0 turns it off), got {self.l1}")
+        _positive("epochs", self.epochs)
+        _positive("batch_size", self.batch_size)
+        _positive("learning_rate", self.learning_rate)
+        if self.patience < 0:
+            raise EdgekitError(f"patience must be >= 0, got {self.patience}")
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """TF-MOT magnitude pruning with a polynomial-decay schedule."""
+
+    target_sparsity: float = 0.8
+    initial_sparsity: float = 0.0
+    epochs: int = 8
+    batch_size: int = 32
+    learning_rate: float = 5e-4
+    frequency: int = 100
+    # The schedule ends this fraction of the way through fine-tuning; the rest recovers accuracy.
+    ramp_fraction: float = 0.6
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.target_sparsity < 1.0:
+            raise EdgekitError(
+                f"sparsity must be in [0, 1), got {self.target_sparsity}: e.g. 0.8 for 80% zeros"
+            )
+        if not 0.0 <= self.initial_sparsity <= self.target_sparsity:
+            raise EdgekitError(
+                f"initial_sparsity must be in [0, target_sparsity={self.target_sparsity}], "
+                f"got {self.initial_sparsity}"
+            )
+        _positive("prune epochs", self.epochs)
+        _positive("batch_size", self.batch_size)
+        _positive("learning_rate", self.learning_rate)
+        _positive("frequency", self.frequency)
+        if not 0.0 < self.ramp_fraction <= 1.0:
+            raise EdgekitError(f"ramp_fraction must be in (0, 1], got {self.ramp_fraction}")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Which .tflite files to write and how they are checked."""
+
+    precisions: tuple[Precision, ...] = DEFAULT_PRECISIONS
+    calibration_samples: int = 500
+    # Export-time check on real test samples; None = the whole test set.
+    verify_samples: int | None = None
+    min_agreement_float: float = 0.99
+    min_agreement_int8: float = 0.98
+    name: str | None = None  # file name stem; default derived from data + arch + sparsity
+
+    def __post_init__(self) -> None:
+        precisions = tuple(parse_precision(p) for p in self.precisions)
+        if not precisions:
+            raise EdgekitError("no precision given: pass at least one of float32, float16, int8")
+        object.__setattr__(self, "precisions", tuple(dict.fromkeys(precisions)))
+        if self.calibration_samples < 1:
+            raise EdgekitError(
+                f"calibration_samples must be >= 1, got {self.calibration_samples}: "
+                "int8 needs a representative sample of training data (e.g. 500)"
+            )
+        if self.verify_samples is not None and self.verify_samples < 1:
+            raise EdgekitError(f"verify_samples must be >= 1, got {self.verify_samples}")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything one `edgekit export` run needs."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    prune: PruneConfig | None = field(default_factory=PruneConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    output_dir: str = "artifacts"
+    overwrite: bool = True
+
+
+def to_dict(config: Any) -> Any:
+    """A JSON-ready dict of a config dataclass (enums become their values)."""
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return {f.name: to_dict(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    if isinstance(config, Enum):
+        return config.value
+    if isinstance(config, (tuple, list)):
+        return [to_dict(v) for v in config]
+    return config

@@ -1,0 +1,238 @@
+"""The TFLite runtime: picks ai_edge_litert, tflite_runtime or tf.lite; runs files on NumPy data.
+
+Never imports TensorFlow unless the user asked for `runtime="tf"` (or nothing else exists).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import EdgekitError, ModelFileError
+
+RUNTIME_CHOICES = ("auto", "litert", "tflite-runtime", "tf")
+_MODULES = {
+    "litert": ("ai_edge_litert.interpreter", "ai-edge-litert"),
+    "tflite-runtime": ("tflite_runtime.interpreter", "tflite-runtime"),
+    "tf": ("tensorflow", "tensorflow"),
+}
+# Batch used to evaluate accuracy: export and bench use the same one so they agree exactly.
+EVAL_BATCH_SIZE = 256
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """A loaded runtime module: `name` is one of RUNTIME_CHOICES (not auto)."""
+
+    name: str
+    version: str
+    module: Any
+
+    @property
+    def interpreter_class(self) -> Any:
+        return self.module.lite.Interpreter if self.name == "tf" else self.module.Interpreter
+
+    def op_resolver_without_delegates(self) -> Any:
+        ns = self.module.lite.experimental if self.name == "tf" else self.module
+        return ns.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+
+
+def _package_version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def get_runtime(name: str = "auto") -> Runtime:
+    """Import the requested runtime. `auto` prefers ai-edge-litert, then tflite-runtime, then tf."""
+    if name not in RUNTIME_CHOICES:
+        raise EdgekitError(f"unknown runtime {name!r}: expected one of {', '.join(RUNTIME_CHOICES)}")
+    candidates = ["litert", "tflite-runtime", "tf"] if name == "auto" else [name]
+    errors = []
+    for cand in candidates:
+        module_name, dist = _MODULES[cand]
+        if cand == "tf":
+            os.environ["TF_USE_LEGACY_KERAS"] = "1"
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        try:
+            module = importlib.import_module(module_name)
+            if cand == "tflite-runtime":
+                # tflite-runtime 2.14 fails under NumPy 2 only when an Interpreter is made.
+                if int(np.__version__.split(".")[0]) >= 2:
+                    raise ImportError("tflite-runtime needs numpy<2")
+        except Exception as e:  # ImportError, or a broken install raising anything
+            errors.append(f"{dist}: {type(e).__name__}: {e}")
+            continue
+        return Runtime(cand, _package_version(dist), module)
+    raise EdgekitError(
+        f"no TFLite runtime could be imported ({'; '.join(errors)}): "
+        "install one with `pip install ai-edge-litert`"
+    )
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """An input or output tensor of a .tflite file."""
+
+    name: str
+    index: int
+    shape: tuple[int, ...]
+    dtype: str
+    scale: float
+    zero_point: int
+
+    @property
+    def quantized(self) -> bool:
+        return self.dtype in ("int8", "uint8", "int16") and self.scale != 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "quantization": {"scale": self.scale, "zero_point": self.zero_point},
+        }
+
+
+def _tensor_info(detail: dict[str, Any]) -> TensorInfo:
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    return TensorInfo(
+        name=str(detail["name"]),
+        index=int(detail["index"]),
+        shape=tuple(int(d) for d in detail["shape"]),
+        dtype=np.dtype(detail["dtype"]).name,
+        scale=float(scale),
+        zero_point=int(zero_point),
+    )
+
+
+def load_interpreter(
+    model: str | os.PathLike[str] | bytes,
+    runtime: str | Runtime = "auto",
+    num_threads: int = 1,
+    xnnpack: bool = True,
+) -> Any:
+    """Create and allocate an interpreter for a .tflite path or its bytes.
+
+    Raises:
+        ModelFileError: the file is missing or the runtime refuses it.
+    """
+    rt = runtime if isinstance(runtime, Runtime) else get_runtime(runtime)
+    kwargs: dict[str, Any] = {"num_threads": int(num_threads)}
+    if not xnnpack:
+        kwargs["experimental_op_resolver_type"] = rt.op_resolver_without_delegates()
+    if isinstance(model, (bytes, bytearray)):
+        kwargs["model_content"] = bytes(model)
+        label = "model bytes"
+    else:
+        label = str(model)
+        if not os.path.isfile(model):
+            raise ModelFileError(f"{label} does not exist: pass the path of a .tflite file")
+        kwargs["model_path"] = str(model)
+    try:
+        interpreter = rt.interpreter_class(**kwargs)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelFileError(
+            f"{label} cannot be loaded by {rt.name} {rt.version} ({first}): "
+            "re-export or re-copy the file"
+        ) from None
+    return interpreter
+
+
+def input_details(interpreter: Any) -> list[TensorInfo]:
+    return [_tensor_info(d) for d in interpreter.get_input_details()]
+
+
+def output_details(interpreter: Any) -> list[TensorInfo]:
+    return [_tensor_info(d) for d in interpreter.get_output_details()]
+
+
+def quantize(x: np.ndarray, info: TensorInfo) -> np.ndarray:
+    """Float input -> the tensor's dtype. int8/uint8 use q = round(x / scale + zero_point)."""
+    dtype = np.dtype(info.dtype)
+    if info.quantized:
+        q = np.round(np.asarray(x, dtype=np.float32) / info.scale + info.zero_point)
+        limits = np.iinfo(dtype)
+        return np.clip(q, limits.min, limits.max).astype(dtype)
+    return np.asarray(x, dtype=dtype)
+
+
+def dequantize(y: np.ndarray, info: TensorInfo) -> np.ndarray:
+    """Output tensor -> float32 (reverse of `quantize` for quantized outputs)."""
+    if info.quantized:
+        return (y.astype(np.float32) - info.zero_point) * np.float32(info.scale)
+    return y.astype(np.float32)
+
+
+def _resize_batch(interpreter: Any, info: TensorInfo, batch: int) -> TensorInfo:
+    if info.shape and info.shape[0] == batch:
+        return info
+    interpreter.resize_tensor_input(info.index, [batch, *info.shape[1:]], strict=False)
+    interpreter.allocate_tensors()
+    return input_details(interpreter)[0]
+
+
+def predict(interpreter: Any, x: np.ndarray, batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
+    """Float outputs of the first output tensor for float inputs x (quantizing as needed).
+
+    Data is streamed through the interpreter in batches; the input is never copied whole.
+    """
+    inp = input_details(interpreter)[0]
+    expected = tuple(inp.shape[1:])
+    if tuple(x.shape[1:]) != expected:
+        raise EdgekitError(
+            f"data samples have shape {tuple(x.shape[1:])} but the model expects {expected}: "
+            "pass data shaped like the model's input"
+        )
+    out_info = output_details(interpreter)[0]
+    outputs = []
+    for start in range(0, len(x), batch_size):
+        chunk = x[start : start + batch_size]
+        inp = _resize_batch(interpreter, inp, len(chunk))
+        interpreter.set_tensor(inp.index, quantize(chunk, inp))
+        interpreter.invoke()
+        outputs.append(dequantize(interpreter.get_tensor(out_info.index), out_info))
+    if not outputs:
+        return np.zeros((0, *output_details(interpreter)[0].shape[1:]), np.float32)
+    return np.concatenate(outputs)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Accuracy of a .tflite file on labeled data."""
+
+    accuracy: float
+    samples: int
+    predictions: np.ndarray  # top-1 class per sample
+    outputs: np.ndarray  # dequantized outputs
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"accuracy": self.accuracy, "samples": self.samples}
+
+
+def evaluate(
+    model: str | os.PathLike[str] | bytes | Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    runtime: str | Runtime = "auto",
+    batch_size: int = EVAL_BATCH_SIZE,
+) -> Evaluation:
+    """Top-1 accuracy of a .tflite file (path, bytes or interpreter) on float inputs x, labels y."""
+    interpreter = (
+        model
+        if hasattr(model, "invoke")
+        else load_interpreter(model, runtime=runtime, num_threads=os.cpu_count() or 1)
+    )
+    outputs = predict(interpreter, x, batch_size)
+    preds = outputs.argmax(axis=1) if outputs.ndim == 2 else outputs.reshape(len(x), -1).argmax(1)
+    acc = float((preds == np.asarray(y)).mean()) if len(y) else float("nan")
+    return Evaluation(accuracy=acc, samples=len(y), predictions=preds, outputs=outputs)
