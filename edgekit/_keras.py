@@ -8,13 +8,26 @@ here, before that import, and every model of edgekit is built with `keras` from 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter off stderr
+# Keep TF's C++ start-up chatter (oneDNN, CUDA probing, tf.data attribute noise) off stderr.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
 
-import tensorflow as tf  # noqa: E402
-import tensorflow_model_optimization as tfmot  # noqa: E402
-import tf_keras as keras  # noqa: E402
+
+def _import_quietly() -> tuple[Any, Any, Any]:
+    """TF 2.21 logs oneDNN/CUDA notices through absl before TF_CPP_MIN_LOG_LEVEL applies."""
+    from edgekit.io import quiet_native_stderr
+
+    with quiet_native_stderr():
+        import tensorflow as tf_mod
+        import tensorflow_model_optimization as tfmot_mod
+        import tf_keras as keras_mod
+    return tf_mod, keras_mod, tfmot_mod
+
+
+tf, keras, tfmot = _import_quietly()
 
 tf.get_logger().setLevel("ERROR")
 

@@ -99,9 +99,9 @@ class TrainConfig:
     leaky_alpha: float = 0.2
     batch_norm: bool = True
     epochs: int = 20
-    batch_size: int = 32
+    batch_size: int = 128
     learning_rate: float = 1e-3
-    patience: int = 4
+    patience: int = 5
     seed: int = 42
 
     def __post_init__(self) -> None:
@@ -128,7 +128,7 @@ class PruneConfig:
     target_sparsity: float = 0.8
     initial_sparsity: float = 0.0
     epochs: int = 8
-    batch_size: int = 32
+    batch_size: int = 128
     learning_rate: float = 5e-4
     frequency: int = 100
     # The schedule ends this fraction of the way through fine-tuning; the rest recovers accuracy.

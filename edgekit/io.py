@@ -1,0 +1,106 @@
+"""Atomic file output: write to a temporary name in the same folder, flush, fsync, rename."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from edgekit.errors import EdgekitError
+
+TMP_PREFIX = ".edgekit-tmp-"
+
+
+def ensure_writable_dir(folder: str | os.PathLike[str]) -> Path:
+    """Create `folder` if needed and check that files can be written in it."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise EdgekitError(
+            f"cannot create output folder {folder}: {e.strerror or e}; pass a writable --output"
+        ) from None
+    if not folder.is_dir():
+        raise EdgekitError(f"output path {folder} is not a folder: pass a folder to --output")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise EdgekitError(f"output folder {folder} is not writable: pass a writable --output")
+    return folder
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temporary file next to `path`; on success it replaces `path` in one rename.
+
+    On any exception (KeyboardInterrupt included) the temporary file is removed and `path`
+    keeps its previous content.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX + path.name + ".")
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary files
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def quiet_native_stderr(enabled: bool = True) -> Iterator[None]:
+    """Silence file descriptor 2 (C++ logs of TensorFlow and LiteRT) inside the block.
+
+    Python exceptions still propagate; EDGEKIT_DEBUG=1 leaves stderr alone.
+    """
+    if not enabled or os.environ.get("EDGEKIT_DEBUG"):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    with atomic_open(path, "wb") as f:
+        f.write(data)
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    with atomic_open(path, "w") as f:
+        f.write(text)
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> None:
+    """Remove temporaries a killed run (SIGKILL cannot be caught) left in `folder`."""
+    for p in Path(folder).glob(TMP_PREFIX + "*"):
+        with contextlib.suppress(OSError):
+            p.unlink()

@@ -1,0 +1,157 @@
+"""The whole pipeline: data -> train (L1) -> prune (TF-MOT) -> fold BN -> export -> manifest."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgekit.config import PipelineConfig, to_dict
+from edgekit.data import Dataset, load_dataset
+from edgekit.errors import EdgekitError
+from edgekit.tflite_file import sha256_bytes
+
+Progress = Callable[[str], None]
+
+
+def stderr_progress(quiet: bool = False) -> Progress:
+    def say(msg: str) -> None:
+        if not quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    return say
+
+
+@dataclass
+class PipelineResult:
+    """What each stage produced, with its accuracy on the test set and its wall time."""
+
+    dataset: Dataset
+    export: Any  # ExportResult
+    fold: Any  # FoldResult
+    accuracy: dict[str, float] = field(default_factory=dict)
+    kernel_sparsity: dict[str, float] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset.summary(),
+            "accuracy": self.accuracy,
+            "kernel_sparsity": self.kernel_sparsity,
+            "stage_seconds": self.stage_seconds,
+            "fold": self.fold.to_dict(),
+            "files": self.export.rows(),
+            **self.info,
+        }
+
+
+class _Timer:
+    def __init__(self, into: dict[str, float], stage: str, say: Progress) -> None:
+        self.into, self.stage, self.say = into, stage, say
+
+    def __enter__(self) -> None:
+        self.say(f"[{self.stage}]")
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.into[self.stage] = round(time.perf_counter() - self.t0, 3)
+
+
+def run_pipeline(
+    config: PipelineConfig | None = None,
+    model_path: str | os.PathLike[str] | None = None,
+    unsafe: bool = False,
+    progress: Progress | None = None,
+) -> PipelineResult:
+    """Run every stage and write the verified files plus manifest.json to config.output_dir.
+
+    Without `model_path` the configured architecture is trained from scratch; with it, the
+    user's tf_keras model is loaded (safe mode) and pruned only if `config.prune` is set.
+    """
+    config = config or PipelineConfig()
+    say = progress or stderr_progress()
+    from edgekit.io import ensure_writable_dir
+
+    out = ensure_writable_dir(config.output_dir)  # fail before minutes of training
+    times: dict[str, float] = {}
+    acc: dict[str, float] = {}
+
+    with _Timer(times, "data", say):
+        data = load_dataset(config.data)
+        say(f"  {data.summary()}")
+    with _Timer(times, "import tensorflow", say):
+        from edgekit import export as export_mod
+        from edgekit.fold import fold_batchnorm, foldable_batchnorms
+        from edgekit.model_io import load_keras_model
+        from edgekit.prune import overall_sparsity, prune_model
+        from edgekit.train import build_model, check_data_fits, keras_accuracy, train_model
+
+    info: dict[str, Any] = {}
+    if model_path is None:
+        arch = config.train.arch.value
+        with _Timer(times, "train", say):
+            model = build_model(config.train, data.input_shape, data.num_classes)
+            trained = train_model(model, data, config.train, quiet=False)
+            model = trained.model
+            info["epochs_trained"] = trained.epochs_run
+        acc["float_keras"] = keras_accuracy(model, data.x_test, data.y_test)
+        say(f"  float model: test accuracy {acc['float_keras']:.4f}")
+    else:
+        arch = Path(model_path).stem
+        with _Timer(times, "load model", say):
+            model = load_keras_model(model_path, unsafe=unsafe)
+            check_data_fits(model, data)
+            info["source_model"] = {
+                "path": str(model_path),
+                "sha256": sha256_bytes(Path(model_path).read_bytes()),
+            }
+        acc["float_keras"] = keras_accuracy(model, data.x_test, data.y_test)
+        say(f"  loaded model: test accuracy {acc['float_keras']:.4f}")
+
+    sparsity: dict[str, float] = {}
+    target = None
+    if config.prune is not None:
+        with _Timer(times, "prune", say):
+            pruned = prune_model(model, data, config.prune, quiet=False)
+            model = pruned.model
+            sparsity = pruned.kernel_sparsity
+            target = config.prune.target_sparsity
+            info["pruning_schedule"] = pruned.schedule.to_dict()
+        acc["pruned_keras"] = keras_accuracy(model, data.x_test, data.y_test)
+        say(
+            f"  pruned model: test accuracy {acc['pruned_keras']:.4f}, "
+            f"kernel sparsity {overall_sparsity(model):.3f}"
+        )
+
+    with _Timer(times, "fold batch norm", say):
+        folded = fold_batchnorm(model)
+        model = folded.model
+        left = foldable_batchnorms(model)
+        if left:
+            raise EdgekitError(f"batch norm folding left foldable layers behind: {left}")
+        say(f"  folded {len(folded.folded)} batch norm layer(s), kept {len(folded.kept)}")
+        for kept in folded.kept:
+            say(f"  kept {kept.batchnorm}: {kept.reason}")
+    acc["folded_keras"] = keras_accuracy(model, data.x_test, data.y_test)
+
+    stem = config.export.name or export_mod.default_stem(data.name, arch, target)
+    run_config = to_dict(config)
+    with _Timer(times, "export", say):
+        result = export_mod.export_tflite(
+            model,
+            data,
+            config.export,
+            out,
+            stem,
+            run_config=run_config,
+            progress=say,
+            keras_model_name=f"{stem}_folded.keras",
+        )
+    for f in result.files:
+        acc[f"tflite_{f.precision.value}"] = f.record["accuracy"]["accuracy"]
+    return PipelineResult(data, result, folded, acc, sparsity, times, info)

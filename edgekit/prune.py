@@ -1,0 +1,158 @@
+"""Magnitude pruning with TF-MOT: schedule from the real number of batches, fine-tune, strip."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgekit._keras import keras, set_determinism, tfmot
+from edgekit.config import PruneConfig
+from edgekit.data import Dataset
+from edgekit.errors import EdgekitError, ModelError
+from edgekit.train import ProgressLogger, check_data_fits, compile_model
+
+# Tolerance between the sparsity asked for and the one every pruned kernel must end at.
+SPARSITY_TOLERANCE = 0.01
+_KERNEL_ATTRS = ("kernel", "depthwise_kernel")
+
+
+@dataclass(frozen=True)
+class PruningSchedulePlan:
+    """The PolynomialDecay parameters actually used, derived from the number of batches."""
+
+    steps_per_epoch: int
+    total_steps: int
+    begin_step: int
+    end_step: int
+    frequency: int
+    initial_sparsity: float
+    final_sparsity: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def plan_schedule(num_samples: int, config: PruneConfig) -> PruningSchedulePlan:
+    """Choose begin/end/frequency so pruning fires at end_step, inside the steps trained.
+
+    TF-MOT prunes only when `(step - begin_step) % frequency == 0` and `step <= end_step`, so
+    end_step - begin_step must be a multiple of the frequency and lie before the last step.
+    """
+    if num_samples < 1:
+        raise EdgekitError("pruning needs training data: got 0 samples")
+    steps_per_epoch = math.ceil(num_samples / config.batch_size)
+    total = steps_per_epoch * config.epochs
+    # Leave room after end_step for fine-tuning at the final sparsity.
+    ramp = max(1, int(total * config.ramp_fraction) - 1)
+    frequency = min(config.frequency, max(1, ramp // 4))
+    end = (ramp // frequency) * frequency
+    if end < frequency or end >= total:
+        raise EdgekitError(
+            f"{config.epochs} pruning epoch(s) of {steps_per_epoch} batches are too few to "
+            "reach the target sparsity: raise --prune-epochs or use more data"
+        )
+    return PruningSchedulePlan(
+        steps_per_epoch, total, 0, end, frequency, config.initial_sparsity, config.target_sparsity
+    )
+
+
+def kernel_sparsity(model: keras.Model) -> dict[str, float]:
+    """Fraction of exactly-zero weights in every kernel (Dense, Conv2D, DepthwiseConv2D...)."""
+    out: dict[str, float] = {}
+    for layer in _all_layers(model):
+        for attr in _KERNEL_ATTRS:
+            w = getattr(layer, attr, None)
+            if w is not None and hasattr(w, "numpy"):
+                arr = np.asarray(w.numpy())
+                out[layer.name] = float((arr == 0).mean()) if arr.size else 0.0
+    return out
+
+
+def overall_sparsity(model: keras.Model) -> float:
+    """Fraction of zero weights over all kernels together."""
+    zeros = total = 0
+    for layer in _all_layers(model):
+        for attr in _KERNEL_ATTRS:
+            w = getattr(layer, attr, None)
+            if w is not None and hasattr(w, "numpy"):
+                arr = np.asarray(w.numpy())
+                zeros += int((arr == 0).sum())
+                total += arr.size
+    return zeros / total if total else 0.0
+
+
+def _all_layers(model: keras.Model) -> list[Any]:
+    out = []
+    for layer in model.layers:
+        out += _all_layers(layer) if isinstance(layer, keras.Model) else [layer]
+    return out
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    model: keras.Model  # stripped: plain Keras layers, zeros in the kernels
+    schedule: PruningSchedulePlan
+    kernel_sparsity: dict[str, float]
+    history: dict[str, list[float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schedule": self.schedule.to_dict(), "kernel_sparsity": self.kernel_sparsity}
+
+
+def prune_model(
+    model: keras.Model, data: Dataset, config: PruneConfig, quiet: bool = False
+) -> PruneResult:
+    """Prune every kernel to `config.target_sparsity` while fine-tuning on the training set.
+
+    Raises:
+        ModelError: TF-MOT cannot wrap a layer of the model.
+        EdgekitError: a kernel ended more than SPARSITY_TOLERANCE from the target.
+    """
+    check_data_fits(model, data)
+    set_determinism(config.seed)
+    plan = plan_schedule(len(data.x_train), config)
+    schedule = tfmot.sparsity.keras.PolynomialDecay(
+        initial_sparsity=plan.initial_sparsity,
+        final_sparsity=plan.final_sparsity,
+        begin_step=plan.begin_step,
+        end_step=plan.end_step,
+        frequency=plan.frequency,
+    )
+    try:
+        wrapped = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
+    except ValueError as e:
+        first = str(e).strip().splitlines()[0]
+        raise ModelError(
+            f"TF-MOT cannot prune this model ({first}): prune only models built from built-in "
+            "tf_keras layers, or export with --no-prune"
+        ) from None
+    # The wrapper drops the optimizer: compile again.
+    compile_model(wrapped, config.learning_rate, decay_steps=plan.total_steps)
+    hist = wrapped.fit(
+        data.x_train,
+        data.y_train,
+        validation_data=(data.x_val, data.y_val),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=[
+            tfmot.sparsity.keras.UpdatePruningStep(),
+            ProgressLogger("prune", config.epochs, quiet),
+        ],
+    )
+    stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
+    compile_model(stripped, config.learning_rate)
+    sparsity = kernel_sparsity(stripped)
+    off = {k: v for k, v in sparsity.items() if abs(v - config.target_sparsity) > SPARSITY_TOLERANCE}
+    if off:
+        detail = ", ".join(f"{k}={v:.3f}" for k, v in off.items())
+        raise EdgekitError(
+            f"pruning did not reach {config.target_sparsity:.2f} sparsity ({detail}): "
+            "raise --prune-epochs"
+        )
+    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    return PruneResult(stripped, plan, sparsity, history)

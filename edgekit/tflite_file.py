@@ -1,0 +1,232 @@
+"""Read a .tflite flatbuffer without running it: operators, tensors, quantization, sparsity.
+
+Parsing happens in Python (the schema shipped with ai-edge-litert plus `flatbuffers`), so a
+damaged file raises ModelFileError instead of crashing the process. Never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import ModelFileError
+
+TFLITE_IDENTIFIER = b"TFL3"
+_NUMPY_TYPES = {
+    "FLOAT32": np.float32, "FLOAT16": np.float16, "FLOAT64": np.float64,
+    "INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "INT32": np.int32,
+    "INT64": np.int64, "UINT16": np.uint16, "UINT32": np.uint32, "BOOL": np.bool_,
+}  # fmt: skip
+
+
+def _schema() -> Any:
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:  # pragma: no cover - older device images
+        from tflite_runtime import schema_py_generated as schema  # type: ignore[no-redef]
+    return schema
+
+
+def _enum_names(enum_cls: Any) -> dict[int, str]:
+    return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+@dataclass(frozen=True)
+class WeightTensor:
+    """A constant tensor of rank >= 2 (a kernel): its size and how many entries are zero."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    elements: int
+    zeros: int
+    sparse_encoded: bool = False
+
+    @property
+    def sparsity(self) -> float:
+        return self.zeros / self.elements if self.elements else 0.0
+
+
+@dataclass(frozen=True)
+class TensorSummary:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    scale: tuple[float, ...]
+    zero_point: tuple[int, ...]
+    constant: bool
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """What a .tflite file holds, read from its flatbuffer."""
+
+    path: str
+    bytes: int
+    sha256: str
+    gzip_bytes: int
+    operators: dict[str, int]  # op name -> count
+    inputs: list[TensorSummary]
+    outputs: list[TensorSummary]
+    tensors: list[TensorSummary]
+    weights: list[WeightTensor] = field(default_factory=list)
+
+    @property
+    def weight_elements(self) -> int:
+        return sum(w.elements for w in self.weights)
+
+    @property
+    def weight_sparsity(self) -> float:
+        total = self.weight_elements
+        return sum(w.zeros for w in self.weights) / total if total else 0.0
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def gzip_size(data: bytes) -> int:
+    """Bytes after gzip -9 with a fixed mtime (so the figure is reproducible)."""
+    return len(gzip.compress(data, compresslevel=9, mtime=0))
+
+
+def read_model_file(path: str | os.PathLike[str]) -> ModelFile:
+    """Parse a .tflite file. Raises ModelFileError with a reason for anything that is not one."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelFileError(f"{path} does not exist: pass the path of a .tflite file") from None
+    except OSError as e:
+        raise ModelFileError(f"cannot read {path}: {e.strerror or e}") from None
+    return parse_model_bytes(data, str(path))
+
+
+def parse_model_bytes(data: bytes, label: str = "model") -> ModelFile:
+    """Parse .tflite bytes; see read_model_file."""
+    if len(data) == 0:
+        raise ModelFileError(f"{label} is empty (0 bytes): re-export or re-copy it")
+    if len(data) < 8 or data[4:8] != TFLITE_IDENTIFIER:
+        raise ModelFileError(
+            f"{label} is not a TensorFlow Lite flatbuffer (no 'TFL3' identifier at byte 4): "
+            "pass a .tflite file written by `edgekit export` or the TFLite converter"
+        )
+    try:
+        return _parse(data, label)
+    except ModelFileError:
+        raise
+    except Exception as e:  # a damaged flatbuffer raises anything from struct.error to IndexError
+        raise ModelFileError(
+            f"{label} is damaged: its flatbuffer cannot be parsed ({type(e).__name__}: {e}); "
+            "re-export or re-copy it"
+        ) from None
+
+
+def _parse(data: bytes, label: str) -> ModelFile:
+    schema = _schema()
+    op_names = _enum_names(schema.BuiltinOperator)
+    type_names = _enum_names(schema.TensorType)
+    model = schema.Model.GetRootAs(data, 0)
+    if model.SubgraphsLength() < 1:
+        raise ModelFileError(f"{label} holds no subgraph: re-export it")
+    codes = []
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        name = op_names.get(builtin, f"BUILTIN_{builtin}")
+        if name == "CUSTOM":
+            custom = code.CustomCode()
+            name = f"CUSTOM:{custom.decode(errors='replace') if custom else '?'}"
+        codes.append(name)
+    buffers_len = model.BuffersLength()
+    sub = model.Subgraphs(0)
+    n_tensors = sub.TensorsLength()
+    tensors: list[TensorSummary] = []
+    weights: list[WeightTensor] = []
+    for t in range(n_tensors):
+        tensor = sub.Tensors(t)
+        name = (tensor.Name() or b"").decode(errors="replace")
+        shape = tuple(int(d) for d in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
+        dtype = type_names.get(tensor.Type(), f"TYPE_{tensor.Type()}").lower()
+        q = tensor.Quantization()
+        scale: tuple[float, ...] = ()
+        zp: tuple[int, ...] = ()
+        if q is not None and q.ScaleLength():
+            scale = tuple(float(s) for s in q.ScaleAsNumpy())
+            zp = tuple(int(z) for z in q.ZeroPointAsNumpy()) if q.ZeroPointLength() else ()
+        buf_idx = tensor.Buffer()
+        if not 0 <= buf_idx < max(buffers_len, 1):
+            raise ModelFileError(f"{label} is damaged: tensor {t} points at buffer {buf_idx}")
+        raw = _buffer_bytes(model, buf_idx, data)
+        constant = raw is not None and len(raw) > 0
+        tensors.append(TensorSummary(name, shape, dtype, scale, zp, constant))
+        if constant and len(shape) >= 2 and dtype.upper() in _NUMPY_TYPES:
+            weights.append(_weight(name, shape, dtype, raw, zp, tensor.Sparsity() is not None))
+    ops: Counter[str] = Counter()
+    for i in range(sub.OperatorsLength()):
+        idx = sub.Operators(i).OpcodeIndex()
+        if not 0 <= idx < len(codes):
+            raise ModelFileError(f"{label} is damaged: operator {i} has opcode index {idx}")
+        ops[codes[idx]] += 1
+    ins = [_tensor_at(tensors, int(i), label) for i in sub.InputsAsNumpy()]
+    outs = [_tensor_at(tensors, int(i), label) for i in sub.OutputsAsNumpy()]
+    return ModelFile(
+        path=label,
+        bytes=len(data),
+        sha256=sha256_bytes(data),
+        gzip_bytes=gzip_size(data),
+        operators=dict(sorted(ops.items())),
+        inputs=ins,
+        outputs=outs,
+        tensors=tensors,
+        weights=weights,
+    )
+
+
+def _tensor_at(tensors: list[TensorSummary], i: int, label: str) -> TensorSummary:
+    if not 0 <= i < len(tensors):
+        raise ModelFileError(f"{label} is damaged: input/output tensor index {i} out of range")
+    return tensors[i]
+
+
+def _buffer_bytes(model: Any, idx: int, data: bytes) -> bytes | None:
+    if model.BuffersLength() == 0:
+        return None
+    buf = model.Buffers(idx)
+    if buf.DataLength():
+        return buf.DataAsNumpy().tobytes()
+    # Files over 2 GB keep buffers outside the flatbuffer, addressed by offset/size.
+    offset, size = int(buf.Offset()), int(buf.Size())
+    if offset > 1 and size > 0:
+        if offset + size > len(data):
+            raise ModelFileError("buffer points past the end of the file (truncated?)")
+        return data[offset : offset + size]
+    return None
+
+
+def _weight(
+    name: str, shape: tuple[int, ...], dtype: str, raw: bytes, zp: tuple[int, ...], sparse: bool
+) -> WeightTensor:
+    np_type = np.dtype(_NUMPY_TYPES[dtype.upper()])
+    values = np.frombuffer(raw, dtype=np_type)
+    elements = int(np.prod(shape))
+    if sparse:
+        # Sparse-encoded tensors store only the non-zero blocks.
+        nonzero = int(np.count_nonzero(values))
+        return WeightTensor(name, shape, dtype, elements, max(elements - nonzero, 0), True)
+    if values.size != elements:
+        raise ModelFileError(
+            f"tensor {name!r} of shape {shape} holds {values.size} values, expected {elements}"
+        )
+    if np.issubdtype(np_type, np.integer) and zp and len(set(zp)) == 1:
+        zeros = int((values == zp[0]).sum())
+    else:
+        zeros = int((values == 0).sum())
+    return WeightTensor(name, shape, dtype, elements, zeros, False)

@@ -1,0 +1,187 @@
+"""Build and train the guidance's regularized network (tf_keras)."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgekit._keras import keras, set_determinism
+from edgekit.config import Activation, Arch, TrainConfig
+from edgekit.data import Dataset
+from edgekit.errors import DataError
+
+# CNN feature maps: two blocks of two 3x3 convolutions, then the dense head of hidden_units[-1].
+CNN_FILTERS: tuple[int, ...] = (32, 64)
+
+
+def regularized_dense(config: TrainConfig) -> Callable[..., Any]:
+    """The guidance's reusable Dense: He initialization and L1 kernel regularization.
+
+    Dense layers followed by batch norm get no activation and no bias (BN's beta replaces it);
+    the activation comes after BN, so BN can be folded into the Dense.
+    """
+    return functools.partial(
+        keras.layers.Dense,
+        kernel_initializer="he_normal",
+        kernel_regularizer=keras.regularizers.l1(config.l1) if config.l1 > 0 else None,
+        use_bias=not config.batch_norm,
+    )
+
+
+def _activation(config: TrainConfig, name: str) -> keras.layers.Layer:
+    if config.activation is Activation.LEAKY_RELU:
+        return keras.layers.LeakyReLU(alpha=config.leaky_alpha, name=name)
+    return keras.layers.ReLU(name=name)
+
+
+def build_model(
+    config: TrainConfig, input_shape: tuple[int, ...], num_classes: int
+) -> keras.Model:
+    """The default network for `config.arch`: `mlp` (hidden 300-100) or `cnn`.
+
+    Every hidden block is Dense/Conv (linear) -> BatchNormalization -> fast activation.
+    """
+    if num_classes < 2:
+        raise DataError(f"a classifier needs >= 2 classes, got {num_classes}")
+    set_determinism(config.seed)
+    dense = regularized_dense(config)
+    layers: list[keras.layers.Layer] = [keras.layers.Input(shape=input_shape, name="image")]
+
+    def block(layer: keras.layers.Layer, i: int) -> None:
+        layers.append(layer)
+        if config.batch_norm:
+            layers.append(keras.layers.BatchNormalization(name=f"bn{i}"))
+        layers.append(_activation(config, f"act{i}"))
+
+    if config.arch is Arch.MLP:
+        layers.append(keras.layers.Flatten(name="flatten"))
+        for i, units in enumerate(config.hidden_units, start=1):
+            block(dense(units, name=f"dense{i}"), i)
+    else:
+        if len(input_shape) == 2:
+            layers.append(keras.layers.Reshape((*input_shape, 1), name="add_channel"))
+        elif len(input_shape) != 3:
+            raise DataError(
+                f"the cnn architecture needs images shaped (H, W) or (H, W, C), got {input_shape}:"
+                " use --arch mlp for other data"
+            )
+        conv = functools.partial(
+            keras.layers.Conv2D,
+            kernel_size=3,
+            padding="same",
+            kernel_initializer="he_normal",
+            kernel_regularizer=keras.regularizers.l1(config.l1) if config.l1 > 0 else None,
+            use_bias=not config.batch_norm,
+        )
+        i = 0
+        for filters in CNN_FILTERS:
+            for _ in range(2):
+                i += 1
+                block(conv(filters, name=f"conv{i}"), i)
+            layers.append(keras.layers.MaxPooling2D(2, name=f"pool{i}"))
+        layers.append(keras.layers.Flatten(name="flatten"))
+        i += 1
+        block(dense(config.hidden_units[-1], name=f"dense{i}"), i)
+        layers.append(keras.layers.Dropout(0.3, name="dropout"))
+    layers.append(
+        keras.layers.Dense(
+            num_classes, activation="softmax", kernel_initializer="glorot_uniform", name="output"
+        )
+    )
+    model = keras.Sequential(layers, name=f"edgekit_{config.arch.value}")
+    compile_model(model, config.learning_rate)
+    return model
+
+
+def compile_model(model: keras.Model, learning_rate: float, decay_steps: int | None = None) -> None:
+    """Compile for sparse-label classification with Adam; cosine-decay the rate if given steps."""
+    lr: Any = learning_rate
+    if decay_steps:
+        # Decaying to a small rate settles the BN statistics and the weights at the end of training.
+        lr = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps, alpha=0.02)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=lr),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+
+
+class ProgressLogger(keras.callbacks.Callback):
+    """One line per epoch on stderr (Keras' own progress bars are too chatty for logs)."""
+
+    def __init__(self, stage: str, epochs: int, quiet: bool = False) -> None:
+        super().__init__()
+        self.stage, self.epochs, self.quiet = stage, epochs, quiet
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        if self.quiet:
+            return
+        logs = logs or {}
+        parts = [f"{k}={v:.4f}" for k, v in logs.items() if k in ("loss", "accuracy", "val_accuracy")]
+        print(f"  {self.stage} epoch {epoch + 1}/{self.epochs}: {' '.join(parts)}", file=sys.stderr)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model: keras.Model
+    epochs_run: int
+    best_val_accuracy: float
+    history: dict[str, list[float]]
+
+
+def check_data_fits(model: keras.Model, data: Dataset) -> None:
+    """Raise DataError when the data's sample shape or classes do not fit the model."""
+    want = tuple(model.input_shape[1:])
+    if tuple(data.input_shape) != want:
+        raise DataError(
+            f"data samples have shape {data.input_shape} but the model expects {want}: "
+            "pass data shaped like the model's input"
+        )
+    n_out = int(model.output_shape[-1])
+    top = max(int(data.y_train.max(initial=0)), int(data.y_test.max(initial=0)))
+    if top >= n_out:
+        raise DataError(
+            f"data has label {top} but the model has {n_out} output classes: "
+            f"labels must be 0..{n_out - 1}"
+        )
+
+
+def train_model(
+    model: keras.Model, data: Dataset, config: TrainConfig, quiet: bool = False
+) -> TrainResult:
+    """Train with early stopping on the validation split, restoring the best weights."""
+    check_data_fits(model, data)
+    set_determinism(config.seed)
+    steps = -(-len(data.x_train) // config.batch_size) * config.epochs
+    compile_model(model, config.learning_rate, decay_steps=steps)
+    early = keras.callbacks.EarlyStopping(
+        monitor="val_accuracy", patience=config.patience, restore_best_weights=True
+    )
+    hist = model.fit(
+        data.x_train,
+        data.y_train,
+        validation_data=(data.x_val, data.y_val),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=[early, ProgressLogger("train", config.epochs, quiet)],
+    )
+    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    val = history.get("val_accuracy", [float("nan")])
+    return TrainResult(model, len(val), float(np.nanmax(val)), history)
+
+
+def keras_accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> float:
+    """Top-1 accuracy of a Keras model (inference mode, batched)."""
+    preds = predict_classes(model, x, batch_size)
+    return float((preds == y).mean()) if len(y) else float("nan")
+
+
+def predict_classes(model: keras.Model, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0)).argmax(axis=-1)
