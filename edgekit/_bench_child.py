@@ -59,9 +59,7 @@ def _child_env() -> dict[str, str]:
     env = dict(os.environ)
     # The child must import this very edgekit, installed or not.
     package_root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (package_root, env.get("PYTHONPATH", "")) if p
-    )
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -71,7 +69,8 @@ class ChildProcess:
     """A running `python -m edgekit._bench_child`, answering one request at a time."""
 
     def __init__(self) -> None:
-        self._stderr: IO[bytes] = tempfile.TemporaryFile()
+        # A file, not a pipe: a chatty child can never block on a full pipe nobody reads.
+        self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "edgekit._bench_child"],
             stdin=subprocess.PIPE,
@@ -130,10 +129,8 @@ class ChildProcess:
         except queue.Empty:
             raise self._fail(f"timed out after {timeout_s:g} s") from None
         if line is None:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
             raise self._fail(f"the model's process {_describe_exit(self._proc.poll())}")
         try:
             answer = json.loads(line)

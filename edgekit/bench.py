@@ -362,7 +362,9 @@ def _manifest_records(folder: Path, cache: dict[Path, dict[str, dict[str, Any]]]
     return cache[folder]
 
 
-def split_name(path: Path, record: dict[str, Any] | None, parsed: ModelFile | None) -> tuple[str, str]:
+def split_name(
+    path: Path, record: dict[str, Any] | None, parsed: ModelFile | None
+) -> tuple[str, str]:
     """(model stem, precision) of a file: the manifest's precision, else the file name's
     `_<precision>` suffix, else what the file holds."""
     stem = path.stem
@@ -469,6 +471,7 @@ def run_bench(
     rows: list[BenchRow] = []
     for path in files:
         rows += _make_rows(path, config, manifests)
+    rows.sort(key=_row_order)
 
     with tempfile.TemporaryDirectory(prefix="edgekit-bench-") as tmp:
         tmpdir = Path(tmp)
@@ -513,6 +516,12 @@ def run_bench(
     )
     result.verdict = _verdicts(result)
     return result
+
+
+def _row_order(row: BenchRow) -> tuple[bool, str, int, int]:
+    """Keras baselines first, then float32, float16, ... int8 per model; threads ascending."""
+    rank = KNOWN_PRECISIONS.index(row.precision) if row.precision in KNOWN_PRECISIONS else 99
+    return (row.kind != "keras", row.model, rank, row.threads)
 
 
 def _make_rows(
@@ -823,8 +832,10 @@ def _verdicts(result: BenchResult) -> list[str]:
         if row.accuracy is None or row.accuracy_delta_pp is None:
             continue
         cost = -row.accuracy_delta_pp
-        what = f"costs {cost:.2f} pp of accuracy" if cost > 0 else (
-            "costs no accuracy" if cost == 0 else f"gains {-cost:.2f} pp of accuracy"
+        what = (
+            f"costs {cost:.2f} pp of accuracy"
+            if cost > 0
+            else ("costs no accuracy" if cost == 0 else f"gains {-cost:.2f} pp of accuracy")
         )
         size = ""
         ref = next((r for r in ok if r.file == row.reference), None)
@@ -864,7 +875,8 @@ def _verdicts(result: BenchResult) -> list[str]:
             + (
                 " (noisy: something else used the CPU; compare figures with care or rerun "
                 "on an idle machine)."
-                if noisy else " (quiet machine)."
+                if noisy
+                else " (quiet machine)."
             )  # fmt: skip
         )
     if result.failed:

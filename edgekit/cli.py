@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from edgekit import __version__
+from edgekit.config import DataConfig, ExportConfig, PruneConfig, TrainConfig
 from edgekit.errors import EdgekitError
 
 
@@ -58,7 +59,8 @@ def _data_options(f: Any) -> Any:
             "data_source",
             default="fashion_mnist",
             show_default=True,
-            help="'fashion_mnist' or a .npz with x_train, y_train, x_test, y_test (optional labels).",
+            help="'fashion_mnist' or a .npz with x_train, y_train, x_test, y_test "
+            "(and optional labels).",
         ),
         click.option(
             "--data-dir",
@@ -68,7 +70,7 @@ def _data_options(f: Any) -> Any:
         ),
         click.option(
             "--validation-size",
-            default=5000,
+            default=DataConfig.validation_size,
             show_default=True,
             type=int,
             help="Training samples held out for early stopping.",
@@ -77,7 +79,7 @@ def _data_options(f: Any) -> Any:
         click.option("--test-samples", type=int, help="Use only N test samples (quick runs)."),
         click.option(
             "--seed",
-            default=42,
+            default=DataConfig.seed,
             show_default=True,
             type=int,
             help="Seed for shuffling, initialization and calibration.",
@@ -99,13 +101,13 @@ def _train_options(f: Any) -> Any:
         ),
         click.option(
             "--hidden",
-            default="300,100",
+            default=",".join(str(u) for u in TrainConfig.hidden_units),
             show_default=True,
             help="Hidden Dense sizes (mlp); the last one is the cnn's dense head.",
         ),
         click.option(
             "--l1",
-            default=1e-5,
+            default=TrainConfig.l1,
             show_default=True,
             type=float,
             help="L1 kernel regularization factor (0 turns it off).",
@@ -119,16 +121,18 @@ def _train_options(f: Any) -> Any:
         ),
         click.option(
             "--epochs",
-            default=20,
+            default=TrainConfig.epochs,
             show_default=True,
             type=int,
             help="Maximum training epochs (early stopping on validation accuracy).",
         ),
-        click.option("--batch-size", default=128, show_default=True, type=int),
-        click.option("--learning-rate", default=1e-3, show_default=True, type=float),
+        click.option("--batch-size", default=TrainConfig.batch_size, show_default=True, type=int),
+        click.option(
+            "--learning-rate", default=TrainConfig.learning_rate, show_default=True, type=float
+        ),
         click.option(
             "--patience",
-            default=5,
+            default=TrainConfig.patience,
             show_default=True,
             type=int,
             help="Early-stopping patience in epochs.",
@@ -140,8 +144,6 @@ def _train_options(f: Any) -> Any:
 
 
 def _configs(kw: dict[str, Any]) -> tuple[Any, Any]:
-    from edgekit.config import DataConfig, TrainConfig
-
     data = DataConfig(
         source=kw["data_source"],
         data_dir=kw["data_dir"],
@@ -219,14 +221,14 @@ def _kb(n: int) -> str:
 )
 @click.option(
     "--sparsity",
-    default=0.8,
+    default=PruneConfig.target_sparsity,
     show_default=True,
     type=float,
     help="Target fraction of zero weights in every kernel, in [0, 1).",
 )
 @click.option(
     "--prune-epochs",
-    default=8,
+    default=PruneConfig.epochs,
     show_default=True,
     type=int,
     help="Fine-tuning epochs while pruning.",
@@ -240,7 +242,7 @@ def _kb(n: int) -> str:
 )
 @click.option(
     "--calibration-samples",
-    default=500,
+    default=ExportConfig.calibration_samples,
     show_default=True,
     type=int,
     help="Training samples used to calibrate int8.",
@@ -266,7 +268,7 @@ def export(model: str | None, **kw: Any) -> None:
     Every file is loaded in LiteRT and checked on real test samples before it is written;
     a run replaces the previous run's files and manifest.json as a whole.
     """
-    from edgekit.config import ExportConfig, PipelineConfig, PruneConfig
+    from edgekit.config import PipelineConfig
     from edgekit.pipeline import run_pipeline, stderr_progress
 
     data, train = _configs(kw)
@@ -336,6 +338,211 @@ def train(**kw: Any) -> None:
 
 # ---- runtime side: bench, inspect, verify (never import TensorFlow) -------------------------
 # (commands are added below this line)
+
+
+def _progress(quiet: bool) -> Any:
+    """Progress lines on stderr, or nothing with --quiet."""
+    if quiet:
+        return None
+    return lambda msg: click.echo(f"  {msg}", err=True)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    # Wide enough for the bench table when stdout is a file or a pipe.
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
+def _thread_counts(value: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(t) for t in value.split(",") if t.strip())
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a comma-separated list of counts, e.g. 1,2"
+        ) from None
+    if not counts or min(counts) < 1:
+        raise click.BadParameter(f"{value!r}: thread counts must be >= 1, e.g. 1,2")
+    return counts
+
+
+_RUNTIME_OPTION = click.option(
+    "--runtime",
+    type=click.Choice(["auto", "litert", "tflite-runtime", "tf"]),
+    default="auto",
+    show_default=True,
+    help="TFLite runtime: auto = ai-edge-litert, else tflite-runtime, else tf.lite.",
+)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--threads", default="1", show_default=True, help="Thread counts, e.g. 1,2.")
+@click.option("--xnnpack/--no-xnnpack", default=True, show_default=True, help="XNNPACK delegate.")
+@_RUNTIME_OPTION
+@click.option("--min-runs", type=int, default=50, show_default=True,
+              help="Timed runs per file and thread count (at least).")  # fmt: skip
+@click.option("--min-time", type=float, default=1.0, show_default=True,
+              help="Seconds of timed runs per file and thread count (at least).")  # fmt: skip
+@click.option("--warmup-runs", type=int, default=5, show_default=True,
+              help="Untimed runs before every round.")  # fmt: skip
+@click.option("--warmup-time", type=float, default=0.05, show_default=True,
+              help="Seconds of untimed runs before every round (at least).")  # fmt: skip
+@click.option("--rounds", type=int, default=5, show_default=True,
+              help="Interleaved rounds the timed runs are split over.")  # fmt: skip
+@click.option("--data", "data_source", default="fashion_mnist", show_default=True,
+              help="Labeled test set: 'fashion_mnist' or a .npz with x_test, y_test.")  # fmt: skip
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="Folder with the Fashion-MNIST .gz files.")  # fmt: skip
+@click.option("--samples", type=int, help="Use only the first N test samples.")
+@click.option("--no-accuracy", is_flag=True, help="Measure latency and size only (no data).")
+@click.option("--timeout", type=float, default=300.0, show_default=True,
+              help="Seconds a model's process may take per step before it is killed.")  # fmt: skip
+@click.option("--json", "json_path", type=click.Path(dir_okay=False),
+              help="Write the full results (raw samples included) as JSON.")  # fmt: skip
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write a CSV summary.")
+@click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False),
+              help="Write a Markdown report.")  # fmt: skip
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
+              help="Write a PNG: accuracy against p50 latency, area = file size.")  # fmt: skip
+@click.option("--save/--no-save", default=None,
+              help="Write bench.json/.csv/.md/.png into the benchmarked folder "
+              "[default: on when the only PATH is a folder].")  # fmt: skip
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+def bench(paths: tuple[str, ...], **kw: Any) -> None:
+    """Latency, accuracy, size and memory of .tflite files on this CPU.
+
+    \b
+    PATHS are .tflite files or folders of them (default: artifacts/); a .keras file given
+    explicitly adds a Keras baseline row (needs TensorFlow, used in a child process only).
+    Each file and thread count runs in its own process: a file that crashes or hangs the
+    runtime gives an error row, the others are still measured.
+
+    \b
+    Timed: interpreter.invoke() alone at batch 1, the input set once per round, with
+    time.perf_counter_ns; runs go on until both --min-runs and --min-time are reached,
+    split over --rounds rounds that interleave the files (A B C, B C A, ...), each after
+    warm-up runs. Accuracy uses the same evaluation as `edgekit export` (int8 inputs
+    quantized, outputs dequantized with each file's own parameters) and is compared with
+    the float32 file of the same model (same name stem).
+
+    \b
+    When the only PATH is a folder (as by default), bench.json, bench.csv, bench.md and
+    bench.png (if matplotlib is installed) are also written into it; --no-save turns
+    that off. --json/--csv/--markdown/--plot write where you say. All files are written
+    even when some model failed; the exit status is then 1.
+    """
+    from pathlib import Path
+
+    from edgekit.bench import DEFAULT_BENCH_DIR, BenchConfig, run_bench
+    from edgekit.report import (
+        BENCH_OUTPUT_NAMES,
+        print_bench,
+        require_matplotlib,
+        write_bench_outputs,
+    )
+
+    targets = paths or (DEFAULT_BENCH_DIR,)
+    save = kw["save"]
+    folder = Path(targets[0]) if len(targets) == 1 and Path(targets[0]).is_dir() else None
+    if save and folder is None:
+        raise click.UsageError("--save needs exactly one folder as PATH; use --json etc. instead")
+    save = folder is not None and save is not False
+    if kw["plot_path"]:
+        require_matplotlib()  # fail before measuring, not after
+    outputs = {
+        "json_path": kw["json_path"],
+        "csv_path": kw["csv_path"],
+        "markdown_path": kw["markdown_path"],
+        "plot_path": kw["plot_path"],
+    }
+    if save and folder is not None:
+        for key, name in BENCH_OUTPUT_NAMES.items():
+            outputs[f"{key}_path"] = outputs[f"{key}_path"] or str(folder / name)
+        if not kw["plot_path"]:
+            try:
+                require_matplotlib()
+            except EdgekitError:
+                outputs["plot_path"] = None
+                click.echo("  (no bench.png: matplotlib is not installed)", err=True)
+    config = BenchConfig(
+        threads=_thread_counts(kw["threads"]),
+        xnnpack=kw["xnnpack"],
+        runtime=kw["runtime"],
+        min_runs=kw["min_runs"],
+        min_time_s=kw["min_time"],
+        warmup_runs=kw["warmup_runs"],
+        warmup_time_s=kw["warmup_time"],
+        rounds=kw["rounds"],
+        data=None if kw["no_accuracy"] else kw["data_source"],
+        data_dir=kw["data_dir"],
+        samples=kw["samples"],
+        timeout_s=kw["timeout"],
+    )
+    result = run_bench(targets, config, progress=_progress(kw["quiet"]))
+    print_bench(result, _console())
+    written = write_bench_outputs(result, **outputs)
+    if written and not kw["quiet"]:
+        click.echo("  wrote " + ", ".join(str(p) for p in written), err=True)
+    if not result.ok:
+        failed = sorted({r.file for r in result.failed})
+        raise click.ClickException(
+            f"{len(failed)} file(s) failed: {', '.join(failed)} (see the error rows)"
+        )
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def inspect(file: str, as_json: bool) -> None:
+    """Operators, inputs/outputs (dtype, shape, quantization), weight sparsity, size of FILE.
+
+    Reads the flatbuffer in Python without running it: a damaged file gives an error,
+    never a crash.
+    """
+    from edgekit.report import dumps_json, inspect_dict, print_inspect
+    from edgekit.tflite_file import read_model_file
+
+    model = read_model_file(file)
+    if as_json:
+        click.echo(dumps_json(inspect_dict(model)), nl=False)
+    else:
+        print_inspect(model, _console())
+
+
+@main.command()
+@click.argument("folder", required=False, default="artifacts",
+                type=click.Path(file_okay=False))  # fmt: skip
+@_RUNTIME_OPTION
+@click.option("--no-run", is_flag=True, help="Check hashes and sizes only; load nothing.")
+@click.option("--timeout", type=float, default=120.0, show_default=True,
+              help="Seconds one file may take to load and run once.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+def verify(
+    folder: str, runtime: str, no_run: bool, timeout: float, as_json: bool, quiet: bool
+) -> None:
+    """Check the files of FOLDER (default: artifacts/) against its manifest.json.
+
+    \b
+    Per file: size and sha256, inputs/outputs against the manifest, then one load and
+    inference in a child process (a crashing file is reported, not fatal). .tflite files
+    the manifest does not list are flagged. Exit status 1 on any problem: run it on the
+    device after copying the files.
+    """
+    from edgekit.report import dumps_json, print_verify
+    from edgekit.verify import verify_dir
+
+    result = verify_dir(
+        folder, runtime=runtime, run=not no_run, timeout_s=timeout, progress=_progress(quiet)
+    )
+    if as_json:
+        click.echo(dumps_json(result.to_dict()), nl=False)
+    else:
+        print_verify(result, _console())
+    if not result.ok:
+        bad = [f.file for f in result.files if not f.ok]
+        raise click.ClickException(f"{len(bad)} file(s) failed verification: {', '.join(bad)}")
 
 
 if __name__ == "__main__":  # pragma: no cover

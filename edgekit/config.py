@@ -42,13 +42,13 @@ def _choice(enum: type[Enum], value: Any, what: str) -> Any:
     try:
         return enum(str(value).strip().lower().replace("-", "_"))
     except ValueError:
-        choices = ", ".join(e.value for e in enum)  # type: ignore[attr-defined]
+        choices = ", ".join(e.value for e in enum)
         raise EdgekitError(f"unknown {what} {value!r}: expected one of {choices}") from None
 
 
 def parse_precision(value: Any) -> Precision:
     """Turn a string such as 'int8' into a Precision, with a clear error for unknown ones."""
-    return _choice(Precision, value, "precision")  # type: ignore[no-any-return]
+    return _choice(Precision, value, "precision")
 
 
 def _positive(name: str, value: float) -> None:
@@ -101,7 +101,7 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 128
     learning_rate: float = 1e-3
-    patience: int = 5
+    patience: int = 8
     seed: int = 42
 
     def __post_init__(self) -> None:

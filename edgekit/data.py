@@ -119,9 +119,10 @@ def _download_fashion_mnist(folder: Path, timeout_s: float = 20.0) -> None:
             continue
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{fname}.", suffix=".part")
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(
-                DOWNLOAD_URL + fname, timeout=timeout_s
-            ) as resp:
+            with (
+                os.fdopen(fd, "wb") as out,
+                urllib.request.urlopen(DOWNLOAD_URL + fname, timeout=timeout_s) as resp,
+            ):
                 out.write(resp.read())
             os.replace(tmp, target)
         finally:
@@ -208,7 +209,8 @@ def check_labels(y: np.ndarray, num_classes: int, what: str) -> np.ndarray:
     if y.ndim != 1:
         raise DataError(f"{what} has shape {y.shape}: expected one integer class index per sample")
     if not np.issubdtype(y.dtype, np.integer):
-        if np.issubdtype(y.dtype, np.floating) and np.isfinite(y).all() and (y == np.round(y)).all():
+        whole = np.issubdtype(y.dtype, np.floating) and np.isfinite(y).all()
+        if whole and (y == np.round(y)).all():
             y = y.astype(np.int64)
         else:
             raise DataError(f"{what} has dtype {y.dtype}: expected integer class indices")

@@ -97,7 +97,7 @@ def file_name(stem: str, precision: Precision) -> str:
 
 
 def default_stem(dataset: str, arch: str, sparsity: float | None) -> str:
-    """Self-describing name: data set, architecture and pruned sparsity, e.g. fashion_mnist_mlp_sp80."""
+    """Self-describing name: data set, architecture, sparsity; e.g. fashion_mnist_mlp_sp80."""
     sp = round(100 * (sparsity or 0.0))
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in f"{dataset}_{arch}")
     return f"{safe}_sp{sp:02d}"
@@ -237,7 +237,7 @@ def export_tflite(
         say(f"verifying {precision.value} on {len(y_eval)} test samples")
         checks = verify_tflite(blob, precision, x_eval, y_eval, keras_outputs, min_agree)
         info = parse_model_bytes(blob, file_name(stem, precision))
-        record = {
+        record: dict[str, Any] = {
             "file": file_name(stem, precision),
             "precision": precision.value,
             "sha256": info.sha256,

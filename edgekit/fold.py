@@ -62,7 +62,7 @@ class FoldResult:
         kept: every BN still in the model (nested ones as 'outer/bn'), in layer order.
     """
 
-    model: Any  # keras.Model (tf_keras has no type information for mypy)
+    model: keras.Model
     folded: tuple[FoldedPair, ...]
     kept: tuple[KeptBatchNorm, ...]
 
@@ -93,7 +93,7 @@ class _Graph:
         return next(e for e in self.entries if _name(e) == name)
 
 
-def fold_batchnorm(model: Any) -> FoldResult:
+def fold_batchnorm(model: keras.Model) -> FoldResult:
     """Fold every foldable BatchNormalization into the Dense/Conv2D/DepthwiseConv2D before it.
 
     Args:
@@ -107,7 +107,7 @@ def fold_batchnorm(model: Any) -> FoldResult:
         ModelError: if `model` is not a built Sequential/Functional tf_keras model, or its
             config cannot be rebuilt (unregistered custom layers).
     """
-    graph = _plan(model)
+    graph = _plan(model, "fold_batchnorm")
     new_model = _rebuild(model, graph)
     return FoldResult(
         model=new_model,
@@ -116,18 +116,18 @@ def fold_batchnorm(model: Any) -> FoldResult:
     )
 
 
-def foldable_batchnorms(model: Any) -> list[str]:
+def foldable_batchnorms(model: keras.Model) -> list[str]:
     """Names of the BatchNormalization layers `fold_batchnorm` would fold (empty once folded)."""
-    return [pair.batchnorm for pair in _plan(model).folded]
+    return [pair.batchnorm for pair in _plan(model, "foldable_batchnorms").folded]
 
 
 # --------------------------------------------------------------------------- planning
 
 
-def _check_model(model: Any) -> None:
+def _check_model(model: Any, caller: str) -> None:
     if not isinstance(model, keras.Model):
         raise ModelError(
-            f"fold_batchnorm received {type(model).__name__}, expected a tf_keras Model: "
+            f"{caller} received {type(model).__name__}, expected a tf_keras Model: "
             "pass a model built with `from edgekit._keras import keras` (Sequential or Functional)"
         )
     if not model.built:
@@ -142,9 +142,9 @@ def _check_model(model: Any) -> None:
         )
 
 
-def _plan(model: Any) -> _Graph:
+def _plan(model: Any, caller: str) -> _Graph:
     """Fold BNs on a copy of the config and weights until nothing foldable is left."""
-    _check_model(model)
+    _check_model(model, caller)
     try:
         config = copy.deepcopy(model.get_config())
     except NotImplementedError as exc:
@@ -168,8 +168,7 @@ def _plan(model: Any) -> _Graph:
                 continue
             bn_name = _name(entry)
             reason, source = _why_kept(graph, bn_name)
-            if reason is None:
-                assert source is not None  # set whenever there is no reason to keep
+            if reason is None and source is not None:
                 _fold(graph, bn_name, source)
                 progress = True
                 break
@@ -393,8 +392,8 @@ def _rebuild(model: Any, graph: _Graph) -> Any:
     except (ValueError, TypeError, KeyError) as exc:
         raise ModelError(
             f"model {model.name!r} could not be rebuilt from its config ({exc}), expected "
-            "built-in or registered layers: register custom layers with "
-            "keras.saving.register_keras_serializable (and strip TF-MOT wrappers first)"
+            "built-in or registered layers: call tfmot.sparsity.keras.strip_pruning first, and "
+            "register custom layers with keras.saving.register_keras_serializable"
         ) from None
     for layer in new_model.layers:
         if graph.weights.get(layer.name):

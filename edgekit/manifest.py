@@ -29,7 +29,7 @@ def read_manifest(folder_or_file: str | os.PathLike[str]) -> dict[str, Any]:
         raise ManifestError(f"{path} is not valid JSON ({e}): re-export or re-copy it") from None
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         raise ManifestError(
-            f"{path} is not an edgekit manifest (expected \"format\": \"{MANIFEST_FORMAT}\")"
+            f'{path} is not an edgekit manifest (expected "format": "{MANIFEST_FORMAT}")'
         )
     files = manifest.get("files")
     if not isinstance(files, list) or not all(

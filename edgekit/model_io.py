@@ -1,4 +1,4 @@
-"""Load and save tf_keras models safely (safe mode on: no code runs that the user did not ask for)."""
+"""Load and save tf_keras models; safe mode is on, so no code runs that the user did not ask for."""
 
 from __future__ import annotations
 

@@ -121,6 +121,11 @@ def prune_model(
         end_step=plan.end_step,
         frequency=plan.frequency,
     )
+    # TF-MOT wraps the model's own layer objects, so fine-tuning would change the caller's
+    # model too: prune a copy.
+    original = model
+    model = keras.models.clone_model(original)
+    model.set_weights(original.get_weights())
     try:
         wrapped = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
     except ValueError as e:
@@ -147,7 +152,8 @@ def prune_model(
     stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
     compile_model(stripped, config.learning_rate)
     sparsity = kernel_sparsity(stripped)
-    off = {k: v for k, v in sparsity.items() if abs(v - config.target_sparsity) > SPARSITY_TOLERANCE}
+    target = config.target_sparsity
+    off = {k: v for k, v in sparsity.items() if abs(v - target) > SPARSITY_TOLERANCE}
     if off:
         detail = ", ".join(f"{k}={v:.3f}" for k, v in off.items())
         raise EdgekitError(

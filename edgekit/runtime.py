@@ -53,7 +53,8 @@ def _package_version(dist: str) -> str:
 def get_runtime(name: str = "auto") -> Runtime:
     """Import the requested runtime. `auto` prefers ai-edge-litert, then tflite-runtime, then tf."""
     if name not in RUNTIME_CHOICES:
-        raise EdgekitError(f"unknown runtime {name!r}: expected one of {', '.join(RUNTIME_CHOICES)}")
+        choices = ", ".join(RUNTIME_CHOICES)
+        raise EdgekitError(f"unknown runtime {name!r}: expected one of {choices}")
     candidates = ["litert", "tflite-runtime", "tf"] if name == "auto" else [name]
     errors = []
     for cand in candidates:
@@ -63,10 +64,9 @@ def get_runtime(name: str = "auto") -> Runtime:
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         try:
             module = importlib.import_module(module_name)
-            if cand == "tflite-runtime":
-                # tflite-runtime 2.14 fails under NumPy 2 only when an Interpreter is made.
-                if int(np.__version__.split(".")[0]) >= 2:
-                    raise ImportError("tflite-runtime needs numpy<2")
+            # tflite-runtime 2.14 fails under NumPy 2 only when an Interpreter is made.
+            if cand == "tflite-runtime" and int(np.__version__.split(".")[0]) >= 2:
+                raise ImportError("tflite-runtime needs numpy<2")
         except Exception as e:  # ImportError, or a broken install raising anything
             errors.append(f"{dist}: {type(e).__name__}: {e}")
             continue

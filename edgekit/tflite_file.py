@@ -30,7 +30,7 @@ def _schema() -> Any:
     try:
         from ai_edge_litert import schema_py_generated as schema
     except ImportError:  # pragma: no cover - older device images
-        from tflite_runtime import schema_py_generated as schema  # type: ignore[no-redef]
+        from tflite_runtime import schema_py_generated as schema
     return schema
 
 
@@ -167,7 +167,7 @@ def _parse(data: bytes, label: str) -> ModelFile:
         raw = _buffer_bytes(model, buf_idx, data)
         constant = raw is not None and len(raw) > 0
         tensors.append(TensorSummary(name, shape, dtype, scale, zp, constant))
-        if constant and len(shape) >= 2 and dtype.upper() in _NUMPY_TYPES:
+        if raw and len(shape) >= 2 and dtype.upper() in _NUMPY_TYPES:
             weights.append(_weight(name, shape, dtype, raw, zp, tensor.Sparsity() is not None))
     ops: Counter[str] = Counter()
     for i in range(sub.OperatorsLength()):

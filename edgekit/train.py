@@ -39,9 +39,7 @@ def _activation(config: TrainConfig, name: str) -> keras.layers.Layer:
     return keras.layers.ReLU(name=name)
 
 
-def build_model(
-    config: TrainConfig, input_shape: tuple[int, ...], num_classes: int
-) -> keras.Model:
+def build_model(config: TrainConfig, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """The default network for `config.arch`: `mlp` (hidden 300-100) or `cnn`.
 
     Every hidden block is Dense/Conv (linear) -> BatchNormalization -> fast activation.
@@ -122,7 +120,8 @@ class ProgressLogger(keras.callbacks.Callback):
         if self.quiet:
             return
         logs = logs or {}
-        parts = [f"{k}={v:.4f}" for k, v in logs.items() if k in ("loss", "accuracy", "val_accuracy")]
+        shown = ("loss", "accuracy", "val_accuracy")
+        parts = [f"{k}={v:.4f}" for k, v in logs.items() if k in shown]
         print(f"  {self.stage} epoch {epoch + 1}/{self.epochs}: {' '.join(parts)}", file=sys.stderr)
 
 
@@ -177,7 +176,9 @@ def train_model(
     return TrainResult(model, len(val), float(np.nanmax(val)), history)
 
 
-def keras_accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 512) -> float:
+def keras_accuracy(
+    model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 512
+) -> float:
     """Top-1 accuracy of a Keras model (inference mode, batched)."""
     preds = predict_classes(model, x, batch_size)
     return float((preds == y).mean()) if len(y) else float("nan")

@@ -11,7 +11,7 @@ import pytest
 
 from edgekit._keras import keras
 from edgekit.config import DataConfig
-from edgekit.data import load_dataset
+from edgekit.data import Dataset, load_dataset
 from edgekit.errors import ModelError
 from edgekit.fold import FoldedPair, FoldResult, fold_batchnorm, foldable_batchnorms
 
@@ -20,16 +20,15 @@ TOLERANCE = 1e-4  # max abs difference of predictions allowed after folding
 
 
 @pytest.fixture(scope="module")
-def images() -> np.ndarray:
-    """200 real Fashion-MNIST test images, (200, 28, 28) float32 in [0, 1]."""
-    data = load_dataset(DataConfig(train_samples=500, test_samples=200, validation_size=100))
-    return data.x_test
+def fashion() -> Dataset:
+    """A small slice of real Fashion-MNIST: 500 train, 100 validation, 200 test images."""
+    return load_dataset(DataConfig(train_samples=500, test_samples=200, validation_size=100))
 
 
 @pytest.fixture(scope="module")
-def train_data() -> tuple[np.ndarray, np.ndarray]:
-    data = load_dataset(DataConfig(train_samples=500, test_samples=200, validation_size=100))
-    return data.x_train, data.y_train
+def images(fashion: Dataset) -> np.ndarray:
+    """The 200 real test images, (200, 28, 28) float32 in [0, 1]."""
+    return fashion.x_test
 
 
 def _randomize_batchnorms(model: Any, seed: int = 0) -> None:
@@ -83,8 +82,9 @@ def _check_all_folded(model: Any, result: FoldResult, x: np.ndarray) -> None:
 # --------------------------------------------------------------------------- folding
 
 
+@pytest.mark.slow
 def test_fold_sequential_mlp_removes_batchnorms_and_keeps_predictions(
-    images: np.ndarray, train_data: tuple[np.ndarray, np.ndarray]
+    fashion: Dataset, images: np.ndarray
 ) -> None:
     keras.utils.set_random_seed(1)
     model = keras.Sequential(
@@ -103,8 +103,7 @@ def test_fold_sequential_mlp_removes_batchnorms_and_keeps_predictions(
     )
     # One short epoch of real training gives the BNs real moving statistics.
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    x_train, y_train = train_data
-    model.fit(x_train, y_train, epochs=1, batch_size=50, verbose=0)
+    model.fit(fashion.x_train, fashion.y_train, epochs=1, batch_size=50, verbose=0)
     assert foldable_batchnorms(model) == ["bn1", "bn2"]
 
     result = fold_batchnorm(model)
@@ -533,7 +532,7 @@ def test_fold_rejects_non_model(bad: Any) -> None:
     with pytest.raises(ModelError) as info:
         fold_batchnorm(bad)
     assert str(info.value) == expected
-    with pytest.raises(ModelError):
+    with pytest.raises(ModelError, match=f"^foldable_batchnorms received {type(bad).__name__},"):
         foldable_batchnorms(bad)
 
 
@@ -544,7 +543,7 @@ def test_fold_rejects_unbuilt_model() -> None:
 
 
 def test_fold_rejects_subclassed_model() -> None:
-    class Net(keras.Model):  # type: ignore[misc]
+    class Net(keras.Model):
         def __init__(self) -> None:
             super().__init__(name="net")
             self.dense = L.Dense(3)

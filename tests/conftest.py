@@ -1,0 +1,53 @@
+"""Shared fixtures: small slices of the real Fashion-MNIST and one real tiny pipeline run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgekit.config import DataConfig, ExportConfig, PipelineConfig, PruneConfig, TrainConfig
+
+# Small enough for seconds, big enough that int8 agrees with Keras on >= 98% of test samples.
+SMALL_DATA = DataConfig(train_samples=3000, test_samples=400, validation_size=500, seed=7)
+SMALL_TRAIN = TrainConfig(hidden_units=(64, 32), epochs=3, batch_size=64, seed=7)
+SMALL_PRUNE = PruneConfig(target_sparsity=0.75, epochs=2, batch_size=64, seed=7)
+
+
+def small_pipeline_config(output_dir: Path, **overrides: Any) -> PipelineConfig:
+    kw: dict[str, Any] = {
+        "data": SMALL_DATA,
+        "train": SMALL_TRAIN,
+        "prune": SMALL_PRUNE,
+        "export": ExportConfig(calibration_samples=100),
+        "output_dir": str(output_dir),
+    }
+    kw.update(overrides)
+    return PipelineConfig(**kw)
+
+
+@pytest.fixture(scope="session")
+def small_data() -> Any:
+    from edgekit.data import load_dataset
+
+    return load_dataset(SMALL_DATA)
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One real run of the whole pipeline (train -> prune -> fold -> export) on a small slice.
+
+    Returns the PipelineResult; its files are in `result.export.output_dir`. Treat as read-only:
+    copy the folder before changing anything in it.
+    """
+    from edgekit.pipeline import run_pipeline
+
+    out = tmp_path_factory.mktemp("artifacts")
+    return run_pipeline(small_pipeline_config(out), progress=lambda msg: None)
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir(pipeline_run: Any) -> Path:
+    """Folder holding the float32, float16 and int8 files and manifest.json of pipeline_run."""
+    return Path(pipeline_run.export.output_dir)
