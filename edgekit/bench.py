@@ -393,30 +393,45 @@ def split_name(
 
 
 def load_test_data(config: BenchConfig) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """The labeled test set, read the same way export reads it (edgekit.data.load_dataset)."""
-    from edgekit.config import DataConfig
-    from edgekit.data import load_dataset
+    """The labeled test set as export sees it: float32 images (uint8 scaled to [0, 1]), int64
+    labels, the first `config.samples` of them. Only the test files are read.
+
+    Raises:
+        DataError: the data cannot be found or read (the message says how to fix it).
+    """
+    from edgekit import data as ekdata
 
     assert config.data is not None
-    # Only the test split matters here; a tiny train split keeps loading fast.
-    data_config = DataConfig(
-        source=config.data,
-        data_dir=config.data_dir,
-        validation_size=1,
-        train_samples=1,
-        test_samples=config.samples,
-        download=False,
-    )
-    ds = load_dataset(data_config)
-    if len(ds.x_test) == 0:
-        raise DataError(f"{config.data}: the test set is empty: pass data with x_test, y_test")
-    info = {
-        "name": ds.name,
-        "source": ds.source,
-        "samples": len(ds.y_test),
-        "classes": ds.num_classes,
-    }
-    return ds.x_test, ds.y_test, info
+    if config.data in ("fashion_mnist", "fashion-mnist"):
+        wanted = (ekdata.FASHION_MNIST_FILES["x_test"], ekdata.FASHION_MNIST_FILES["y_test"])
+        folders = ekdata.fashion_mnist_search_path(config.data_dir)
+        found = next((f for f in folders if all((f / w).is_file() for w in wanted)), None)
+        if found is None:
+            raise DataError(
+                f"the Fashion-MNIST test files ({', '.join(wanted)}) are not in "
+                f"{', '.join(str(f) for f in folders)}: install them with `apt-get install "
+                "dataset-fashion-mnist`, pass --data-dir, --data FILE.npz or --no-accuracy"
+            )
+        x_raw, y_raw = (ekdata.read_idx(found / w) for w in wanted)
+        name, source, classes = "fashion_mnist", str(found), len(ekdata.FASHION_MNIST_LABELS)
+    else:
+        raw = ekdata.load_npz_arrays(config.data)
+        x_raw, y_raw = raw["x_test"], np.asarray(raw["y_test"])
+        name, source = Path(config.data).stem, str(config.data)
+        if "labels" in raw:
+            classes = len(raw["labels"])
+        elif y_raw.ndim == 2:
+            classes = y_raw.shape[1]
+        else:
+            classes = int(y_raw.max()) + 1 if y_raw.size else 1
+    if len(x_raw) != len(y_raw):
+        raise DataError(f"{source}: x_test has {len(x_raw)} samples but y_test has {len(y_raw)}")
+    n = len(y_raw) if config.samples is None else min(config.samples, len(y_raw))
+    if n == 0:
+        raise DataError(f"{source}: the test set is empty: pass data with x_test, y_test")
+    x = ekdata.to_float_images(x_raw[:n], "x_test")
+    y = ekdata.check_labels(np.asarray(y_raw[:n]), classes, f"{source}: y_test")
+    return x, y, {"name": name, "source": source, "samples": n, "classes": classes}
 
 
 # ---- measuring -----------------------------------------------------------------------------

@@ -269,7 +269,8 @@ def export(model: str | None, **kw: Any) -> None:
     a run replaces the previous run's files and manifest.json as a whole.
     """
     from edgekit.config import PipelineConfig
-    from edgekit.pipeline import run_pipeline, stderr_progress
+    from edgekit.io import stderr_progress
+    from edgekit.pipeline import run_pipeline
 
     data, train = _configs(kw)
     do_prune = kw["prune"] if kw["prune"] is not None else model is None
@@ -323,11 +324,12 @@ def train(**kw: Any) -> None:
         raise EdgekitError(f"--output must end in .keras, got {out.name!r}")
     ensure_writable_dir(out.parent)
     data = load_dataset(data_cfg)
+    from edgekit.io import stderr_progress
     from edgekit.model_io import save_keras_atomic
     from edgekit.train import build_model, keras_accuracy, train_model
 
     model = build_model(train_cfg, data.input_shape, data.num_classes)
-    result = train_model(model, data, train_cfg, quiet=kw["quiet"])
+    result = train_model(model, data, train_cfg, progress=stderr_progress(kw["quiet"]))
     save_keras_atomic(result.model, out)
     acc = keras_accuracy(result.model, data.x_test, data.y_test)
     click.echo(
@@ -450,21 +452,22 @@ def bench(paths: tuple[str, ...], **kw: Any) -> None:
     save = folder is not None and save is not False
     if kw["plot_path"]:
         require_matplotlib()  # fail before measuring, not after
-    outputs = {
-        "json_path": kw["json_path"],
-        "csv_path": kw["csv_path"],
-        "markdown_path": kw["markdown_path"],
-        "plot_path": kw["plot_path"],
-    }
+    outputs = [
+        {
+            "json_path": kw["json_path"],
+            "csv_path": kw["csv_path"],
+            "markdown_path": kw["markdown_path"],
+            "plot_path": kw["plot_path"],
+        }
+    ]
     if save and folder is not None:
-        for key, name in BENCH_OUTPUT_NAMES.items():
-            outputs[f"{key}_path"] = outputs[f"{key}_path"] or str(folder / name)
-        if not kw["plot_path"]:
-            try:
-                require_matplotlib()
-            except EdgekitError:
-                outputs["plot_path"] = None
-                click.echo("  (no bench.png: matplotlib is not installed)", err=True)
+        saved = {f"{key}_path": str(folder / name) for key, name in BENCH_OUTPUT_NAMES.items()}
+        try:
+            require_matplotlib()
+        except EdgekitError:
+            saved["plot_path"] = None  # type: ignore[assignment]
+            click.echo("  (no bench.png: matplotlib is not installed)", err=True)
+        outputs.append(saved)
     config = BenchConfig(
         threads=_thread_counts(kw["threads"]),
         xnnpack=kw["xnnpack"],
@@ -481,7 +484,7 @@ def bench(paths: tuple[str, ...], **kw: Any) -> None:
     )
     result = run_bench(targets, config, progress=_progress(kw["quiet"]))
     print_bench(result, _console())
-    written = write_bench_outputs(result, **outputs)
+    written = [p for out in outputs for p in write_bench_outputs(result, **out)]
     if written and not kw["quiet"]:
         click.echo("  wrote " + ", ".join(str(p) for p in written), err=True)
     if not result.ok:

@@ -96,10 +96,10 @@ def file_name(stem: str, precision: Precision) -> str:
     return f"{stem}_{precision.value}.tflite"
 
 
-def default_stem(dataset: str, arch: str, sparsity: float | None) -> str:
-    """Self-describing name: data set, architecture, sparsity; e.g. fashion_mnist_mlp_sp80."""
+def default_stem(name: str, sparsity: float | None) -> str:
+    """Self-describing name: model or data+arch name and sparsity, e.g. fashion_mnist_mlp_sp80."""
     sp = round(100 * (sparsity or 0.0))
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in f"{dataset}_{arch}")
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
     return f"{safe}_sp{sp:02d}"
 
 

@@ -7,13 +7,26 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from edgekit.errors import EdgekitError
 
 TMP_PREFIX = ".edgekit-tmp-"
+
+
+Progress = Callable[[str], None]
+
+
+def stderr_progress(quiet: bool = False) -> Progress:
+    """A progress callback printing to stderr (or nothing when quiet)."""
+
+    def say(msg: str) -> None:
+        if not quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    return say
 
 
 def ensure_writable_dir(folder: str | os.PathLike[str]) -> Path:

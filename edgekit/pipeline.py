@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,17 +11,8 @@ from typing import Any
 from edgekit.config import PipelineConfig, to_dict
 from edgekit.data import Dataset, load_dataset
 from edgekit.errors import EdgekitError
+from edgekit.io import Progress, ensure_writable_dir, stderr_progress
 from edgekit.tflite_file import sha256_bytes
-
-Progress = Callable[[str], None]
-
-
-def stderr_progress(quiet: bool = False) -> Progress:
-    def say(msg: str) -> None:
-        if not quiet:
-            print(msg, file=sys.stderr, flush=True)
-
-    return say
 
 
 @dataclass
@@ -75,8 +64,6 @@ def run_pipeline(
     """
     config = config or PipelineConfig()
     say = progress or stderr_progress()
-    from edgekit.io import ensure_writable_dir
-
     out = ensure_writable_dir(config.output_dir)  # fail before minutes of training
     times: dict[str, float] = {}
     acc: dict[str, float] = {}
@@ -93,16 +80,16 @@ def run_pipeline(
 
     info: dict[str, Any] = {}
     if model_path is None:
-        arch = config.train.arch.value
+        base_name = f"{data.name}_{config.train.arch.value}"
         with _Timer(times, "train", say):
             model = build_model(config.train, data.input_shape, data.num_classes)
-            trained = train_model(model, data, config.train, quiet=False)
+            trained = train_model(model, data, config.train, progress=say)
             model = trained.model
             info["epochs_trained"] = trained.epochs_run
         acc["float_keras"] = keras_accuracy(model, data.x_test, data.y_test)
         say(f"  float model: test accuracy {acc['float_keras']:.4f}")
     else:
-        arch = Path(model_path).stem
+        base_name = Path(model_path).stem
         with _Timer(times, "load model", say):
             model = load_keras_model(model_path, unsafe=unsafe)
             check_data_fits(model, data)
@@ -117,7 +104,7 @@ def run_pipeline(
     target = None
     if config.prune is not None:
         with _Timer(times, "prune", say):
-            pruned = prune_model(model, data, config.prune, quiet=False)
+            pruned = prune_model(model, data, config.prune, progress=say)
             model = pruned.model
             sparsity = pruned.kernel_sparsity
             target = config.prune.target_sparsity
@@ -139,8 +126,8 @@ def run_pipeline(
             say(f"  kept {kept.batchnorm}: {kept.reason}")
     acc["folded_keras"] = keras_accuracy(model, data.x_test, data.y_test)
 
-    stem = config.export.name or export_mod.default_stem(data.name, arch, target)
-    run_config = to_dict(config)
+    stem = config.export.name or export_mod.default_stem(base_name, target)
+    run_config = {**to_dict(config), "run": info}
     with _Timer(times, "export", say):
         result = export_mod.export_tflite(
             model,

@@ -12,6 +12,7 @@ from edgekit._keras import keras, set_determinism, tfmot
 from edgekit.config import PruneConfig
 from edgekit.data import Dataset
 from edgekit.errors import EdgekitError, ModelError
+from edgekit.io import Progress
 from edgekit.train import ProgressLogger, check_data_fits, compile_model
 
 # Tolerance between the sparsity asked for and the one every pruned kernel must end at.
@@ -103,7 +104,7 @@ class PruneResult:
 
 
 def prune_model(
-    model: keras.Model, data: Dataset, config: PruneConfig, quiet: bool = False
+    model: keras.Model, data: Dataset, config: PruneConfig, progress: Progress | None = None
 ) -> PruneResult:
     """Prune every kernel to `config.target_sparsity` while fine-tuning on the training set.
 
@@ -146,7 +147,7 @@ def prune_model(
         verbose=0,
         callbacks=[
             tfmot.sparsity.keras.UpdatePruningStep(),
-            ProgressLogger("prune", config.epochs, quiet),
+            ProgressLogger("prune", config.epochs, progress),
         ],
     )
     stripped = tfmot.sparsity.keras.strip_pruning(wrapped)

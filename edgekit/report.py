@@ -486,4 +486,8 @@ def print_verify(result: VerifyResult, console: Console | None = None) -> None:
             f"[bold red]{len(bad)} of {len(result.files)} file(s) failed verification[/bold red]"
         )
     else:
-        console.print(f"[green]all {len(result.files)} file(s) match the manifest and run[/green]")
+        ran = " (.tflite files loaded and run once)" if result.ran else ""
+        console.print(
+            f"[green]all {len(result.files)} file(s) match the manifest{ran}[/green]",
+            highlight=False,
+        )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +13,7 @@ from edgekit._keras import keras, set_determinism
 from edgekit.config import Activation, Arch, TrainConfig
 from edgekit.data import Dataset
 from edgekit.errors import DataError
+from edgekit.io import Progress, stderr_progress
 
 # CNN feature maps: two blocks of two 3x3 convolutions, then the dense head of hidden_units[-1].
 CNN_FILTERS: tuple[int, ...] = (32, 64)
@@ -110,19 +110,18 @@ def compile_model(model: keras.Model, learning_rate: float, decay_steps: int | N
 
 
 class ProgressLogger(keras.callbacks.Callback):
-    """One line per epoch on stderr (Keras' own progress bars are too chatty for logs)."""
+    """One line per epoch (Keras' own progress bars are too chatty for logs)."""
 
-    def __init__(self, stage: str, epochs: int, quiet: bool = False) -> None:
+    def __init__(self, stage: str, epochs: int, progress: Progress | None = None) -> None:
         super().__init__()
-        self.stage, self.epochs, self.quiet = stage, epochs, quiet
+        self.stage, self.epochs = stage, epochs
+        self.say = progress or stderr_progress()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-        if self.quiet:
-            return
         logs = logs or {}
         shown = ("loss", "accuracy", "val_accuracy")
         parts = [f"{k}={v:.4f}" for k, v in logs.items() if k in shown]
-        print(f"  {self.stage} epoch {epoch + 1}/{self.epochs}: {' '.join(parts)}", file=sys.stderr)
+        self.say(f"  {self.stage} epoch {epoch + 1}/{self.epochs}: {' '.join(parts)}")
 
 
 @dataclass(frozen=True)
@@ -151,7 +150,7 @@ def check_data_fits(model: keras.Model, data: Dataset) -> None:
 
 
 def train_model(
-    model: keras.Model, data: Dataset, config: TrainConfig, quiet: bool = False
+    model: keras.Model, data: Dataset, config: TrainConfig, progress: Progress | None = None
 ) -> TrainResult:
     """Train with early stopping on the validation split, restoring the best weights."""
     check_data_fits(model, data)
@@ -169,7 +168,7 @@ def train_model(
         batch_size=config.batch_size,
         shuffle=True,
         verbose=0,
-        callbacks=[early, ProgressLogger("train", config.epochs, quiet)],
+        callbacks=[early, ProgressLogger("train", config.epochs, progress)],
     )
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     val = history.get("val_accuracy", [float("nan")])

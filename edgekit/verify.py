@@ -54,6 +54,7 @@ class VerifyResult:
     manifest: str
     runtime: str | None
     files: list[FileCheck]
+    ran: bool = True  # .tflite files were loaded and run once
 
     @property
     def ok(self) -> bool:
@@ -65,6 +66,7 @@ class VerifyResult:
             "folder": self.folder,
             "manifest": self.manifest,
             "runtime": self.runtime,
+            "ran": self.ran,
             "ok": self.ok,
             "files": [f.to_dict() for f in self.files],
         }
@@ -167,9 +169,17 @@ def verify_dir(
                 check.add("mismatch", problem)
         if run:
             used_runtime = _run_once(path, runtime, timeout_s, check) or used_runtime
+    keras = manifest.get("keras_model")
+    # The Keras model is optional on a device: checked when it was copied, never required.
+    if isinstance(keras, dict) and {"file", "sha256", "bytes"} <= keras.keys():
+        if (root / str(keras["file"])).is_file():
+            check = FileCheck(str(keras["file"]))
+            for problem in check_file_against_record(root, keras):
+                check.add("mismatch", problem.removeprefix(f"{check.file}: "))
+            checks.append(check)
     for path in sorted(root.glob("*.tflite")):
         if path.name not in listed:
             check = FileCheck(path.name)
             check.add("unlisted", f"not in {MANIFEST_NAME}: re-export, or remove the stray file")
             checks.append(check)
-    return VerifyResult(str(root), str(root / MANIFEST_NAME), used_runtime, checks)
+    return VerifyResult(str(root), str(root / MANIFEST_NAME), used_runtime, checks, run)

@@ -10,7 +10,7 @@ import pytest
 from edgekit.config import DataConfig, ExportConfig, PipelineConfig, PruneConfig, TrainConfig
 
 # Small enough for seconds, big enough that int8 agrees with Keras on >= 98% of test samples.
-SMALL_DATA = DataConfig(train_samples=3000, test_samples=400, validation_size=500, seed=7)
+SMALL_DATA = DataConfig(train_samples=3000, test_samples=1000, validation_size=500, seed=7)
 SMALL_TRAIN = TrainConfig(hidden_units=(64, 32), epochs=3, batch_size=64, seed=7)
 SMALL_PRUNE = PruneConfig(target_sparsity=0.75, epochs=2, batch_size=64, seed=7)
 

@@ -1,0 +1,169 @@
+"""The `edgekit` command: end to end on a small slice, help, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgekit.cli import main
+
+SMALL = [
+    "--train-samples", "3000", "--test-samples", "1000", "--validation-size", "500",
+    "--hidden", "64,32", "--epochs", "3", "--prune-epochs", "2", "--batch-size", "64",
+    "--sparsity", "0.75", "--calibration-samples", "100", "--seed", "7",
+]  # fmt: skip
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edgekit.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def test_export_end_to_end_on_a_small_slice(tmp_path: Path) -> None:
+    out = tmp_path / "art"
+    proc = run("export", *SMALL, "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    # Progress (stages, epochs) on stderr; the summary table on stdout.
+    for stage in (
+        "[data]",
+        "[train]",
+        "train epoch 3/3",
+        "[prune]",
+        "[fold batch norm]",
+        "[export]",
+        "verifying int8",
+    ):
+        assert stage in proc.stderr
+    for precision in ("float32", "float16", "int8"):
+        assert f"fashion_mnist_mlp_sp75_{precision}.tflite" in proc.stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [f["precision"] for f in manifest["files"]] == ["float32", "float16", "int8"]
+    assert "Traceback" not in proc.stderr
+
+
+def test_quiet_export_of_a_user_model_with_pruning(artifacts_dir: Path, tmp_path: Path) -> None:
+    model = artifacts_dir / "fashion_mnist_mlp_sp75_folded.keras"
+    out = tmp_path / "user"
+    result = CliRunner().invoke(
+        main,
+        ["export", str(model), "--prune", "--sparsity", "0.5", "--prune-epochs", "3",
+         "--train-samples", "3000", "--test-samples", "1000", "--validation-size", "300",
+         "--precision", "float32,int8", "-o", str(out), "--quiet"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [f["file"] for f in manifest["files"]] == [
+        "fashion_mnist_mlp_sp75_folded_sp50_float32.tflite",
+        "fashion_mnist_mlp_sp75_folded_sp50_int8.tflite",
+    ]
+    assert manifest["config"]["run"]["source_model"]["path"] == str(model)
+    assert manifest["config"]["prune"]["target_sparsity"] == 0.5
+    assert all(abs(f["weight_sparsity"] - 0.5) < 0.02 for f in manifest["files"])
+
+
+def test_train_saves_a_loadable_model(tmp_path: Path) -> None:
+    out = tmp_path / "m.keras"
+    result = CliRunner().invoke(
+        main,
+        ["train", "--train-samples", "1000", "--test-samples", "100", "--validation-size", "200",
+         "--hidden", "16", "--epochs", "1", "-o", str(out), "--quiet"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "test accuracy" in result.output
+    from edgekit.model_io import load_keras_model
+
+    assert load_keras_model(out).output_shape == (None, 10)
+
+
+def test_help_lists_every_command_and_does_not_import_tensorflow() -> None:
+    code = (
+        "import sys; from edgekit.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
+        "print('TF' if 'tensorflow' in sys.modules else 'NO-TF')"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stdout.strip().endswith("NO-TF"), proc.stdout + proc.stderr
+    for command in ("export", "train", "bench", "inspect", "verify"):
+        assert command in proc.stdout
+
+
+@pytest.mark.parametrize("command", ["export", "train", "bench", "inspect", "verify"])
+def test_every_command_has_help_and_is_in_the_readme(command: str) -> None:
+    result = CliRunner().invoke(main, [command, "--help"])
+    assert result.exit_code == 0
+    assert len(result.output.splitlines()) > 5
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert f"edgekit {command}" in readme
+
+
+def _err(args: list[str]) -> tuple[int, str]:
+    result = CliRunner().invoke(main, args)
+    return result.exit_code, result.output.strip()
+
+
+def test_sparsity_out_of_range(tmp_path: Path) -> None:
+    code, out = _err(["export", "--sparsity", "1.0", "-o", str(tmp_path)])
+    assert code == 1
+    assert out == "Error: sparsity must be in [0, 1), got 1.0: e.g. 0.8 for 80% zeros"
+
+
+def test_zero_epochs(tmp_path: Path) -> None:
+    code, out = _err(["export", "--epochs", "0", "-o", str(tmp_path)])
+    assert (code, out) == (1, "Error: epochs must be > 0, got 0: pass a positive number")
+
+
+def test_unknown_precision(tmp_path: Path) -> None:
+    code, out = _err(["export", "--precision", "float32,int4", "-o", str(tmp_path)])
+    assert code == 1
+    assert out == "Error: unknown precision 'int4': expected one of float32, float16, int8, dynamic"
+
+
+def test_output_folder_that_is_a_file(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, out = _err(["export", "-o", str(blocker / "sub")])
+    assert code == 1 and "cannot create output folder" in out and "--output" in out
+
+
+def test_missing_model_path(tmp_path: Path) -> None:
+    code, out = _err(["export", str(tmp_path / "nope.keras"), "-o", str(tmp_path)])
+    assert code == 1
+    assert out.endswith("does not exist: pass the path of a .keras file")
+
+
+def test_file_that_is_not_a_keras_model(tmp_path: Path) -> None:
+    fake = tmp_path / "fake.keras"
+    fake.write_bytes(b"not a zip at all")
+    code, out = _err(["export", str(fake), "--test-samples", "10", "-o", str(tmp_path / "o")])
+    assert code == 1 and "is not a Keras model edgekit can load" in out
+    assert len(out.splitlines()) == 1
+
+
+def test_data_not_found(tmp_path: Path) -> None:
+    code, out = _err(["export", "--data-dir", str(tmp_path / "none"), "-o", str(tmp_path)])
+    assert code == 1 and out.startswith("Error: Fashion-MNIST not found: looked in")
+
+
+def test_npz_missing_key(tmp_path: Path) -> None:
+    path = tmp_path / "d.npz"
+    np.savez(path, x_train=np.zeros((5, 4)), y_train=np.zeros(5), x_test=np.zeros((2, 4)))
+    code, out = _err(["export", "--data", str(path), "-o", str(tmp_path / "o")])
+    assert code == 1 and "lacks key(s) y_test" in out
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["--debug", "export", "--epochs", "0", "-o", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "Traceback" in result.output or "Traceback" in (result.stderr or "")
