@@ -894,6 +894,8 @@ def _verdicts(result: BenchResult) -> list[str]:
                 else " (quiet machine)."
             )  # fmt: skip
         )
+    notes = {r.file: r.accuracy_note for r in rows if r.ok and r.accuracy_note}
+    lines += [f"{file}: {note}." for file, note in notes.items()]
     if result.failed:
         names = sorted({r.file for r in result.failed})
         lines.append(f"FAILED: {len(names)} file(s) could not be measured: {', '.join(names)}.")

@@ -26,6 +26,8 @@ class PipelineResult:
     kernel_sparsity: dict[str, float] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    # The Keras model after each stage ("trained" or "loaded", "pruned", "folded").
+    models: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,12 +88,14 @@ def run_pipeline(
             trained = train_model(model, data, config.train, progress=say)
             model = trained.model
             info["epochs_trained"] = trained.epochs_run
+        models = {"trained": model}
         acc["float_keras"] = keras_accuracy(model, data.x_test, data.y_test)
         say(f"  float model: test accuracy {acc['float_keras']:.4f}")
     else:
         base_name = Path(model_path).stem
         with _Timer(times, "load model", say):
             model = load_keras_model(model_path, unsafe=unsafe)
+            models = {"loaded": model}
             check_data_fits(model, data)
             info["source_model"] = {
                 "path": str(model_path),
@@ -106,6 +110,7 @@ def run_pipeline(
         with _Timer(times, "prune", say):
             pruned = prune_model(model, data, config.prune, progress=say)
             model = pruned.model
+            models["pruned"] = model
             sparsity = pruned.kernel_sparsity
             target = config.prune.target_sparsity
             info["pruning_schedule"] = pruned.schedule.to_dict()
@@ -117,7 +122,7 @@ def run_pipeline(
 
     with _Timer(times, "fold batch norm", say):
         folded = fold_batchnorm(model)
-        model = folded.model
+        model = models["folded"] = folded.model
         left = foldable_batchnorms(model)
         if left:
             raise EdgekitError(f"batch norm folding left foldable layers behind: {left}")
@@ -141,4 +146,4 @@ def run_pipeline(
         )
     for f in result.files:
         acc[f"tflite_{f.precision.value}"] = f.record["accuracy"]["accuracy"]
-    return PipelineResult(data, result, folded, acc, sparsity, times, info)
+    return PipelineResult(data, result, folded, acc, sparsity, times, info, models)

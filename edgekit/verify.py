@@ -171,12 +171,15 @@ def verify_dir(
             used_runtime = _run_once(path, runtime, timeout_s, check) or used_runtime
     keras = manifest.get("keras_model")
     # The Keras model is optional on a device: checked when it was copied, never required.
-    if isinstance(keras, dict) and {"file", "sha256", "bytes"} <= keras.keys():
-        if (root / str(keras["file"])).is_file():
-            check = FileCheck(str(keras["file"]))
-            for problem in check_file_against_record(root, keras):
-                check.add("mismatch", problem.removeprefix(f"{check.file}: "))
-            checks.append(check)
+    if (
+        isinstance(keras, dict)
+        and {"file", "sha256", "bytes"} <= keras.keys()
+        and (root / str(keras["file"])).is_file()
+    ):
+        check = FileCheck(str(keras["file"]))
+        for problem in check_file_against_record(root, keras):
+            check.add("mismatch", problem.removeprefix(f"{check.file}: "))
+        checks.append(check)
     for path in sorted(root.glob("*.tflite")):
         if path.name not in listed:
             check = FileCheck(path.name)
