@@ -23,19 +23,19 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", choices=["mlp", "cnn"], default="mlp")
     ap.add_argument("--epochs", type=int, default=None, help="override training epochs")
+    ap.add_argument("--prune-epochs", type=int, default=None, help="override pruning epochs")
     ap.add_argument("--out", type=Path, default=None, help="JSON path")
     args = ap.parse_args()
     t_start = time.perf_counter()
 
     from edgekit.bench import machine_info
-    from edgekit.config import PipelineConfig, TrainConfig
+    from edgekit.config import DEFAULT_EPOCHS, PipelineConfig, PruneConfig, TrainConfig
     from edgekit.pipeline import run_pipeline
 
-    train = TrainConfig(arch=args.arch)
-    if args.epochs:
-        train = TrainConfig(arch=args.arch, epochs=args.epochs)
+    train = TrainConfig(arch=args.arch, epochs=args.epochs)
+    prune = PruneConfig(epochs=args.prune_epochs or DEFAULT_EPOCHS[args.arch][1])
     with tempfile.TemporaryDirectory() as tmp:
-        config = PipelineConfig(train=train, output_dir=tmp)
+        config = PipelineConfig(train=train, prune=prune, output_dir=tmp)
         result = run_pipeline(config)
         wall_s = time.perf_counter() - t_start
 

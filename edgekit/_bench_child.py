@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -275,9 +276,8 @@ class _TfliteModel:
         for i, info in enumerate(self.inputs):
             x = _input_sample(request.get("input") if i == 0 else None, info.shape)
             self.interpreter.set_tensor(info.index, quantize(x, info))
-
-    def invoke(self) -> None:
-        self.interpreter.invoke()
+        # The interpreter's own bound method: the timed loop adds no call of ours around it.
+        self.invoke: Callable[[], Any] = self.interpreter.invoke
 
     def info(self) -> dict[str, Any]:
         from edgekit.runtime import output_details

@@ -31,7 +31,7 @@ from edgekit import __version__
 from edgekit._bench_child import ChildError, ChildProcess
 from edgekit.errors import DataError, EdgekitError, ManifestError, ModelFileError
 from edgekit.manifest import MANIFEST_NAME, read_manifest
-from edgekit.runtime import RUNTIME_CHOICES
+from edgekit.runtime import RUNTIME_CHOICES, get_runtime
 from edgekit.tflite_file import ModelFile, read_model_file
 
 # Defaults of TensorFlow Lite's own benchmark_model tool: at least 50 runs and 1 s.
@@ -451,10 +451,6 @@ class _Worker:
             self.child.kill()
 
 
-def _per_round(total: float, rounds: int) -> float:
-    return total / rounds
-
-
 def _spread(values: Sequence[float]) -> float | None:
     if len(values) < 2:
         return None
@@ -476,6 +472,8 @@ def run_bench(
     say = progress or (lambda _msg: None)
     started = time.time()
     files = discover_models(paths)
+    if config.runtime in ("litert", "tflite-runtime"):
+        get_runtime(config.runtime)  # a missing runtime is one clear error, not one per row
     data_info: dict[str, Any] = {"name": None, "samples": 0}
     x_test = y_test = None
     if config.data is not None:
@@ -487,6 +485,10 @@ def run_bench(
     for path in files:
         rows += _make_rows(path, config, manifests)
     rows.sort(key=_row_order)
+    names = [r.file for r in rows if r.threads == rows[0].threads]
+    if len(names) != len(set(names)):  # same name in two folders: ids need the path
+        for r in rows:
+            r.id = r.path if len(config.threads) == 1 else f"{r.path}@{r.threads}t"
 
     with tempfile.TemporaryDirectory(prefix="edgekit-bench-") as tmp:
         tmpdir = Path(tmp)
@@ -593,7 +595,11 @@ def _load_all(
         if not w.row.ok:
             continue
         say(f"loading {w.row.label}")
-        w.child = ChildProcess()
+        try:
+            w.child = ChildProcess()
+        except OSError as e:
+            w.fail(f"cannot start a process for it: {e}")
+            continue
         try:
             ans = w.child.request(
                 {
@@ -624,7 +630,7 @@ def _run_rounds(workers: list[_Worker], config: BenchConfig, say: ProgressFn) ->
         "warmup_runs": config.warmup_runs,
         "warmup_time_s": config.warmup_time_s,
         "min_runs": math.ceil(config.min_runs / config.rounds),
-        "min_time_s": _per_round(config.min_time_s, config.rounds),
+        "min_time_s": config.min_time_s / config.rounds,
     }
     for r in range(config.rounds):
         live = [w for w in workers if w.row.ok]

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from edgekit import __version__
-from edgekit.config import DataConfig, ExportConfig, PruneConfig, TrainConfig
+from edgekit.config import DEFAULT_EPOCHS, DataConfig, ExportConfig, PruneConfig, TrainConfig
 from edgekit.errors import EdgekitError
 
 
@@ -121,10 +121,9 @@ def _train_options(f: Any) -> Any:
         ),
         click.option(
             "--epochs",
-            default=TrainConfig.epochs,
-            show_default=True,
             type=int,
-            help="Maximum training epochs (early stopping on validation accuracy).",
+            help="Maximum training epochs, early stopping on validation accuracy "
+            "[default: 20 (mlp), 10 (cnn)].",
         ),
         click.option("--batch-size", default=TrainConfig.batch_size, show_default=True, type=int),
         click.option(
@@ -228,10 +227,8 @@ def _kb(n: int) -> str:
 )
 @click.option(
     "--prune-epochs",
-    default=PruneConfig.epochs,
-    show_default=True,
     type=int,
-    help="Fine-tuning epochs while pruning.",
+    help="Fine-tuning epochs while pruning [default: 8 (mlp), 4 (cnn)].",
 )
 @click.option(
     "--precision",
@@ -277,7 +274,7 @@ def export(model: str | None, **kw: Any) -> None:
     prune = (
         PruneConfig(
             target_sparsity=kw["sparsity"],
-            epochs=kw["prune_epochs"],
+            epochs=kw["prune_epochs"] or DEFAULT_EPOCHS[train.arch.value][1],
             batch_size=kw["batch_size"],
             seed=kw["seed"],
         )
@@ -409,7 +406,7 @@ _RUNTIME_OPTION = click.option(
               help="Write a PNG: accuracy against p50 latency, area = file size.")  # fmt: skip
 @click.option("--save/--no-save", default=None,
               help="Write bench.json/.csv/.md/.png into the benchmarked folder "
-              "[default: on when the only PATH is a folder].")  # fmt: skip
+              "[default: on when exactly one PATH is a folder].")  # fmt: skip
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 def bench(paths: tuple[str, ...], **kw: Any) -> None:
     """Latency, accuracy, size and memory of .tflite files on this CPU.
@@ -426,11 +423,12 @@ def bench(paths: tuple[str, ...], **kw: Any) -> None:
     split over --rounds rounds that interleave the files (A B C, B C A, ...), each after
     warm-up runs. Accuracy uses the same evaluation as `edgekit export` (int8 inputs
     quantized, outputs dequantized with each file's own parameters) and is compared with
-    the float32 file of the same model (same name stem).
+    the float32 file of the same model (same name stem). Memory: the peak RSS the
+    model's process gained by loading and running the model.
 
     \b
-    When the only PATH is a folder (as by default), bench.json, bench.csv, bench.md and
-    bench.png (if matplotlib is installed) are also written into it; --no-save turns
+    When exactly one PATH is a folder (as by default), bench.json, bench.csv, bench.md
+    and bench.png (if matplotlib is installed) are also written into it; --no-save turns
     that off. --json/--csv/--markdown/--plot write where you say. All files are written
     even when some model failed; the exit status is then 1.
     """
@@ -446,9 +444,10 @@ def bench(paths: tuple[str, ...], **kw: Any) -> None:
 
     targets = paths or (DEFAULT_BENCH_DIR,)
     save = kw["save"]
-    folder = Path(targets[0]) if len(targets) == 1 and Path(targets[0]).is_dir() else None
+    folders = [Path(t) for t in targets if Path(t).is_dir()]
+    folder = folders[0] if len(folders) == 1 else None
     if save and folder is None:
-        raise click.UsageError("--save needs exactly one folder as PATH; use --json etc. instead")
+        raise click.UsageError("--save needs exactly one folder among PATHS; use --json etc.")
     save = folder is not None and save is not False
     if kw["plot_path"]:
         require_matplotlib()  # fail before measuring, not after
@@ -466,7 +465,8 @@ def bench(paths: tuple[str, ...], **kw: Any) -> None:
             require_matplotlib()
         except EdgekitError:
             saved["plot_path"] = None  # type: ignore[assignment]
-            click.echo("  (no bench.png: matplotlib is not installed)", err=True)
+            if not kw["quiet"]:
+                click.echo("  (no bench.png: matplotlib is not installed)", err=True)
         outputs.append(saved)
     config = BenchConfig(
         threads=_thread_counts(kw["threads"]),

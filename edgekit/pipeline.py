@@ -77,7 +77,7 @@ def run_pipeline(
         from edgekit import export as export_mod
         from edgekit.fold import fold_batchnorm, foldable_batchnorms
         from edgekit.model_io import load_keras_model
-        from edgekit.prune import overall_sparsity, prune_model
+        from edgekit.prune import prune_model
         from edgekit.train import build_model, check_data_fits, keras_accuracy, train_model
 
     info: dict[str, Any] = {}
@@ -114,11 +114,10 @@ def run_pipeline(
             sparsity = pruned.kernel_sparsity
             target = config.prune.target_sparsity
             info["pruning_schedule"] = pruned.schedule.to_dict()
+            info["kernel_sparsity"] = sparsity
         acc["pruned_keras"] = keras_accuracy(model, data.x_test, data.y_test)
-        say(
-            f"  pruned model: test accuracy {acc['pruned_keras']:.4f}, "
-            f"kernel sparsity {overall_sparsity(model):.3f}"
-        )
+        per_kernel = ", ".join(f"{k} {v:.3f}" for k, v in sparsity.items())
+        say(f"  pruned model: test accuracy {acc['pruned_keras']:.4f}; sparsity {per_kernel}")
 
     with _Timer(times, "fold batch norm", say):
         folded = fold_batchnorm(model)
@@ -127,6 +126,7 @@ def run_pipeline(
         if left:
             raise EdgekitError(f"batch norm folding left foldable layers behind: {left}")
         say(f"  folded {len(folded.folded)} batch norm layer(s), kept {len(folded.kept)}")
+        info["batchnorm_folding"] = folded.to_dict()
         for kept in folded.kept:
             say(f"  kept {kept.batchnorm}: {kept.reason}")
     acc["folded_keras"] = keras_accuracy(model, data.x_test, data.y_test)

@@ -72,19 +72,6 @@ def kernel_sparsity(model: keras.Model) -> dict[str, float]:
     return out
 
 
-def overall_sparsity(model: keras.Model) -> float:
-    """Fraction of zero weights over all kernels together."""
-    zeros = total = 0
-    for layer in _all_layers(model):
-        for attr in _KERNEL_ATTRS:
-            w = getattr(layer, attr, None)
-            if w is not None and hasattr(w, "numpy"):
-                arr = np.asarray(w.numpy())
-                zeros += int((arr == 0).sum())
-                total += arr.size
-    return zeros / total if total else 0.0
-
-
 def _all_layers(model: keras.Model) -> list[Any]:
     out = []
     for layer in model.layers:

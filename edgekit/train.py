@@ -155,7 +155,8 @@ def train_model(
     """Train with early stopping on the validation split, restoring the best weights."""
     check_data_fits(model, data)
     set_determinism(config.seed)
-    steps = -(-len(data.x_train) // config.batch_size) * config.epochs
+    epochs = config.max_epochs
+    steps = -(-len(data.x_train) // config.batch_size) * epochs
     compile_model(model, config.learning_rate, decay_steps=steps)
     early = keras.callbacks.EarlyStopping(
         monitor="val_accuracy", patience=config.patience, restore_best_weights=True
@@ -164,11 +165,11 @@ def train_model(
         data.x_train,
         data.y_train,
         validation_data=(data.x_val, data.y_val),
-        epochs=config.epochs,
+        epochs=epochs,
         batch_size=config.batch_size,
         shuffle=True,
         verbose=0,
-        callbacks=[early, ProgressLogger("train", config.epochs, progress)],
+        callbacks=[early, ProgressLogger("train", epochs, progress)],
     )
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     val = history.get("val_accuracy", [float("nan")])

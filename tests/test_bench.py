@@ -370,6 +370,9 @@ def test_cli_no_save_and_quiet(art_copy: Path) -> None:
     assert res.stderr == ""
     assert not list(art_copy.glob("bench.*"))
     assert "Acc %" in res.stdout
+    res = bench_cli(str(art_copy), str(art_copy.parent), "--no-accuracy", "--save")
+    assert res.exit_code == 2
+    assert "--save needs exactly one folder among PATHS" in res.stderr
 
 
 def test_a_corrupt_or_crashing_file_gives_an_error_row_and_the_rest_is_measured(
@@ -473,6 +476,19 @@ def test_bench_of_a_missing_path_is_a_one_line_error(tmp_path: Path) -> None:
     assert res.stderr.strip() == (
         f"Error: {tmp_path / 'missing'} does not exist: pass .tflite files or a folder of them"
     )
+
+
+def test_a_runtime_that_is_not_installed_is_one_clear_error(artifacts_dir: Path) -> None:
+    try:
+        import tflite_runtime  # noqa: F401
+    except ImportError:
+        pass
+    else:  # pragma: no cover - machines with the old runtime
+        pytest.skip("tflite-runtime is installed here")
+    res = bench_cli(str(artifacts_dir), "--runtime", "tflite-runtime", "--no-save")
+    assert res.exit_code == 1
+    assert res.stderr.startswith("Error: no TFLite runtime could be imported (tflite-runtime:")
+    assert "pip install ai-edge-litert" in res.stderr and res.stdout == ""
 
 
 @pytest.mark.slow
