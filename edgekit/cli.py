@@ -6,7 +6,9 @@ TensorFlow is imported only inside the commands that train or convert (`export`,
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import traceback
 from typing import Any
 
@@ -17,10 +19,23 @@ from edgekit.config import DEFAULT_EPOCHS, DataConfig, ExportConfig, PruneConfig
 from edgekit.errors import EdgekitError
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so the same clean-up runs (temporary files, child processes)."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise _Terminated()
+
+
 class _Group(click.Group):
-    """Turns library errors into one-line messages (exit 1); --debug shows the traceback."""
+    """Turns library errors into one-line messages (exit 1); --debug shows the traceback.
+
+    Ctrl-C exits 130 and SIGTERM 143 (128 + signal number), both after the clean-up of
+    temporary files has run: an interrupted export leaves the previous output, never a part.
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
+        previous_sigterm = _catch_sigterm()
         try:
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
@@ -29,9 +44,24 @@ class _Group(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 traceback.print_exc()
             raise click.ClickException(str(e)) from None
-        except KeyboardInterrupt:
-            click.echo("interrupted: no partial output was left behind", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as e:
+            what = "terminated" if isinstance(e, _Terminated) else "interrupted"
+            click.echo(f"{what}: no partial output was left behind", err=True)
+            sys.exit(143 if isinstance(e, _Terminated) else 130)
+        finally:
+            if previous_sigterm is not None:
+                signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+def _catch_sigterm() -> Any:
+    """Make SIGTERM raise _Terminated; returns the previous handler (None if not installed)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None  # signals go to the main thread only (e.g. click's test runner elsewhere)
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is None or previous == signal.SIG_IGN:
+        return None  # started with SIGTERM ignored (nohup-like): keep it that way
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    return previous
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -228,7 +258,14 @@ def _kb(n: int) -> str:
 @click.option(
     "--prune-epochs",
     type=int,
-    help="Fine-tuning epochs while pruning [default: 8 (mlp), 4 (cnn)].",
+    help="Fine-tuning epochs while pruning [default: 8 (mlp), 6 (cnn)].",
+)
+@click.option(
+    "--min-weights",
+    default=PruneConfig.min_weights,
+    show_default=True,
+    type=int,
+    help="Kernels with fewer weights stay dense (pruning them saves little, costs accuracy).",
 )
 @click.option(
     "--precision",
@@ -275,6 +312,7 @@ def export(model: str | None, **kw: Any) -> None:
         PruneConfig(
             target_sparsity=kw["sparsity"],
             epochs=kw["prune_epochs"] or DEFAULT_EPOCHS[train.arch.value][1],
+            min_weights=kw["min_weights"],
             batch_size=kw["batch_size"],
             seed=kw["seed"],
         )

@@ -35,7 +35,7 @@ class Precision(str, Enum):
 
 # Default epochs per architecture: (training, pruning fine-tuning). The cnn costs ~20x the
 # mlp per epoch and converges in fewer epochs.
-DEFAULT_EPOCHS: dict[str, tuple[int, int]] = {"mlp": (20, 8), "cnn": (10, 4)}
+DEFAULT_EPOCHS: dict[str, tuple[int, int]] = {"mlp": (20, 8), "cnn": (10, 6)}
 
 DEFAULT_PRECISIONS: tuple[Precision, ...] = (Precision.FLOAT32, Precision.FLOAT16, Precision.INT8)
 
@@ -142,6 +142,8 @@ class PruneConfig:
     frequency: int = 100
     # The schedule ends this fraction of the way through fine-tuning; the rest recovers accuracy.
     ramp_fraction: float = 0.6
+    # Kernels smaller than this stay dense (e.g. a first 3x3x1x32 conv: 288 weights).
+    min_weights: int = 512
     seed: int = 42
 
     def __post_init__(self) -> None:
@@ -158,6 +160,8 @@ class PruneConfig:
         _positive("batch_size", self.batch_size)
         _positive("learning_rate", self.learning_rate)
         _positive("frequency", self.frequency)
+        if self.min_weights < 0:
+            raise EdgekitError(f"min_weights must be >= 0, got {self.min_weights}")
         if not 0.0 < self.ramp_fraction <= 1.0:
             raise EdgekitError(f"ramp_fraction must be in (0, 1], got {self.ramp_fraction}")
 

@@ -198,7 +198,10 @@ def to_float_images(x: np.ndarray, what: str) -> np.ndarray:
     out = x.astype(np.float32)
     if not np.isfinite(out).all():
         bad = int((~np.isfinite(out)).sum())
-        raise DataError(f"{what} holds {bad} NaN or infinite value(s): clean or impute them first")
+        raise DataError(
+            f"{what} holds {bad} NaN or infinite value(s), expected finite numbers: "
+            "clean or impute them first"
+        )
     return out
 
 
@@ -281,11 +284,11 @@ def load_dataset(config: DataConfig | None = None) -> Dataset:
         name=name,
         source=where,
         labels=labels,
-        x_train=to_float_images(x_train[train_idx], "x_train"),
+        x_train=to_float_images(x_train[train_idx], f"{where}: x_train"),
         y_train=y_train[train_idx],
-        x_val=to_float_images(x_train[val_idx], "x_train"),
+        x_val=to_float_images(x_train[val_idx], f"{where}: x_train"),
         y_val=y_train[val_idx],
-        x_test=to_float_images(x_test[test_idx], "x_test"),
+        x_test=to_float_images(x_test[test_idx], f"{where}: x_test"),
         y_test=y_test[test_idx],
     )
 

@@ -19,6 +19,8 @@ from edgekit.config import ExportConfig, Precision
 from edgekit.data import Dataset
 from edgekit.errors import EdgekitError, ExportError, ModelFileError, VerificationError
 from edgekit.io import (
+    check_file_stem,
+    deferred_signals,
     ensure_writable_dir,
     quiet_native_stderr,
     remove_stale_temporaries,
@@ -214,6 +216,9 @@ def export_tflite(
         ExportError / VerificationError: conversion or a check failed (nothing written).
     """
     say = progress or (lambda msg: None)
+    check_file_stem(stem)
+    if keras_model_name:
+        check_file_stem(keras_model_name, "Keras model file name")
     out = ensure_writable_dir(output_dir)
     x_eval, y_eval = data.x_test, data.y_test
     if config.verify_samples is not None:
@@ -224,6 +229,13 @@ def export_tflite(
     keras_acc = float((keras_outputs.argmax(-1) == y_eval).mean())
     labels = list(data.labels)
     seed = int((run_config or {}).get("data", {}).get("seed", 42))
+
+    n_train = len(data.x_train)
+    if Precision.INT8 in config.precisions and 0 < n_train < config.calibration_samples:
+        say(
+            f"  int8 calibration uses all {n_train} training samples, fewer than the "
+            f"{config.calibration_samples} asked for"
+        )
 
     exported: list[ExportedFile] = []
     for precision in config.precisions:
@@ -266,7 +278,10 @@ def export_tflite(
         "config": run_config or {"export": _export_config_dict(config)},
         "files": [f.record for f in exported],
     }
-    _write_run(out, exported, manifest, model if keras_model_name else None, keras_model_name)
+    # Ctrl-C or SIGTERM during the commit takes effect once it is complete, so an interrupted
+    # run leaves the previous run or this one, never a mix of files without a manifest.
+    with deferred_signals():
+        _write_run(out, exported, manifest, model if keras_model_name else None, keras_model_name)
     return ExportResult(out, exported, manifest, keras_acc)
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -65,6 +68,17 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename durable (best effort: not every file system lets a folder be fsynced)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _umask() -> int:
@@ -117,3 +131,56 @@ def remove_stale_temporaries(folder: str | os.PathLike[str]) -> None:
     for p in Path(folder).glob(TMP_PREFIX + "*"):
         with contextlib.suppress(OSError):
             p.unlink()
+
+
+# A file name stem: letters, digits, '-', '_' and '.', not starting with '.' (no hidden files,
+# no '..', no folder separators), so every output stays inside the chosen output folder.
+_STEM = re.compile(r"[\w-][\w.-]{0,199}")
+
+
+def check_file_stem(name: str, option: str = "--name") -> str:
+    """Return `name` if it is a plain file name stem, else raise EdgekitError.
+
+    Outputs are written as `<output folder>/<stem>_<precision>.tflite`: a stem holding `/`,
+    `..` or a leading `.` could write outside the folder or hide the file.
+    """
+    if not _STEM.fullmatch(name):
+        raise EdgekitError(
+            f"{option} {name!r} is not a plain file name: expected letters, digits, '-', '_' "
+            "or '.' (not first), at most 200 characters; pass e.g. my_model and choose the "
+            "folder with --output"
+        )
+    return name
+
+
+_DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block is done, then deliver them.
+
+    For short commit steps that must not stop half-way (replacing a run's files and its
+    manifest): an interrupt during the block takes effect right after it. Works in the main
+    thread only (the only one Python delivers signals to); elsewhere the block runs as is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous: dict[int, Any] = {}
+    for held in _DEFERRED_SIGNALS:
+        previous[held] = signal.getsignal(held)
+        signal.signal(held, lambda signum, _frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        for restored, old_handler in previous.items():
+            signal.signal(restored, old_handler)
+        for signum in dict.fromkeys(pending):
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, None)
+            elif handler == signal.SIG_DFL:
+                # Default action (end the process) once the block is complete.
+                os.kill(os.getpid(), signum)

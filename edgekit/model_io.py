@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import re
 import tempfile
+import zipfile
 from pathlib import Path
 
 from edgekit._keras import keras
@@ -11,6 +15,10 @@ from edgekit.errors import ModelError
 from edgekit.io import TMP_PREFIX
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+# The class name in tf_keras' "Cannot deserialize object of type `X`" / "Unknown layer: 'X'".
+_CUSTOM_NAME = re.compile(
+    r"(?:object of type|unknown (?:layer|object)[^:]*:)\s*[`'\"]?([\w.]+)", re.I
+)
 
 
 def load_keras_model(path: str | os.PathLike[str], unsafe: bool = False) -> keras.Model:
@@ -32,10 +40,13 @@ def load_keras_model(path: str | os.PathLike[str], unsafe: bool = False) -> kera
             f"pass a {' or '.join(MODEL_SUFFIXES)} file saved with tf_keras"
         )
     try:
-        if path.suffix.lower() == ".keras":
-            model = keras.models.load_model(path, compile=False, safe_mode=not unsafe)
-        else:
-            model = keras.models.load_model(path, compile=False)
+        # tf_keras applies `safe_mode` to .keras files only; the scope makes the legacy .h5
+        # loader refuse Lambda bytecode too.
+        with keras.src.saving.serialization_lib.SafeModeScope(not unsafe):
+            if path.suffix.lower() == ".keras":
+                model = keras.models.load_model(path, compile=False, safe_mode=not unsafe)
+            else:
+                model = keras.models.load_model(path, compile=False)
     except Exception as e:  # Keras raises ValueError, TypeError, OSError, zipfile errors...
         msg = str(e).strip().replace("\n", " ")
         low = msg.lower()
@@ -44,10 +55,13 @@ def load_keras_model(path: str | os.PathLike[str], unsafe: bool = False) -> kera
                 f"{path} holds a Lambda layer, whose Python code runs only with safe mode off: "
                 "pass --unsafe if you trust the file, or replace the Lambda with a built-in layer"
             ) from None
-        if "unknown layer" in low or "custom_object" in low or "could not locate" in low:
+        custom = _CUSTOM_NAME.search(msg)
+        if custom or "custom_object" in low or "could not locate" in low or "custom class" in low:
+            what = f" ({custom.group(1)})" if custom else ""
             raise ModelError(
-                f"{path} uses custom layers or objects edgekit cannot load ({msg[:160]}): "
-                "rebuild the model from built-in tf_keras layers"
+                f"{path} uses a custom layer or object{what} that edgekit cannot load "
+                "(it runs no code from outside tf_keras): rebuild the model from built-in "
+                "tf_keras layers"
             ) from None
         raise ModelError(
             f"{path} is not a Keras model edgekit can load ({type(e).__name__}: {msg[:160]}): "
@@ -59,14 +73,46 @@ def load_keras_model(path: str | os.PathLike[str], unsafe: bool = False) -> kera
 
 
 def save_keras_atomic(model: keras.Model, path: str | os.PathLike[str]) -> None:
-    """Save a tf_keras model in the .keras format via a temporary file and a rename."""
+    """Save a tf_keras model in the .keras format via a temporary file and a rename.
+
+    The archive is normalized (see `_normalize_keras_archive`) so the same weights give the
+    same bytes: two runs with the same seed write the same sha256 into the manifest.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX, suffix=".keras")
     os.close(fd)
     try:
         model.save(tmp, overwrite=True)
+        _normalize_keras_archive(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# Every entry of a saved .keras archive gets this timestamp (the earliest a zip can hold).
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def _normalize_keras_archive(path: str | os.PathLike[str]) -> None:
+    """Rewrite a .keras zip without the parts that change from one save to the next.
+
+    tf_keras stamps the weights entry with the current time and writes `date_saved` into
+    metadata.json; neither is read when loading. Both are dropped (entries get a fixed
+    timestamp), the rest is copied unchanged and in order.
+    """
+    buf = io.BytesIO()
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(buf, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "metadata.json":
+                meta = json.loads(data)
+                meta.pop("date_saved", None)
+                data = json.dumps(meta).encode()
+            entry = zipfile.ZipInfo(info.filename, date_time=_ZIP_EPOCH)
+            entry.compress_type = info.compress_type
+            entry.external_attr = 0o644 << 16
+            dst.writestr(entry, data)
+    with open(path, "wb") as f:
+        f.write(buf.getvalue())

@@ -11,7 +11,7 @@ from typing import Any
 from edgekit.config import PipelineConfig, to_dict
 from edgekit.data import Dataset, load_dataset
 from edgekit.errors import EdgekitError
-from edgekit.io import Progress, ensure_writable_dir, stderr_progress
+from edgekit.io import Progress, check_file_stem, ensure_writable_dir, stderr_progress
 from edgekit.tflite_file import sha256_bytes
 
 
@@ -66,6 +66,8 @@ def run_pipeline(
     """
     config = config or PipelineConfig()
     say = progress or stderr_progress()
+    if config.export.name is not None:
+        check_file_stem(config.export.name)  # outputs stay inside the output folder
     out = ensure_writable_dir(config.output_dir)  # fail before minutes of training
     times: dict[str, float] = {}
     acc: dict[str, float] = {}
@@ -115,6 +117,9 @@ def run_pipeline(
             target = config.prune.target_sparsity
             info["pruning_schedule"] = pruned.schedule.to_dict()
             info["kernel_sparsity"] = sparsity
+            info["pruning_skipped"] = pruned.skipped
+            for name, why in pruned.skipped.items():
+                say(f"  not pruned: {name}: {why}")
         acc["pruned_keras"] = keras_accuracy(model, data.x_test, data.y_test)
         per_kernel = ", ".join(f"{k} {v:.3f}" for k, v in sparsity.items())
         say(f"  pruned model: test accuracy {acc['pruned_keras']:.4f}; sparsity {per_kernel}")

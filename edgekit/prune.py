@@ -72,6 +72,14 @@ def kernel_sparsity(model: keras.Model) -> dict[str, float]:
     return out
 
 
+def _kernel_size(layer: Any) -> int | None:
+    for attr in _KERNEL_ATTRS:
+        w = getattr(layer, attr, None)
+        if w is not None and hasattr(w, "shape"):
+            return int(np.prod(w.shape))
+    return None
+
+
 def _all_layers(model: keras.Model) -> list[Any]:
     out = []
     for layer in model.layers:
@@ -83,17 +91,27 @@ def _all_layers(model: keras.Model) -> list[Any]:
 class PruneResult:
     model: keras.Model  # stripped: plain Keras layers, zeros in the kernels
     schedule: PruningSchedulePlan
-    kernel_sparsity: dict[str, float]
+    kernel_sparsity: dict[str, float]  # every kernel, pruned or not
+    skipped: dict[str, str]  # kernels left dense -> why
     history: dict[str, list[float]]
 
+    @property
+    def pruned_sparsity(self) -> dict[str, float]:
+        """Sparsity of the kernels that were pruned (each within tolerance of the target)."""
+        return {k: v for k, v in self.kernel_sparsity.items() if k not in self.skipped}
+
     def to_dict(self) -> dict[str, Any]:
-        return {"schedule": self.schedule.to_dict(), "kernel_sparsity": self.kernel_sparsity}
+        return {
+            "schedule": self.schedule.to_dict(),
+            "kernel_sparsity": self.kernel_sparsity,
+            "skipped": self.skipped,
+        }
 
 
 def prune_model(
     model: keras.Model, data: Dataset, config: PruneConfig, progress: Progress | None = None
 ) -> PruneResult:
-    """Prune every kernel to `config.target_sparsity` while fine-tuning on the training set.
+    """Prune every kernel of >= config.min_weights weights to the target while fine-tuning.
 
     Raises:
         ModelError: TF-MOT cannot wrap a layer of the model.
@@ -114,14 +132,38 @@ def prune_model(
     original = model
     model = keras.models.clone_model(original)
     model.set_weights(original.get_weights())
-    try:
-        wrapped = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
-    except ValueError as e:
-        first = str(e).strip().splitlines()[0]
+    skipped: dict[str, str] = {}
+
+    def wrap(layer: Any) -> Any:
+        size = _kernel_size(layer)
+        if size is None:
+            return layer
+        if size < config.min_weights:
+            skipped[layer.name] = (
+                f"{size} kernel weights < min_weights={config.min_weights}: left dense "
+                "(pruning it saves little and costs accuracy)"
+            )
+            return layer
+        try:
+            return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
+        except ValueError as e:
+            first = str(e).strip().splitlines()[0]
+            raise ModelError(
+                f"TF-MOT cannot prune layer {layer.name!r} ({first}): prune only models built "
+                "from built-in tf_keras layers, or export with --no-prune"
+            ) from None
+
+    if any(isinstance(layer, keras.Model) for layer in model.layers):
         raise ModelError(
-            f"TF-MOT cannot prune this model ({first}): prune only models built from built-in "
-            "tf_keras layers, or export with --no-prune"
-        ) from None
+            "the model nests another model, which TF-MOT cannot prune layer by layer: "
+            "flatten it into one Sequential/Functional model, or export with --no-prune"
+        )
+    wrapped = keras.models.clone_model(model, clone_function=wrap)
+    if not any(_kernel_size(lyr) is not None and lyr.name not in skipped for lyr in model.layers):
+        raise ModelError(
+            f"no layer of the model has >= {config.min_weights} kernel weights to prune: "
+            "lower --min-weights or export with --no-prune"
+        )
     # The wrapper drops the optimizer: compile again.
     compile_model(wrapped, config.learning_rate, decay_steps=plan.total_steps)
     hist = wrapped.fit(
@@ -140,8 +182,9 @@ def prune_model(
     stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
     compile_model(stripped, config.learning_rate)
     sparsity = kernel_sparsity(stripped)
+    pruned = {k: v for k, v in sparsity.items() if k not in skipped}
     target = config.target_sparsity
-    off = {k: v for k, v in sparsity.items() if abs(v - target) > SPARSITY_TOLERANCE}
+    off = {k: v for k, v in pruned.items() if abs(v - target) > SPARSITY_TOLERANCE}
     if off:
         detail = ", ".join(f"{k}={v:.3f}" for k, v in off.items())
         raise EdgekitError(
@@ -149,4 +192,4 @@ def prune_model(
             "raise --prune-epochs"
         )
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-    return PruneResult(stripped, plan, sparsity, history)
+    return PruneResult(stripped, plan, sparsity, skipped, history)

@@ -101,11 +101,16 @@ def read_model_file(path: str | os.PathLike[str]) -> ModelFile:
     """Parse a .tflite file. Raises ModelFileError with a reason for anything that is not one."""
     path = Path(path)
     try:
+        if path.exists() and not path.is_file():
+            # A folder, a FIFO or a device such as /dev/zero: reading could fail or never end.
+            raise ModelFileError(f"{path} is not a regular file: pass the path of a .tflite file")
         data = path.read_bytes()
     except FileNotFoundError:
         raise ModelFileError(f"{path} does not exist: pass the path of a .tflite file") from None
     except OSError as e:
-        raise ModelFileError(f"cannot read {path}: {e.strerror or e}") from None
+        raise ModelFileError(
+            f"cannot read {path} ({e.strerror or e}): pass a readable .tflite file"
+        ) from None
     return parse_model_bytes(data, str(path))
 
 
@@ -120,8 +125,10 @@ def parse_model_bytes(data: bytes, label: str = "model") -> ModelFile:
         )
     try:
         return _parse(data, label)
-    except ModelFileError:
-        raise
+    except ModelFileError as e:
+        if str(e).startswith(label):
+            raise
+        raise ModelFileError(f"{label} is damaged: {e}; re-export or re-copy it") from None
     except Exception as e:  # a damaged flatbuffer raises anything from struct.error to IndexError
         raise ModelFileError(
             f"{label} is damaged: its flatbuffer cannot be parsed ({type(e).__name__}: {e}); "
@@ -148,6 +155,17 @@ def _parse(data: bytes, label: str) -> ModelFile:
     buffers_len = model.BuffersLength()
     sub = model.Subgraphs(0)
     n_tensors = sub.TensorsLength()
+    # Every element of a vector is at least a 4-byte offset inside the file: a larger count
+    # is a damaged length field, and walking it would only waste time.
+    for what, count in (("tensors", n_tensors), ("buffers", buffers_len),
+                        ("operators", sub.OperatorsLength())):  # fmt: skip
+        if count * 4 > len(data):
+            raise ModelFileError(
+                f"{label} is damaged: it claims {count} {what} in {len(data)} bytes; "
+                "re-export or re-copy it"
+            )
+    seen_buffers: dict[int, bytes | None] = {}
+    counted: dict[tuple[Any, ...], tuple[int, int]] = {}
     tensors: list[TensorSummary] = []
     weights: list[WeightTensor] = []
     for t in range(n_tensors):
@@ -164,11 +182,14 @@ def _parse(data: bytes, label: str) -> ModelFile:
         buf_idx = tensor.Buffer()
         if not 0 <= buf_idx < max(buffers_len, 1):
             raise ModelFileError(f"{label} is damaged: tensor {t} points at buffer {buf_idx}")
-        raw = _buffer_bytes(model, buf_idx, data)
+        if buf_idx not in seen_buffers:  # tensors may share a buffer: read it once
+            seen_buffers[buf_idx] = _buffer_bytes(model, buf_idx, data)
+        raw = seen_buffers[buf_idx]
         constant = raw is not None and len(raw) > 0
         tensors.append(TensorSummary(name, shape, dtype, scale, zp, constant))
         if raw and len(shape) >= 2 and dtype.upper() in _NUMPY_TYPES:
-            weights.append(_weight(name, shape, dtype, raw, zp, tensor.Sparsity() is not None))
+            sparse = tensor.Sparsity() is not None
+            weights.append(_weight(name, shape, dtype, raw, zp, sparse, counted, buf_idx))
     ops: Counter[str] = Counter()
     for i in range(sub.OperatorsLength()):
         idx = sub.Operators(i).OpcodeIndex()
@@ -212,21 +233,34 @@ def _buffer_bytes(model: Any, idx: int, data: bytes) -> bytes | None:
 
 
 def _weight(
-    name: str, shape: tuple[int, ...], dtype: str, raw: bytes, zp: tuple[int, ...], sparse: bool
+    name: str,
+    shape: tuple[int, ...],
+    dtype: str,
+    raw: bytes,
+    zp: tuple[int, ...],
+    sparse: bool,
+    counted: dict[tuple[Any, ...], tuple[int, int]] | None = None,
+    buffer_index: int = -1,
 ) -> WeightTensor:
+    """A kernel's size and zero count; `counted` remembers buffers already counted, so a
+    damaged file whose tensors all point at one big buffer costs one pass, not one each."""
     np_type = np.dtype(_NUMPY_TYPES[dtype.upper()])
-    values = np.frombuffer(raw, dtype=np_type)
     elements = int(np.prod(shape))
-    if sparse:
-        # Sparse-encoded tensors store only the non-zero blocks.
-        nonzero = int(np.count_nonzero(values))
-        return WeightTensor(name, shape, dtype, elements, max(elements - nonzero, 0), True)
-    if values.size != elements:
-        raise ModelFileError(
-            f"tensor {name!r} of shape {shape} holds {values.size} values, expected {elements}"
-        )
-    if np.issubdtype(np_type, np.integer) and zp and len(set(zp)) == 1:
-        zeros = int((values == zp[0]).sum())
+    integer_zp = np.issubdtype(np_type, np.integer) and zp and len(set(zp)) == 1
+    # Sparse-encoded tensors store only the non-zero blocks: count exact zeros there.
+    zero = zp[0] if integer_zp and not sparse else 0
+    key = (buffer_index, dtype, zero)
+    if counted is not None and buffer_index >= 0 and key in counted:
+        size, zeros = counted[key]
     else:
-        zeros = int((values == 0).sum())
+        values = np.frombuffer(raw, dtype=np_type)
+        size, zeros = int(values.size), int((values == zero).sum())
+        if counted is not None and buffer_index >= 0:
+            counted[key] = (size, zeros)
+    if sparse:
+        return WeightTensor(name, shape, dtype, elements, max(elements - (size - zeros), 0), True)
+    if size != elements:
+        raise ModelFileError(
+            f"tensor {name!r} of shape {shape} holds {size} values, expected {elements}"
+        )
     return WeightTensor(name, shape, dtype, elements, zeros, False)
