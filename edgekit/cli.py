@@ -311,7 +311,11 @@ def export(model: str | None, **kw: Any) -> None:
     prune = (
         PruneConfig(
             target_sparsity=kw["sparsity"],
-            epochs=kw["prune_epochs"] or DEFAULT_EPOCHS[train.arch.value][1],
+            epochs=(
+                kw["prune_epochs"]
+                if kw["prune_epochs"] is not None  # 0 is a mistake to report, not "default"
+                else DEFAULT_EPOCHS[train.arch.value][1]
+            ),
             min_weights=kw["min_weights"],
             batch_size=kw["batch_size"],
             seed=kw["seed"],

@@ -117,12 +117,16 @@ class TrainConfig:
                 f"hidden_units must be positive sizes, got {self.hidden_units}: e.g. 300,100"
             )
         if self.l1 < 0:
-            raise EdgekitError(f"l1 must be >= 0 (0 turns it off), got {self.l1}")
+            raise EdgekitError(
+                f"l1 must be >= 0, got {self.l1}: pass e.g. 1e-5, or 0 to turn L1 off"
+            )
         _positive("epochs", self.max_epochs)
         _positive("batch_size", self.batch_size)
         _positive("learning_rate", self.learning_rate)
         if self.patience < 0:
-            raise EdgekitError(f"patience must be >= 0, got {self.patience}")
+            raise EdgekitError(
+                f"patience must be >= 0, got {self.patience}: pass the epochs to wait, e.g. 8"
+            )
 
     @property
     def max_epochs(self) -> int:
@@ -154,16 +158,20 @@ class PruneConfig:
         if not 0.0 <= self.initial_sparsity <= self.target_sparsity:
             raise EdgekitError(
                 f"initial_sparsity must be in [0, target_sparsity={self.target_sparsity}], "
-                f"got {self.initial_sparsity}"
+                f"got {self.initial_sparsity}: pass e.g. 0"
             )
         _positive("prune epochs", self.epochs)
         _positive("batch_size", self.batch_size)
         _positive("learning_rate", self.learning_rate)
         _positive("frequency", self.frequency)
         if self.min_weights < 0:
-            raise EdgekitError(f"min_weights must be >= 0, got {self.min_weights}")
+            raise EdgekitError(
+                f"min_weights must be >= 0, got {self.min_weights}: pass e.g. 512 (0 prunes all)"
+            )
         if not 0.0 < self.ramp_fraction <= 1.0:
-            raise EdgekitError(f"ramp_fraction must be in (0, 1], got {self.ramp_fraction}")
+            raise EdgekitError(
+                f"ramp_fraction must be in (0, 1], got {self.ramp_fraction}: pass e.g. 0.6"
+            )
 
 
 @dataclass(frozen=True)
@@ -189,7 +197,9 @@ class ExportConfig:
                 "int8 needs a representative sample of training data (e.g. 500)"
             )
         if self.verify_samples is not None and self.verify_samples < 1:
-            raise EdgekitError(f"verify_samples must be >= 1, got {self.verify_samples}")
+            raise EdgekitError(
+                f"verify_samples must be >= 1, got {self.verify_samples}: pass e.g. 1000"
+            )
 
 
 @dataclass(frozen=True)

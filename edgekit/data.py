@@ -7,6 +7,7 @@ import os
 import struct
 import tempfile
 import urllib.request
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,6 +164,13 @@ def load_npz_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file {path} does not exist: pass the path of an existing .npz")
+    if not zipfile.is_zipfile(path):
+        # np.load takes anything else for a pickle (refused with allow_pickle=False, but
+        # with a message about objects): say what the file is not instead.
+        raise DataError(
+            f"cannot read {path} as .npz (it is not a zip archive, which np.savez writes): "
+            "save the arrays x_train, y_train, x_test, y_test with np.savez"
+        )
     try:
         with np.load(path, allow_pickle=False) as npz:
             keys = set(npz.files)

@@ -39,6 +39,8 @@ def load_keras_model(path: str | os.PathLike[str], unsafe: bool = False) -> kera
             f"{path} is not a Keras model file (suffix {path.suffix or 'none'}): "
             f"pass a {' or '.join(MODEL_SUFFIXES)} file saved with tf_keras"
         )
+    if not unsafe and path.suffix.lower() == ".keras":
+        _refuse_foreign_modules(path)
     try:
         # tf_keras applies `safe_mode` to .keras files only; the scope makes the legacy .h5
         # loader refuse Lambda bytecode too.
@@ -61,7 +63,7 @@ def load_keras_model(path: str | os.PathLike[str], unsafe: bool = False) -> kera
             raise ModelError(
                 f"{path} uses a custom layer or object{what} that edgekit cannot load "
                 "(it runs no code from outside tf_keras): rebuild the model from built-in "
-                "tf_keras layers"
+                "tf_keras layers, or pass --unsafe if you trust the file and its module"
             ) from None
         raise ModelError(
             f"{path} is not a Keras model edgekit can load ({type(e).__name__}: {msg[:160]}): "
@@ -70,6 +72,49 @@ def load_keras_model(path: str | os.PathLike[str], unsafe: bool = False) -> kera
     if not isinstance(model, keras.Model):
         raise ModelError(f"{path} holds a {type(model).__name__}, not a Keras model")
     return model
+
+
+# Modules a .keras config may name: tf_keras' own (saved as `keras.*`) and builtins.
+_SAFE_MODULE = re.compile(r"(?:tf_)?keras(?:\..+)?|builtins")
+
+
+def _refuse_foreign_modules(path: Path) -> None:
+    """Refuse a .keras file whose config names classes from modules outside tf_keras.
+
+    tf_keras imports the module a config names to find a class, even in safe mode, and an
+    import runs that module's code: check before Keras reads the file.
+    """
+    try:
+        with zipfile.ZipFile(path) as z:
+            config = json.loads(z.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return  # not a readable .keras archive: Keras' own error explains it
+    foreign: dict[str, None] = {}
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            # An object reference is {"module", "class_name", "config", ...}; a Lambda's own
+            # config also has a "module" (where its code was written), never imported.
+            module = node.get("module")
+            if (
+                "class_name" in node
+                and isinstance(module, str)
+                and not _SAFE_MODULE.fullmatch(module)
+            ):
+                foreign[f"{node['class_name']} from module {module}"] = None
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    if foreign:
+        raise ModelError(
+            f"{path} uses a custom layer or object ({', '.join(foreign)}) that edgekit cannot "
+            "load (it runs no code from outside tf_keras): rebuild the model from built-in "
+            "tf_keras layers, or pass --unsafe if you trust the file and its module"
+        )
 
 
 def save_keras_atomic(model: keras.Model, path: str | os.PathLike[str]) -> None:

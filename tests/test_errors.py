@@ -9,6 +9,7 @@ test_data.py (library-level data checks).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import warnings
 import zipfile
@@ -56,12 +57,15 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     folder = tmp_path_factory.mktemp("models")
 
+    # Every layer named: unnamed ones would advance Keras' global name counters, which other
+    # test files' expected layer names ("flatten", ...) depend on.
     def build(middle: Any = None) -> Any:
-        inp = keras.Input((28, 28))
-        x = keras.layers.Flatten()(inp)
+        inp = keras.Input((28, 28), name="errors_image")
+        x = keras.layers.Flatten(name="errors_flatten")(inp)
         if middle is not None:
             x = middle(x)
-        return keras.Model(inp, keras.layers.Dense(10, activation="softmax")(x))
+        out = keras.layers.Dense(10, activation="softmax", name="errors_logits")(x)
+        return keras.Model(inp, out, name="errors_model")
 
     class Doubler(keras.layers.Layer):  # not registered: only this test module knows it
         def call(self, x: Any) -> Any:
@@ -69,12 +73,14 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     out = {"plain": folder / "plain.keras", "custom": folder / "custom.keras"}
     build().save(out["plain"])
-    build(Doubler()).save(out["custom"])
+    build(Doubler(name="errors_doubler")).save(out["custom"])
     for suffix in ("keras", "h5"):
         out[f"lambda_{suffix}"] = folder / f"lambda.{suffix}"
         with warnings.catch_warnings():  # "HDF5 ... is considered legacy"
             warnings.simplefilter("ignore")
-            build(keras.layers.Lambda(lambda t: t * 2.0)).save(out[f"lambda_{suffix}"])
+            build(keras.layers.Lambda(lambda t: t * 2.0, name="errors_lambda")).save(
+                out[f"lambda_{suffix}"]
+            )
     return out
 
 
@@ -142,10 +148,43 @@ def test_lambda_layer_loads_with_unsafe(models: dict[str, Path], suffix: str) ->
 def test_custom_layer_is_refused_and_named(models: dict[str, Path], tmp_path: Path) -> None:
     path = models["custom"]
     msg = one_error_line(cli("export", str(path), *QUICK, "-o", str(tmp_path)))
-    assert msg == (
-        f"{path} uses a custom layer or object (Doubler) that edgekit cannot load (it runs no "
-        "code from outside tf_keras): rebuild the model from built-in tf_keras layers"
+    assert re.fullmatch(
+        re.escape(f"{path} uses a custom layer or object (Doubler from module ")
+        + r"[\w.]+"
+        + re.escape(
+            ") that edgekit cannot load (it runs no code from outside tf_keras): rebuild the "
+            "model from built-in tf_keras layers, or pass --unsafe if you trust the file and "
+            "its module"
+        ),
+        msg,
+    ), msg
+
+
+def test_a_module_named_in_a_keras_file_is_never_imported(
+    models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # tf_keras imports whatever module a config names, even in safe mode; edgekit must not.
+    marker = tmp_path / "imported"
+    (tmp_path / "edgekit_side_effect.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\nclass Doubler: pass\n"
     )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    crafted = tmp_path / "crafted.keras"
+    with zipfile.ZipFile(models["plain"]) as src, zipfile.ZipFile(crafted, "w") as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            if name == "config.json":
+                config = json.loads(data)
+                layer = config["config"]["layers"][1]
+                layer.update(module="edgekit_side_effect", class_name="Doubler")
+                data = json.dumps(config).encode()
+            dst.writestr(name, data)
+    from edgekit.errors import ModelError
+    from edgekit.model_io import load_keras_model
+
+    with pytest.raises(ModelError, match=r"\(Doubler from module edgekit_side_effect\)"):
+        load_keras_model(crafted)
+    assert not marker.exists()
 
 
 # ---- data --------------------------------------------------------------------------------
@@ -166,20 +205,23 @@ def npz(path: Path, **arrays: Any) -> Path:
 
 def test_data_file_not_found(tmp_path: Path) -> None:
     missing = tmp_path / "nope.npz"
-    msg = one_error_line(cli("export", "--data", str(missing), "-o", str(tmp_path / "o")))
+    msg = one_error_line(cli("export", "--data", str(missing), "-q", "-o", str(tmp_path / "o")))
     assert msg == f"data file {missing} does not exist: pass the path of an existing .npz"
 
 
 def test_data_file_that_is_not_an_npz(tmp_path: Path) -> None:
     path = tmp_path / "data.npz"
     path.write_text("x,y\n1,2\n")
-    msg = one_error_line(cli("export", "--data", str(path), "-o", str(tmp_path / "o")))
-    assert msg.startswith(f"cannot read {path} as .npz (") and msg.endswith("save it with np.savez")
+    msg = one_error_line(cli("export", "--data", str(path), "-q", "-o", str(tmp_path / "o")))
+    assert msg == (
+        f"cannot read {path} as .npz (it is not a zip archive, which np.savez writes): "
+        "save the arrays x_train, y_train, x_test, y_test with np.savez"
+    )
 
 
 def test_npz_holding_objects_is_refused(tmp_path: Path) -> None:
     path = npz(tmp_path / "obj.npz", y_train=np.array([{"label": 1}] * 60, dtype=object))
-    msg = one_error_line(cli("export", "--data", str(path), "-o", str(tmp_path / "o")))
+    msg = one_error_line(cli("export", "--data", str(path), "-q", "-o", str(tmp_path / "o")))
     assert msg == (
         f"{path} holds Python objects, which edgekit refuses to unpickle: "
         "save plain numeric arrays with np.savez"
@@ -211,7 +253,7 @@ def test_labels_outside_the_models_classes(models: dict[str, Path], tmp_path: Pa
 
 def test_negative_labels(tmp_path: Path) -> None:
     path = npz(tmp_path / "neg.npz", y_test=np.arange(20) % 10 - 1, labels=np.arange(10))
-    msg = one_error_line(cli("export", "--data", str(path), "-o", str(tmp_path / "o")))
+    msg = one_error_line(cli("export", "--data", str(path), "-q", "-o", str(tmp_path / "o")))
     assert msg == (
         f"{path}: y_test holds labels outside [0, 10) (min -1, max 8): "
         "labels must be class indices 0..9"
@@ -223,7 +265,9 @@ def test_nan_or_infinity_in_the_data(tmp_path: Path, value: float, count: int) -
     x = np.random.default_rng(1).random((60, 28, 28), dtype=np.float32)
     x[[2, 5, 9][:count], 3, 4] = value
     path = npz(tmp_path / "bad.npz", x_train=x)
-    res = cli("export", "--data", str(path), "--validation-size", "59", "-o", str(tmp_path / "o"))
+    res = cli(
+        "export", "--data", str(path), "--validation-size", "59", "-q", "-o", str(tmp_path / "o")
+    )
     assert one_error_line(res) == (
         f"{path}: x_train holds {count} NaN or infinite value(s), expected finite numbers: "
         "clean or impute them first"
@@ -232,7 +276,9 @@ def test_nan_or_infinity_in_the_data(tmp_path: Path, value: float, count: int) -
 
 def test_validation_split_larger_than_the_data(tmp_path: Path) -> None:
     path = npz(tmp_path / "small.npz")
-    res = cli("export", "--data", str(path), "--validation-size", "60", "-o", str(tmp_path / "o"))
+    res = cli(
+        "export", "--data", str(path), "--validation-size", "60", "-q", "-o", str(tmp_path / "o")
+    )
     assert one_error_line(res) == (
         f"{path}: 60 training samples cannot hold a validation split of 60: "
         "lower --validation-size or supply more data"
@@ -262,7 +308,7 @@ def test_validation_split_larger_than_the_data(tmp_path: Path) -> None:
         (["--calibration-samples", "-100"],
          "calibration_samples must be >= 1, got -100: int8 needs a representative sample of "
          "training data (e.g. 500)"),
-        (["--verify-samples", "0"], "verify_samples must be >= 1, got 0"),
+        (["--verify-samples", "0"], "verify_samples must be >= 1, got 0: pass e.g. 1000"),
         (["--precision", ""], "no precision given: pass at least one of float32, float16, int8"),
         (["--precision", "float64"],
          "unknown precision 'float64': expected one of float32, float16, int8, dynamic"),
@@ -284,6 +330,29 @@ def test_option_that_is_not_a_number_is_a_usage_error(tmp_path: Path) -> None:
 def test_unknown_architecture_is_a_usage_error(tmp_path: Path) -> None:
     line = usage_error(cli("export", "--arch", "resnet", "-o", str(tmp_path)))
     assert line.startswith("Error: Invalid value for '--arch': 'resnet' is not one of")
+
+
+def test_a_calibration_set_smaller_than_asked_for_is_said(
+    pipeline_run: Any, tmp_path: Path
+) -> None:
+    from edgekit.config import ExportConfig
+    from edgekit.export import export_tflite
+
+    said: list[str] = []
+    n = len(pipeline_run.dataset.x_train)
+    config = ExportConfig(precisions=("int8",), calibration_samples=n + 1000)
+    export_tflite(
+        pipeline_run.models["folded"],
+        pipeline_run.dataset,
+        config,
+        tmp_path,
+        "cal",
+        progress=said.append,
+    )
+    assert (
+        f"  int8 calibration uses all {n} training samples, fewer than the {n + 1000} asked for"
+        in said
+    )
 
 
 # ---- where outputs go --------------------------------------------------------------------
@@ -384,7 +453,7 @@ def float32_file(folder: Path) -> Path:
 
 
 def verify_error(folder: Path) -> tuple[str, str]:
-    res = cli("verify", str(folder), "--no-run", "--json")
+    res = cli("verify", str(folder), "--no-run", "--json", "-q")
     msg = one_error_line(res)
     return msg, res.stdout
 
@@ -408,7 +477,7 @@ def test_verify_with_a_manifest_of_another_format(copied: Path) -> None:
     (copied / "manifest.json").write_text(json.dumps({"format": "other/2", "files": []}))
     msg, _ = verify_error(copied)
     assert msg == (
-        f'{copied / "manifest.json"} is not an edgekit manifest '
+        f"{copied / 'manifest.json'} is not an edgekit manifest "
         '(expected "format": "edgekit-manifest/1")'
     )
 

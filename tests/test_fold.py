@@ -90,7 +90,7 @@ def test_fold_sequential_mlp_removes_batchnorms_and_keeps_predictions(
     model = keras.Sequential(
         [
             L.Input((28, 28)),
-            L.Flatten(),
+            L.Flatten(name="flatten"),
             L.Dense(32, use_bias=False, name="d1"),
             L.BatchNormalization(name="bn1"),
             L.ReLU(name="act1"),

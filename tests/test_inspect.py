@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgekit.cli import main
+from edgekit.config import PruneConfig
 
 
 def inspect_cli(*args: str) -> Any:
@@ -40,10 +41,14 @@ def test_inspect_json_matches_what_export_recorded(artifacts_dir: Path, precisio
             assert got["quantization"]["zero_point"] == [want["quantization"]["zero_point"]]
         else:
             assert got["quantization"] is None
-    # Per-tensor sparsity of every kernel: the pruned model has its zeros in each of them.
+    # Per-tensor sparsity of every kernel: pruning left kernels smaller than min_weights
+    # (PruneConfig, 512) dense, and put its zeros in each of the others.
     assert len(info["weights"]) >= 3
+    pruned = [w for w in info["weights"] if w["elements"] >= PruneConfig().min_weights]
+    assert len(pruned) >= 2
     for w in info["weights"]:
         assert w["zeros"] / w["elements"] == pytest.approx(w["sparsity"])
+    for w in pruned:
         assert w["sparsity"] > 0.5
         assert w["dtype"] == {"float32": "float32", "float16": "float16", "int8": "int8"}[precision]
 
