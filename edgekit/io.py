@@ -170,6 +170,8 @@ def deferred_signals() -> Iterator[None]:
     pending: list[int] = []
     previous: dict[int, Any] = {}
     for held in _DEFERRED_SIGNALS:
+        if signal.getsignal(held) == signal.SIG_IGN:
+            continue  # ignored (nohup, a background job): stays ignored
         previous[held] = signal.getsignal(held)
         signal.signal(held, lambda signum, _frame: pending.append(signum))
     try:

@@ -79,6 +79,23 @@ def _umask() -> int:
 # ---- signals during the commit -------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def ctrl_c_raises() -> Any:
+    """Ctrl-C raises KeyboardInterrupt here, even when pytest runs as a background job.
+
+    A shell without job control starts background jobs with SIGINT ignored, and Python then
+    keeps it ignored; the tests below need the interactive behaviour.
+    """
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
+def _default_signals() -> None:
+    """In a child before exec: SIGINT back to the default, so Python installs its handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_deferred_signals_hold_ctrl_c_until_the_block_is_done(tmp_path: Path) -> None:
     done = []
     with pytest.raises(KeyboardInterrupt), deferred_signals():
@@ -156,6 +173,7 @@ def test_an_interrupted_export_leaves_the_previous_run_whole(
     before = digests(out)
     proc = subprocess.Popen(
         _export_args(artifacts_dir, out),
+        preexec_fn=_default_signals,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
