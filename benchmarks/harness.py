@@ -3,9 +3,17 @@
 The lean loop: one interpreter per file in this process, the input set once, then
 `t0 = perf_counter_ns(); invoke(); samples.append(perf_counter_ns() - t0)` in a tight loop.
 `edgekit bench` measures the same files (1 thread, XNNPACK, the same input image) through its
-child processes and interleaved rounds. Both are repeated, alternating which goes first, and
-the medians of their p50s are compared (pairs adjacent in time and the fastest p50s are
-reported too). Done when bench's p50 is within 5% of the lean loop's.
+child processes and interleaved rounds. Both are repeated, alternating which goes first.
+Done when bench's p50 is within 5% of the lean loop's.
+
+Which p50s are compared: on this 2-vCPU VM a tiny int8 model runs in one of two states, about
+4.5 us when the other vCPU is idle and about 13 us (3x) when anything runs on it (a busy
+`while True: pass` pinned to the other CPU reproduces it every time); float32 slows ~10%.
+Those flips last seconds, so one repeat of either side can land in the slow state by chance
+and the median of a few repeats then compares states, not harnesses. The verdict therefore
+uses the fastest p50 each side reached over the repeats (the uncontended state, where any
+overhead of bench shows most); the median-over-repeats ratio and the ratio of pairs adjacent
+in time are written next to it.
 
     python benchmarks/harness.py [PATH ...]          # default: artifacts/
     python benchmarks/harness.py /tmp/run --repeats 5 --out benchmarks/results/harness.json
@@ -73,7 +81,7 @@ def lean_p50_us(path: Path, x: np.ndarray, min_runs: int, min_time_s: float) -> 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="*", default=[DEFAULT_BENCH_DIR])
-    parser.add_argument("--repeats", type=int, default=7, help="lean/bench pairs per file")
+    parser.add_argument("--repeats", type=int, default=9, help="lean/bench pairs per file")
     parser.add_argument("--min-runs", type=int, default=DEFAULT_MIN_RUNS)
     parser.add_argument("--min-time", type=float, default=DEFAULT_MIN_TIME_S)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -109,21 +117,26 @@ def main(argv: list[str] | None = None) -> int:
 
     per_file: list[dict[str, Any]] = []
     for f in files:
+        b_best, l_best = min(bench[f.name]), min(lean[f.name])
         b_med, l_med = statistics.median(bench[f.name]), statistics.median(lean[f.name])
-        ratio = b_med / l_med
+        ratio = b_best / l_best
         per_file.append(
             {
                 "file": f.name,
-                "ratio": ratio,  # median bench p50 / median lean p50, over the repeats
+                "ratio": ratio,  # fastest bench p50 / fastest lean p50 over the repeats
                 "within_tolerance": abs(ratio - 1) <= TOLERANCE,
-                "bench_p50_us": b_med,
-                "lean_p50_us": l_med,
-                # Other views of the same data: pairs adjacent in time, and the best state each
-                # side reached (robust when the machine switches speeds).
+                "bench_p50_us": b_best,
+                "lean_p50_us": l_best,
+                # Other views of the same data (see the module docstring for why they can be
+                # far from 1 on a machine that switches speeds).
+                "ratio_of_medians": b_med / l_med,
                 "median_pair_ratio": statistics.median(
                     b / le for b, le in zip(bench[f.name], lean[f.name], strict=True)
                 ),
-                "ratio_of_fastest": min(bench[f.name]) / min(lean[f.name]),
+                "repeats_in_slow_state": {
+                    "bench": sum(v > 1.5 * b_best for v in bench[f.name]),
+                    "lean": sum(v > 1.5 * l_best for v in lean[f.name]),
+                },
                 "bench_p50_us_per_repeat": bench[f.name],
                 "lean_p50_us_per_repeat": lean[f.name],
             }
@@ -133,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     rt = get_runtime("auto")
     machine["runtime"] = f"{rt.name} {rt.version}"
     out = {
-        "what": "edgekit bench p50 / lean invoke() loop p50, 1 thread, XNNPACK, batch 1",
+        "what": "edgekit bench p50 / lean invoke() loop p50 (fastest over repeats), 1 thread, "
+        "XNNPACK, batch 1",
         "cpu": machine["cpu"],
         "machine": machine,
         "settings": {
@@ -151,10 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out, out)
     for p in per_file:
+        slow = p["repeats_in_slow_state"]
         print(
             f"{p['file']}: bench p50 {p['bench_p50_us']:.2f} us, lean {p['lean_p50_us']:.2f} us, "
-            f"ratio {p['ratio']:.3f} (paired {p['median_pair_ratio']:.3f}, "
-            f"fastest-state {p['ratio_of_fastest']:.3f})"
+            f"ratio {p['ratio']:.3f} (of medians {p['ratio_of_medians']:.3f}, "
+            f"paired {p['median_pair_ratio']:.3f}; repeats >1.5x slower: "
+            f"bench {slow['bench']}, lean {slow['lean']})"
         )
     print(f"{'PASS' if out['pass'] else 'FAIL'}: worst deviation {worst:.1%} ({machine['cpu']})")
     print(f"wrote {args.out}")
