@@ -207,7 +207,9 @@ def _print_export_summary(result: Any) -> None:
 
     table = Table(title=f"edgekit export -> {result.export.output_dir}")
     for col in ("file", "precision", "size", "gzipped", "sparsity", "accuracy", "agrees w/ Keras"):
-        table.add_column(col, justify="left" if col in ("file", "precision") else "right")
+        table.add_column(
+            col, justify="left" if col in ("file", "precision") else "right", no_wrap=col == "file"
+        )
     for row in result.export.rows():
         table.add_row(
             row["file"],
@@ -218,7 +220,7 @@ def _print_export_summary(result: Any) -> None:
             f"{row['accuracy']:.2%}",
             f"{row['agreement']:.2%}",
         )
-    console = Console(width=None if sys.stdout.isatty() else 120)
+    console = Console(width=None if sys.stdout.isatty() else 200)
     console.print(table)
     acc = result.accuracy
     parts = [f"{k.replace('_keras', '')} Keras {v:.2%}" for k, v in acc.items() if "keras" in k]

@@ -279,6 +279,13 @@ def load_dataset(config: DataConfig | None = None) -> Dataset:
     n_val = config.validation_size
     if config.train_samples is not None:
         order = order[: config.train_samples + n_val]
+    for key, n in (("x_train", len(x_train)), ("x_test", len(x_test))):
+        if n == 0:
+            use = "training, validation and int8 calibration" if key == "x_train" else "testing"
+            raise DataError(
+                f"{where}: {key} is empty (0 samples), so there is nothing for {use}: "
+                f"supply a non-empty {key} and {'y' + key[1:]}"
+            )
     if len(order) <= n_val:
         raise DataError(
             f"{where}: {len(order)} training samples cannot hold a validation split of {n_val}: "

@@ -228,6 +228,28 @@ def test_npz_holding_objects_is_refused(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("empty", "use"),
+    [("x_train", "training, validation and int8 calibration"), ("x_test", "testing")],
+)
+def test_an_empty_training_or_test_set(
+    models: dict[str, Path], tmp_path: Path, empty: str, use: str
+) -> None:
+    """An empty x_train leaves int8 nothing to calibrate on, even with no training to do."""
+    label = "y" + empty[1:]
+    path = npz(
+        tmp_path / "empty.npz",
+        **{empty: np.zeros((0, 28, 28), np.float32), label: np.zeros((0,), np.int64)},
+    )
+    res = cli("export", str(models["plain"]), "--no-prune", "--data", str(path),
+              "--validation-size", "10", "-q", "-o", str(tmp_path / "o"))  # fmt: skip
+    assert one_error_line(res) == (
+        f"{path}: {empty} is empty (0 samples), so there is nothing for {use}: "
+        f"supply a non-empty {empty} and {label}"
+    )
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
 def test_data_shape_that_does_not_fit_the_model(models: dict[str, Path], tmp_path: Path) -> None:
     other = npz(
         tmp_path / "other.npz",
