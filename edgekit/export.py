@@ -99,10 +99,13 @@ def file_name(stem: str, precision: Precision) -> str:
 
 
 def default_stem(name: str, sparsity: float | None) -> str:
-    """Self-describing name: model or data+arch name and sparsity, e.g. fashion_mnist_mlp_sp80."""
-    sp = round(100 * (sparsity or 0.0))
+    """Self-describing name: model or data+arch name and sparsity, e.g. fashion_mnist_mlp_sp80.
+
+    `sparsity` is the pruning target edgekit applied; None (not pruned here) adds no suffix, so
+    a user's model keeps its own name rather than claiming 0% sparsity.
+    """
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
-    return f"{safe}_sp{sp:02d}"
+    return safe if sparsity is None else f"{safe}_sp{round(100 * sparsity):02d}"
 
 
 @dataclass

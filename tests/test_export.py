@@ -174,7 +174,8 @@ def test_too_small_calibration_set_is_refused() -> None:
 
 def test_default_stem_names_data_arch_and_sparsity() -> None:
     assert default_stem("fashion_mnist_cnn", 0.8) == "fashion_mnist_cnn_sp80"
-    assert default_stem("my data", None) == "my_data_sp00"
+    assert default_stem("my data", None) == "my_data"  # not pruned by edgekit: no claim
+    assert default_stem("m", 0.0) == "m_sp00"
 
 
 def test_int8_inputs_are_quantized_with_the_files_own_parameters(artifacts_dir: Path) -> None:
