@@ -29,11 +29,11 @@ def main() -> int:
     t_start = time.perf_counter()
 
     from edgekit.bench import machine_info
-    from edgekit.config import DEFAULT_EPOCHS, PipelineConfig, PruneConfig, TrainConfig
+    from edgekit.config import PipelineConfig, PruneConfig, TrainConfig
     from edgekit.pipeline import run_pipeline
 
     train = TrainConfig(arch=args.arch, epochs=args.epochs)
-    prune = PruneConfig(epochs=args.prune_epochs or DEFAULT_EPOCHS[args.arch][1])
+    prune = PruneConfig(epochs=args.prune_epochs)  # None: the architecture's default
     with tempfile.TemporaryDirectory() as tmp:
         config = PipelineConfig(train=train, prune=prune, output_dir=tmp)
         result = run_pipeline(config)

@@ -18,12 +18,19 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
 
 def _import_quietly() -> tuple[Any, Any, Any]:
     """TF 2.21 logs oneDNN/CUDA notices through absl before TF_CPP_MIN_LOG_LEVEL applies."""
+    from edgekit.errors import EdgekitError
     from edgekit.io import quiet_native_stderr
 
-    with quiet_native_stderr():
-        import tensorflow as tf_mod
-        import tensorflow_model_optimization as tfmot_mod
-        import tf_keras as keras_mod
+    try:
+        with quiet_native_stderr():
+            import tensorflow as tf_mod
+            import tensorflow_model_optimization as tfmot_mod
+            import tf_keras as keras_mod
+    except ImportError as e:  # a device install: runtime side only
+        raise EdgekitError(
+            f"training and export need TensorFlow, tf-keras and TF-MOT ({e.name or e} is not "
+            "installed): pip install 'edgekit[train]'"
+        ) from None
     return tf_mod, keras_mod, tfmot_mod
 
 

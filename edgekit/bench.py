@@ -326,6 +326,8 @@ def discover_models(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
     Raises:
         ModelFileError: a path does not exist, has another suffix, or a folder holds no .tflite.
     """
+    if not paths:
+        raise ModelFileError("no model files given: pass .tflite files or a folder of them")
     found: dict[Path, None] = {}
     for p in paths:
         path = Path(p)
@@ -415,15 +417,11 @@ def load_test_data(config: BenchConfig) -> tuple[np.ndarray, np.ndarray, dict[st
         x_raw, y_raw = (ekdata.read_idx(found / w) for w in wanted)
         name, source, classes = "fashion_mnist", str(found), len(ekdata.FASHION_MNIST_LABELS)
     else:
-        raw = ekdata.load_npz_arrays(config.data)
+        raw = ekdata.load_npz_arrays(config.data, keys=("x_test", "y_test"))
         x_raw, y_raw = raw["x_test"], np.asarray(raw["y_test"])
         name, source = Path(config.data).stem, str(config.data)
-        if "labels" in raw:
-            classes = len(raw["labels"])
-        elif y_raw.ndim == 2:
-            classes = y_raw.shape[1]
-        else:
-            classes = int(y_raw.max()) + 1 if y_raw.size else 1
+        labels = raw["labels"] if "labels" in raw else ekdata.numbered_labels(y_raw)
+        classes = len(labels)
     if len(x_raw) != len(y_raw):
         raise DataError(f"{source}: x_test has {len(x_raw)} samples but y_test has {len(y_raw)}")
     n = len(y_raw) if config.samples is None else min(config.samples, len(y_raw))

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from edgekit import __version__
-from edgekit.config import DEFAULT_EPOCHS, DataConfig, ExportConfig, PruneConfig, TrainConfig
+from edgekit.config import DataConfig, ExportConfig, PruneConfig, TrainConfig
 from edgekit.errors import EdgekitError
 
 
@@ -313,11 +313,7 @@ def export(model: str | None, **kw: Any) -> None:
     prune = (
         PruneConfig(
             target_sparsity=kw["sparsity"],
-            epochs=(
-                kw["prune_epochs"]
-                if kw["prune_epochs"] is not None  # 0 is a mistake to report, not "default"
-                else DEFAULT_EPOCHS[train.arch.value][1]
-            ),
+            epochs=kw["prune_epochs"],  # None: the architecture's default (PipelineConfig)
             min_weights=kw["min_weights"],
             batch_size=kw["batch_size"],
             seed=kw["seed"],

@@ -140,7 +140,8 @@ class PruneConfig:
 
     target_sparsity: float = 0.8
     initial_sparsity: float = 0.0
-    epochs: int = 8
+    # None: DEFAULT_EPOCHS of the architecture a PipelineConfig trains (mlp's for a given model)
+    epochs: int | None = None
     batch_size: int = 128
     learning_rate: float = 5e-4
     frequency: int = 100
@@ -160,7 +161,7 @@ class PruneConfig:
                 f"initial_sparsity must be in [0, target_sparsity={self.target_sparsity}], "
                 f"got {self.initial_sparsity}: pass e.g. 0"
             )
-        _positive("prune epochs", self.epochs)
+        _positive("prune epochs", self.max_epochs)
         _positive("batch_size", self.batch_size)
         _positive("learning_rate", self.learning_rate)
         _positive("frequency", self.frequency)
@@ -172,6 +173,11 @@ class PruneConfig:
             raise EdgekitError(
                 f"ramp_fraction must be in (0, 1], got {self.ramp_fraction}: pass e.g. 0.6"
             )
+
+    @property
+    def max_epochs(self) -> int:
+        """Fine-tuning epochs: `epochs`, or the mlp default when it is None."""
+        return DEFAULT_EPOCHS[Arch.MLP.value][1] if self.epochs is None else self.epochs
 
 
 @dataclass(frozen=True)
@@ -211,7 +217,11 @@ class PipelineConfig:
     prune: PruneConfig | None = field(default_factory=PruneConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     output_dir: str = "artifacts"
-    overwrite: bool = True
+
+    def __post_init__(self) -> None:
+        if self.prune is not None and self.prune.epochs is None:  # the architecture's default
+            epochs = DEFAULT_EPOCHS[self.train.arch.value][1]
+            object.__setattr__(self, "prune", dataclasses.replace(self.prune, epochs=epochs))
 
 
 def to_dict(config: Any) -> Any:

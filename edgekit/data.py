@@ -8,7 +8,7 @@ import struct
 import tempfile
 import urllib.request
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,6 +95,11 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         raise DataError(
             f"{path} is not an unsigned-byte IDX file (header {raw[:4].hex()}, expected 0000 08 0N)"
         )
+    if len(raw) < 4 + 4 * ndim:
+        raise DataError(
+            f"{path} is truncated: its header needs {4 + 4 * ndim} bytes, the file holds "
+            f"{len(raw)}; re-download it"
+        )
     dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
     body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(dims)):
@@ -159,8 +164,13 @@ def load_fashion_mnist_arrays(
     return arrays, str(found)
 
 
-def load_npz_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """Read a user's .npz (never unpickling objects). Optional key `labels` names the classes."""
+def load_npz_arrays(
+    path: str | os.PathLike[str], keys: Sequence[str] = NPZ_KEYS
+) -> dict[str, np.ndarray]:
+    """Read `keys` of a user's .npz (never unpickling objects), and `labels` if it has one.
+
+    The optional key `labels` names the classes. bench needs only x_test and y_test.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file {path} does not exist: pass the path of an existing .npz")
@@ -169,19 +179,21 @@ def load_npz_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         # with a message about objects): say what the file is not instead.
         raise DataError(
             f"cannot read {path} as .npz (it is not a zip archive, which np.savez writes): "
-            "save the arrays x_train, y_train, x_test, y_test with np.savez"
+            f"save the arrays {', '.join(keys)} with np.savez"
         )
     try:
         with np.load(path, allow_pickle=False) as npz:
-            keys = set(npz.files)
-            missing = [k for k in NPZ_KEYS if k not in keys]
+            found = set(npz.files)
+            missing = [k for k in keys if k not in found]
             if missing:
                 raise DataError(
                     f"{path} lacks key(s) {', '.join(missing)}: a data .npz needs "
-                    f"{', '.join(NPZ_KEYS)} (found: {', '.join(sorted(keys)) or 'none'})"
+                    f"{', '.join(keys)} (found: {', '.join(sorted(found)) or 'none'})"
                 )
-            wanted = [*NPZ_KEYS, *(["labels"] if "labels" in keys else [])]
+            wanted = [*keys, *(["labels"] if "labels" in found else [])]
             return {k: npz[k] for k in wanted}
+    except DataError:
+        raise
     except ValueError as e:
         if "pickle" in str(e).lower() or "object" in str(e).lower():
             raise DataError(
@@ -192,8 +204,6 @@ def load_npz_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     except (OSError, EOFError, struct.error) as e:  # zipfile errors are OSError/BadZipFile
         raise DataError(f"cannot read {path} as .npz ({e}): save it with np.savez") from None
     except Exception as e:  # zipfile.BadZipFile and friends
-        if isinstance(e, DataError):
-            raise
         raise DataError(f"cannot read {path} as .npz ({e}): save it with np.savez") from None
 
 
@@ -234,7 +244,7 @@ def check_labels(y: np.ndarray, num_classes: int, what: str) -> np.ndarray:
     return y
 
 
-def _numbered_labels(*ys: np.ndarray) -> tuple[str, ...]:
+def numbered_labels(*ys: np.ndarray) -> tuple[str, ...]:
     """Class names '0'..'K-1' for data without a `labels` array (K from the largest label)."""
     top = 1
     for y in ys:
@@ -269,7 +279,7 @@ def load_dataset(config: DataConfig | None = None) -> Dataset:
         if len(x) != n_y:
             raise DataError(f"{where}: x_{split} has {len(x)} samples but y_{split} has {n_y}")
     if not labels:
-        labels = _numbered_labels(raw["y_train"], raw["y_test"])
+        labels = numbered_labels(raw["y_train"], raw["y_test"])
     num_classes = len(labels)
     y_train = check_labels(np.asarray(raw["y_train"]), num_classes, f"{where}: y_train")
     y_test = check_labels(np.asarray(raw["y_test"]), num_classes, f"{where}: y_test")
@@ -306,9 +316,3 @@ def load_dataset(config: DataConfig | None = None) -> Dataset:
         x_test=to_float_images(x_test[test_idx], f"{where}: x_test"),
         y_test=y_test[test_idx],
     )
-
-
-def iter_batches(x: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
-    """Yield consecutive slices (views, no copies) of at most batch_size samples."""
-    for start in range(0, len(x), batch_size):
-        yield x[start : start + batch_size]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -312,32 +311,38 @@ def _write_run(
     keras_model_name: str | None = None,
 ) -> None:
     """Replace the previous run as a whole: old manifest out, files in, new manifest last."""
-    remove_stale_temporaries(out)
-    old_files: set[str] = set()
-    manifest_path = out / MANIFEST_NAME
-    if manifest_path.exists():
-        try:
-            old_files = {str(f["file"]) for f in read_manifest(out)["files"]}
-        except EdgekitError:
-            old_files = set()
-        manifest_path.unlink()
-    for f in files:
-        write_bytes_atomic(out / f.file, f.data)
-    for stale in old_files - {f.file for f in files}:
-        if Path(stale).name == stale and stale.endswith(".tflite"):
-            (out / stale).unlink(missing_ok=True)
+    keras_blob = None
     if model is not None and keras_model_name:
-        from edgekit.model_io import save_keras_atomic
+        from edgekit.model_io import keras_model_bytes
 
-        save_keras_atomic(model, out / keras_model_name)
-        blob = (out / keras_model_name).read_bytes()
+        keras_blob = keras_model_bytes(model)  # before anything on disk changes
         manifest["keras_model"] = {
             "file": keras_model_name,
-            "sha256": sha256_bytes(blob),
-            "bytes": len(blob),
+            "sha256": sha256_bytes(keras_blob),
+            "bytes": len(keras_blob),
         }
-    write_json_atomic(manifest_path, manifest)
-
-
-def host_summary() -> str:
-    return f"{platform.machine()} {platform.system()} python {sys.version.split()[0]}"
+    try:
+        remove_stale_temporaries(out)
+        old_files: set[str] = set()
+        manifest_path = out / MANIFEST_NAME
+        if manifest_path.exists():
+            try:
+                old_files = {str(f["file"]) for f in read_manifest(out)["files"]}
+            except EdgekitError:
+                old_files = set()
+            manifest_path.unlink()
+        for f in files:
+            write_bytes_atomic(out / f.file, f.data)
+        if keras_blob is not None and keras_model_name:
+            write_bytes_atomic(out / keras_model_name, keras_blob)
+        # .tflite files of the previous run that this one does not write would be listed
+        # nowhere: removed. A previous .keras model stays: it may be the model being exported.
+        for stale in old_files - {f.file for f in files}:
+            if Path(stale).name == stale and stale.endswith(".tflite"):
+                (out / stale).unlink(missing_ok=True)
+        write_json_atomic(manifest_path, manifest)
+    except OSError as e:
+        raise ExportError(
+            f"cannot write the exported files into {out} ({e.strerror or e}): free disk space "
+            "or choose another output folder with -o, then run again"
+        ) from None

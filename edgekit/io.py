@@ -58,8 +58,9 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX + path.name + ".")
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary files
-        with os.fdopen(fd, mode) as f:
+        text = "b" not in mode  # text outputs (JSON, Markdown, CSV) are UTF-8 on any locale
+        with os.fdopen(fd, mode, encoding="utf-8" if text else None) as f:
+            os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600: an ordinary file
             yield f
             f.flush()
             os.fsync(f.fileno())

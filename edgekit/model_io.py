@@ -12,7 +12,7 @@ from pathlib import Path
 
 from edgekit._keras import keras
 from edgekit.errors import ModelError
-from edgekit.io import TMP_PREFIX
+from edgekit.io import write_bytes_atomic
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 # The class name in tf_keras' "Cannot deserialize object of type `X`" / "Unknown layer: 'X'".
@@ -117,30 +117,33 @@ def _refuse_foreign_modules(path: Path) -> None:
         )
 
 
-def save_keras_atomic(model: keras.Model, path: str | os.PathLike[str]) -> None:
-    """Save a tf_keras model in the .keras format via a temporary file and a rename.
+def keras_model_bytes(model: keras.Model) -> bytes:
+    """A tf_keras model in the .keras format, as bytes that depend only on the model.
 
     The archive is normalized (see `_normalize_keras_archive`) so the same weights give the
     same bytes: two runs with the same seed write the same sha256 into the manifest.
     """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX, suffix=".keras")
-    os.close(fd)
-    try:
-        model.save(tmp, overwrite=True)
-        _normalize_keras_archive(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with tempfile.TemporaryDirectory(prefix="edgekit-keras-") as tmp:
+        path = Path(tmp) / "model.keras"
+        model.save(path, overwrite=True)
+        return _normalize_keras_archive(path)
+
+
+def save_keras_atomic(model: keras.Model, path: str | os.PathLike[str]) -> bytes:
+    """Save a tf_keras model as .keras, written like every output (temporary, fsync, rename).
+
+    Returns the bytes written.
+    """
+    blob = keras_model_bytes(model)
+    write_bytes_atomic(path, blob)
+    return blob
 
 
 # Every entry of a saved .keras archive gets this timestamp (the earliest a zip can hold).
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
-def _normalize_keras_archive(path: str | os.PathLike[str]) -> None:
+def _normalize_keras_archive(path: str | os.PathLike[str]) -> bytes:
     """Rewrite a .keras zip without the parts that change from one save to the next.
 
     tf_keras stamps the weights entry with the current time and writes `date_saved` into
@@ -159,5 +162,4 @@ def _normalize_keras_archive(path: str | os.PathLike[str]) -> None:
             entry.compress_type = info.compress_type
             entry.external_attr = 0o644 << 16
             dst.writestr(entry, data)
-    with open(path, "wb") as f:
-        f.write(buf.getvalue())
+    return buf.getvalue()

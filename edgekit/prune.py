@@ -45,14 +45,14 @@ def plan_schedule(num_samples: int, config: PruneConfig) -> PruningSchedulePlan:
     if num_samples < 1:
         raise EdgekitError("pruning needs training data: got 0 samples")
     steps_per_epoch = math.ceil(num_samples / config.batch_size)
-    total = steps_per_epoch * config.epochs
+    total = steps_per_epoch * config.max_epochs
     # Leave room after end_step for fine-tuning at the final sparsity.
     ramp = max(1, int(total * config.ramp_fraction) - 1)
     frequency = min(config.frequency, max(1, ramp // 4))
     end = (ramp // frequency) * frequency
     if end < frequency or end >= total:
         raise EdgekitError(
-            f"{config.epochs} pruning epoch(s) of {steps_per_epoch} batches are too few to "
+            f"{config.max_epochs} pruning epoch(s) of {steps_per_epoch} batches are too few to "
             "reach the target sparsity: raise --prune-epochs or use more data"
         )
     return PruningSchedulePlan(
@@ -170,13 +170,13 @@ def prune_model(
         data.x_train,
         data.y_train,
         validation_data=(data.x_val, data.y_val),
-        epochs=config.epochs,
+        epochs=config.max_epochs,
         batch_size=config.batch_size,
         shuffle=True,
         verbose=0,
         callbacks=[
             tfmot.sparsity.keras.UpdatePruningStep(),
-            ProgressLogger("prune", config.epochs, progress),
+            ProgressLogger("prune", config.max_epochs, progress),
         ],
     )
     stripped = tfmot.sparsity.keras.strip_pruning(wrapped)

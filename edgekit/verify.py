@@ -17,7 +17,7 @@ from typing import Any
 
 from edgekit._bench_child import ChildError, ChildProcess
 from edgekit.errors import ModelFileError
-from edgekit.manifest import MANIFEST_NAME, check_file_against_record, read_manifest
+from edgekit.manifest import MANIFEST_NAME, file_problems, read_manifest
 from edgekit.tflite_file import ModelFile, TensorSummary, read_model_file
 
 DEFAULT_VERIFY_TIMEOUT_S = 120.0
@@ -111,7 +111,11 @@ def _tensor_problems(what: str, want: dict[str, Any], have: TensorSummary) -> li
 
 def _run_once(path: Path, runtime: str, timeout_s: float, check: FileCheck) -> str | None:
     """Load `path` and run one inference in a child process; returns the runtime used."""
-    child = ChildProcess()
+    try:
+        child = ChildProcess()
+    except OSError as e:
+        check.add("failed", f"cannot start a process to load it: {e}")
+        return None
     try:
         ans = child.request(
             {"cmd": "load", "path": str(path.resolve()), "threads": 1, "runtime": runtime},
@@ -154,9 +158,8 @@ def verify_dir(
         check = FileCheck(name)
         checks.append(check)
         say(f"checking {name}")
-        for problem in check_file_against_record(root, record):
-            status = "missing" if "missing" in problem or "outside" in problem else "mismatch"
-            check.add(status, problem.removeprefix(f"{name}: "))
+        for status, problem in file_problems(root, record):
+            check.add(status, problem)
         if check.status == "missing":
             continue
         path = root / name
@@ -171,14 +174,10 @@ def verify_dir(
             used_runtime = _run_once(path, runtime, timeout_s, check) or used_runtime
     keras = manifest.get("keras_model")
     # The Keras model is optional on a device: checked when it was copied, never required.
-    if (
-        isinstance(keras, dict)
-        and {"file", "sha256", "bytes"} <= keras.keys()
-        and (root / str(keras["file"])).is_file()
-    ):
+    if keras is not None and (root / Path(str(keras["file"])).name).is_file():
         check = FileCheck(str(keras["file"]))
-        for problem in check_file_against_record(root, keras):
-            check.add("mismatch", problem.removeprefix(f"{check.file}: "))
+        for status, problem in file_problems(root, keras):
+            check.add(status, problem)
         checks.append(check)
     for path in sorted(root.glob("*.tflite")):
         if path.name not in listed:

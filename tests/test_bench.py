@@ -510,3 +510,25 @@ def test_keras_baseline_row_and_speedups(artifacts_dir: Path, tmp_path: Path) ->
     if manifest.get("keras_accuracy") is not None and manifest["dataset"]["test_samples"] == 400:
         assert keras_row["accuracy"] == pytest.approx(manifest["keras_accuracy"], abs=1 / 400)
     assert "x Keras" in res.stdout and "faster than Keras" in res.stdout
+
+
+def test_cli_defaults_are_the_library_defaults() -> None:
+    """cli.py spells bench's and verify's defaults out (it imports neither for --help)."""
+    from edgekit import bench as b
+    from edgekit.cli import main
+    from edgekit.runtime import RUNTIME_CHOICES
+    from edgekit.verify import DEFAULT_VERIFY_TIMEOUT_S
+
+    def defaults(command: str) -> dict[str, Any]:
+        return {p.name: p.default for p in main.commands[command].params}
+
+    bench = defaults("bench")
+    assert bench["min_runs"] == b.DEFAULT_MIN_RUNS
+    assert bench["min_time"] == b.DEFAULT_MIN_TIME_S
+    assert bench["warmup_runs"] == b.DEFAULT_WARMUP_RUNS
+    assert bench["warmup_time"] == b.DEFAULT_WARMUP_TIME_S
+    assert bench["rounds"] == b.DEFAULT_ROUNDS
+    assert bench["timeout"] == b.DEFAULT_TIMEOUT_S
+    runtime = next(p for p in main.commands["bench"].params if p.name == "runtime")
+    assert tuple(runtime.type.choices) == RUNTIME_CHOICES  # type: ignore[attr-defined]
+    assert defaults("verify")["timeout"] == DEFAULT_VERIFY_TIMEOUT_S

@@ -504,6 +504,50 @@ def test_verify_with_a_manifest_of_another_format(copied: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("bytes", None, "'files' must be a list of records with a file name, a sha256"),
+        ("bytes", "abc", "'files' must be a list of records with a file name, a sha256"),
+        ("sha256", "not-a-digest", "'files' must be a list of records with a file name, a sha256"),
+        ("inputs", [{"shape": ["a"]}], "'inputs' must list tensors with an integer shape"),
+        ("outputs", [{"quantization": {"scale": "x"}}], "'outputs' must list tensors with"),
+    ],
+)
+def test_verify_with_badly_typed_manifest_fields(
+    copied: Path, field: str, value: Any, message: str
+) -> None:
+    """A manifest edited by hand or damaged in transit: one line, never a traceback."""
+    path = copied / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["files"][0][field] = value
+    path.write_text(json.dumps(manifest))
+    msg, _ = verify_error(copied)
+    assert msg.startswith(f"{path}: "), msg
+    assert message in msg
+    assert msg.endswith("re-export or re-copy the manifest") or msg.endswith(
+        "re-export or re-copy it"
+    )
+
+
+def test_verify_a_size_mismatch_of_a_file_named_missing(copied: Path) -> None:
+    """Statuses come from the check, not from words in the message (a name can say 'missing')."""
+    src = float32_file(copied)
+    renamed = copied / "missing_model_float32.tflite"
+    src.rename(renamed)
+    path = copied / "manifest.json"
+    manifest = json.loads(path.read_text())
+    record = next(r for r in manifest["files"] if r["file"] == src.name)
+    record["file"] = renamed.name
+    record["bytes"] += 1
+    path.write_text(json.dumps(manifest))
+    msg, stdout = verify_error(copied)
+    assert msg == f"1 file(s) failed verification: {renamed.name}"
+    status, problems = _statuses(stdout)[renamed.name]
+    assert status == "mismatch"
+    assert problems[0] == f"{record['bytes'] - 1} bytes, manifest says {record['bytes']}"
+
+
 def _statuses(stdout: str) -> dict[str, tuple[str, list[str]]]:
     return {f["file"]: (f["status"], f["problems"]) for f in json.loads(stdout)["files"]}
 

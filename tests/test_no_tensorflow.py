@@ -120,3 +120,19 @@ def test_a_keras_baseline_without_tensorflow_is_an_error_row(
     assert "pip install 'edgekit[train]'" in rows["keras"]["error"]
     # Only the Keras child tried, and was refused.
     assert attempts(no_tf_env)
+
+
+@pytest.mark.parametrize("command", ["export", "train"])
+def test_training_commands_without_tensorflow_say_what_to_install(
+    no_tf_env: dict[str, str], tmp_path: Path, command: str
+) -> None:
+    """On a device install, `export` and `train` end in one line naming the extra to install."""
+    out = tmp_path / ("out" if command == "export" else "model.keras")
+    proc = edgekit(no_tf_env, command, "--epochs", "1", "-o", str(out))
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("Error:")]
+    assert line.endswith("is not installed): pip install 'edgekit[train]'"), line
+    assert line.startswith("Error: training and export need TensorFlow, tf-keras and TF-MOT (")
+    assert not out.exists() or not any(out.iterdir())
+    attempts(no_tf_env)  # the blocked attempt was expected here
