@@ -84,6 +84,27 @@ def test_truncated_idx_file_is_refused(tmp_path: Path) -> None:
         read_idx(bad)
 
 
+@pytest.mark.parametrize("keep", [0, 2, 5, 11])
+def test_idx_file_cut_inside_its_header_is_refused(tmp_path: Path, keep: int) -> None:
+    raw = gzip.decompress((DEBIAN_DIR / FASHION_MNIST_FILES["x_test"]).read_bytes())
+    bad = tmp_path / "t10k-images-idx3-ubyte.gz"
+    bad.write_bytes(gzip.compress(raw[:keep]))  # the 3-d header is 16 bytes long
+    with pytest.raises(DataError, match=r"(truncated|not an IDX file).*re-download|only \d"):
+        read_idx(bad)
+
+
+def test_npz_missing_key_is_not_reported_twice(tmp_path: Path) -> None:
+    arrays = _arrays()
+    del arrays["x_test"]
+    path = _npz(tmp_path / "object_pickle.npz", **arrays)  # words the old check misread
+    with pytest.raises(DataError) as info:
+        load_dataset(DataConfig(source=str(path), validation_size=5))
+    assert str(info.value) == (
+        f"{path} lacks key(s) x_test: a data .npz needs x_train, y_train, x_test, y_test "
+        "(found: x_train, y_test, y_train)"
+    )
+
+
 def _npz(path: Path, **arrays: np.ndarray) -> Path:
     np.savez(path, **arrays)
     return path
