@@ -314,14 +314,15 @@ class _KerasModel:
 
     @staticmethod
     def prepare(request: dict[str, Any]) -> None:
+        from edgekit.errors import EdgekitError, ModelError
+
         try:
             import edgekit._keras  # noqa: F401  (TensorFlow's own memory is not the model's)
-        except ImportError as e:
-            from edgekit.errors import ModelError
-
+        except (ImportError, EdgekitError) as e:  # _keras says which import failed
+            why = str(e.__cause__ or e.__context__ or e)
             raise ModelError(
                 f"a .keras baseline needs TensorFlow and tf_keras, which cannot be imported "
-                f"here ({e}): `pip install 'edgekit[train]'`, or bench the .tflite files only"
+                f"here ({why}): `pip install 'edgekit[train]'`, or bench the .tflite files only"
             ) from None
 
     def __init__(self, request: dict[str, Any]) -> None:

@@ -28,8 +28,8 @@ def _import_quietly() -> tuple[Any, Any, Any]:
             import tf_keras as keras_mod
     except ImportError as e:  # a device install: runtime side only
         raise EdgekitError(
-            f"training and export need TensorFlow, tf-keras and TF-MOT ({e.name or e} is not "
-            "installed): pip install 'edgekit[train]'"
+            "training and export need TensorFlow, tf-keras and TF-MOT, which cannot be "
+            f"imported here ({e}): pip install 'edgekit[train]'"
         ) from None
     return tf_mod, keras_mod, tfmot_mod
 
