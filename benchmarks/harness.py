@@ -6,9 +6,9 @@ The lean loop: one interpreter per file in this process, the input set once, the
 child processes and interleaved rounds. Both are repeated, alternating which goes first.
 Done when bench's p50 is within 5% of the lean loop's.
 
-Which p50s are compared: on this 2-vCPU VM a tiny int8 model runs in one of two states, about
-4.5 us when the other vCPU is idle and about 13 us (3x) when anything runs on it (a busy
-`while True: pass` pinned to the other CPU reproduces it every time); float32 slows ~10%.
+Which p50s are compared: on the 2-vCPU VM of the README's numbers a tiny int8 model runs in
+one of two states, about 4.5 us or about 13 us (3x), set by the host (see
+benchmarks/contention.py); float32 moves 10-20%.
 Those flips last seconds, so one repeat of either side can land in the slow state by chance
 and the median of a few repeats then compares states, not harnesses. The verdict therefore
 uses the fastest p50 each side reached over the repeats (the uncontended state, where any

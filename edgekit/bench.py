@@ -498,8 +498,8 @@ def run_bench(
             np.save(tmpdir / "y.npy", np.asarray(y_test))
         outputs: dict[str, np.ndarray] = {}
         # .tflite files first, then Keras baselines in a phase of their own: TensorFlow's
-        # thread pools spin for a while after each call, and a busy second core slows a small
-        # int8 .tflite by up to 3x on the 2-vCPU machine of the README's numbers.
+        # thread pools spin for a while after each call, and the .tflite files measured next
+        # to them would share the machine with that work.
         for phase in (
             [r for r in rows if r.kind != "keras"],
             [r for r in rows if r.kind == "keras"],
