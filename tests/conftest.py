@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,17 @@ from edgekit.config import DataConfig, ExportConfig, PipelineConfig, PruneConfig
 SMALL_DATA = DataConfig(train_samples=3000, test_samples=1000, validation_size=500, seed=7)
 SMALL_TRAIN = TrainConfig(hidden_units=(64, 32), epochs=3, batch_size=64, seed=7)
 SMALL_PRUNE = PruneConfig(target_sparsity=0.75, epochs=2, batch_size=64, seed=7)
+
+
+def run_edgekit(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """`python -m edgekit.cli ARGS` in a subprocess, wide enough that tables never wrap."""
+    return subprocess.run(
+        [sys.executable, "-m", "edgekit.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200"},
+    )
 
 
 def small_pipeline_config(output_dir: Path, **overrides: Any) -> PipelineConfig:

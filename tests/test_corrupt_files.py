@@ -12,10 +12,8 @@ import contextlib
 import gzip
 import io
 import json
-import os
 import random
 import signal
-import subprocess
 import sys
 import zipfile
 from collections.abc import Iterator
@@ -23,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import run_edgekit
 
 from edgekit.errors import ModelFileError
 from edgekit.tflite_file import read_model_file
@@ -191,16 +190,6 @@ def sample_dir(artifacts_dir: Path, originals: dict[str, bytes], tmp_path_factor
     return folder
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edgekit.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-
-
 def _parses(path: Path) -> bool:
     try:
         read_model_file(path)
@@ -212,7 +201,7 @@ def _parses(path: Path) -> bool:
 def test_verify_reports_every_damaged_file_and_passes_the_good_ones(sample_dir: Path) -> None:
     names = [r["file"] for r in json.loads((sample_dir / "manifest.json").read_text())["files"]]
     assert 25 <= len(names) <= 40
-    proc = run_cli("verify", str(sample_dir), "--json", "--timeout", "60", "-q")
+    proc = run_edgekit("verify", str(sample_dir), "--json", "--timeout", "60", "-q")
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     damaged = [n for n in names if not n.startswith("good_")]
@@ -239,7 +228,7 @@ def test_bench_gives_one_error_row_per_unusable_file_and_measures_the_rest(
     sample_dir: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "bench.json"
-    proc = run_cli(
+    proc = run_edgekit(
         "bench", str(sample_dir), "--no-accuracy", "--no-save", "--json", str(out),
         "--min-runs", "3", "--min-time", "0", "--rounds", "1", "--warmup-runs", "1",
         "--warmup-time", "0", "--timeout", "60", "-q",
