@@ -48,7 +48,7 @@ def set_determinism(seed: int) -> None:
 
     `enable_op_determinism` makes reductions and some CPU kernels pick deterministic
     algorithms; it is process-wide, so it is turned on once. Its cost, measured by
-    benchmarks/reproducibility.py, is 1-3% of training time on a 2-core x86 CPU.
+    benchmarks/reproducibility.py on a 2-core x86 CPU, is within run-to-run noise (0.9-1.03x).
     """
     global _determinism_on
     keras.utils.set_random_seed(seed)
