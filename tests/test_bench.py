@@ -478,13 +478,12 @@ def test_bench_of_a_missing_path_is_a_one_line_error(tmp_path: Path) -> None:
     )
 
 
-def test_a_runtime_that_is_not_installed_is_one_clear_error(artifacts_dir: Path) -> None:
-    try:
-        import tflite_runtime  # noqa: F401
-    except ImportError:
-        pass
-    else:  # pragma: no cover - machines with the old runtime
-        pytest.skip("tflite-runtime is installed here")
+def test_a_runtime_that_is_not_installed_is_one_clear_error(
+    artifacts_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # None in sys.modules makes the import fail, whether or not tflite-runtime is installed.
+    monkeypatch.setitem(sys.modules, "tflite_runtime", None)
+    monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", None)
     res = bench_cli(str(artifacts_dir), "--runtime", "tflite-runtime", "--no-save")
     assert res.exit_code == 1
     assert res.stderr.startswith("Error: no TFLite runtime could be imported (tflite-runtime:")
