@@ -1,7 +1,9 @@
 """edgekit: Keras classifier -> small, fast, verified TensorFlow Lite files for edge CPUs.
 
-Importing this package does not import TensorFlow; the training side lives in
-`edgekit.train`, `edgekit.prune`, `edgekit.fold`, `edgekit.export` and `edgekit.pipeline`.
+Importing this package does not import TensorFlow. The device side (`edgekit.device`,
+`edgekit.bench`, `edgekit.report`, `edgekit.data`) never does; the workstation side
+(`edgekit.train`, `edgekit.optimize`, `edgekit.export`, `edgekit.pipeline`) does, through
+`edgekit._keras` only.
 """
 
 from edgekit.errors import EdgekitError

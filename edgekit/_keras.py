@@ -19,7 +19,7 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
 def _import_quietly() -> tuple[Any, Any, Any]:
     """TF 2.21 logs oneDNN/CUDA notices through absl before TF_CPP_MIN_LOG_LEVEL applies."""
     from edgekit.errors import EdgekitError
-    from edgekit.io import quiet_native_stderr
+    from edgekit.files import quiet_native_stderr
 
     try:
         with quiet_native_stderr():

@@ -15,7 +15,16 @@ from typing import Any
 import click
 
 from edgekit import __version__
-from edgekit.config import DataConfig, ExportConfig, PruneConfig, TrainConfig
+from edgekit.cli_options import (
+    RUNTIME_OPTION,
+    configs_from_options,
+    console,
+    data_options,
+    progress_printer,
+    thread_counts,
+    train_options,
+)
+from edgekit.config import ExportConfig, PruneConfig
 from edgekit.errors import EdgekitError
 
 
@@ -82,161 +91,10 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 
 # ---- training side: export, train (imports TensorFlow lazily) ------------------------------
-def _data_options(f: Any) -> Any:
-    options = [
-        click.option(
-            "--data",
-            "data_source",
-            default="fashion_mnist",
-            show_default=True,
-            help="'fashion_mnist' or a .npz with x_train, y_train, x_test, y_test "
-            "(and optional labels).",
-        ),
-        click.option(
-            "--data-dir",
-            type=click.Path(file_okay=False),
-            help="Folder with the four Fashion-MNIST .gz files (else $EDGEKIT_DATA_DIR, the Keras "
-            "cache, /usr/share/datasets/fashion-mnist, then a download).",
-        ),
-        click.option(
-            "--validation-size",
-            default=DataConfig.validation_size,
-            show_default=True,
-            type=int,
-            help="Training samples held out for early stopping.",
-        ),
-        click.option("--train-samples", type=int, help="Use only N training samples (quick runs)."),
-        click.option("--test-samples", type=int, help="Use only N test samples (quick runs)."),
-        click.option(
-            "--seed",
-            default=DataConfig.seed,
-            show_default=True,
-            type=int,
-            help="Seed for shuffling, initialization and calibration.",
-        ),
-    ]
-    for opt in reversed(options):
-        f = opt(f)
-    return f
-
-
-def _train_options(f: Any) -> Any:
-    options = [
-        click.option(
-            "--arch",
-            type=click.Choice(["mlp", "cnn"]),
-            default="mlp",
-            show_default=True,
-            help="mlp: Dense 300-100; cnn: 4 Conv2D + Dense (both with BN).",
-        ),
-        click.option(
-            "--hidden",
-            default=",".join(str(u) for u in TrainConfig.hidden_units),
-            show_default=True,
-            help="Hidden Dense sizes (mlp); the last one is the cnn's dense head.",
-        ),
-        click.option(
-            "--l1",
-            default=TrainConfig.l1,
-            show_default=True,
-            type=float,
-            help="L1 kernel regularization factor (0 turns it off).",
-        ),
-        click.option(
-            "--activation",
-            type=click.Choice(["relu", "leaky_relu"]),
-            default="relu",
-            show_default=True,
-            help="Fast activation after each batch norm.",
-        ),
-        click.option(
-            "--epochs",
-            type=int,
-            help="Maximum training epochs, early stopping on validation accuracy "
-            "[default: 20 (mlp), 10 (cnn)].",
-        ),
-        click.option("--batch-size", default=TrainConfig.batch_size, show_default=True, type=int),
-        click.option(
-            "--learning-rate", default=TrainConfig.learning_rate, show_default=True, type=float
-        ),
-        click.option(
-            "--patience",
-            default=TrainConfig.patience,
-            show_default=True,
-            type=int,
-            help="Early-stopping patience in epochs.",
-        ),
-    ]
-    for opt in reversed(options):
-        f = opt(f)
-    return f
-
-
-def _configs(kw: dict[str, Any]) -> tuple[Any, Any]:
-    data = DataConfig(
-        source=kw["data_source"],
-        data_dir=kw["data_dir"],
-        validation_size=kw["validation_size"],
-        train_samples=kw["train_samples"],
-        test_samples=kw["test_samples"],
-        seed=kw["seed"],
-    )
-    try:
-        hidden = tuple(int(h) for h in str(kw["hidden"]).split(",") if h.strip())
-    except ValueError:
-        raise EdgekitError(
-            f"--hidden must be comma-separated sizes like 300,100, got {kw['hidden']!r}"
-        ) from None
-    train = TrainConfig(
-        arch=kw["arch"],
-        hidden_units=hidden,
-        l1=kw["l1"],
-        activation=kw["activation"],
-        epochs=kw["epochs"],
-        batch_size=kw["batch_size"],
-        learning_rate=kw["learning_rate"],
-        patience=kw["patience"],
-        seed=kw["seed"],
-    )
-    return data, train
-
-
-def _print_export_summary(result: Any) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"edgekit export -> {result.export.output_dir}")
-    for col in ("file", "precision", "size", "gzipped", "sparsity", "accuracy", "agrees w/ Keras"):
-        table.add_column(
-            col, justify="left" if col in ("file", "precision") else "right", no_wrap=col == "file"
-        )
-    for row in result.export.rows():
-        table.add_row(
-            row["file"],
-            row["precision"],
-            _kb(row["bytes"]),
-            _kb(row["gzip_bytes"]),
-            f"{row['weight_sparsity']:.1%}",
-            f"{row['accuracy']:.2%}",
-            f"{row['agreement']:.2%}",
-        )
-    console = Console(width=None if sys.stdout.isatty() else 200)
-    console.print(table)
-    acc = result.accuracy
-    parts = [f"{k.replace('_keras', '')} Keras {v:.2%}" for k, v in acc.items() if "keras" in k]
-    console.print("test accuracy: " + ", ".join(parts))
-    total = sum(result.stage_seconds.values())
-    console.print(f"manifest: {result.export.manifest_path}  ({total:.0f} s in all)")
-
-
-def _kb(n: int) -> str:
-    return f"{n / 1024:.1f} KB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.2f} MB"
-
-
 @main.command()
 @click.argument("model", required=False, type=click.Path(dir_okay=False))
-@_data_options
-@_train_options
+@data_options
+@train_options
 @click.option(
     "-o",
     "--output",
@@ -305,10 +163,10 @@ def export(model: str | None, **kw: Any) -> None:
     a run replaces the previous run's files and manifest.json as a whole.
     """
     from edgekit.config import PipelineConfig
-    from edgekit.io import stderr_progress
+    from edgekit.files import stderr_progress
     from edgekit.pipeline import run_pipeline
 
-    data, train = _configs(kw)
+    data, train = configs_from_options(kw)
     do_prune = kw["prune"] if kw["prune"] is not None else model is None
     prune = (
         PruneConfig(
@@ -324,6 +182,7 @@ def export(model: str | None, **kw: Any) -> None:
     exp = ExportConfig(
         precisions=tuple(p.strip() for p in kw["precisions"].split(",") if p.strip()),
         calibration_samples=kw["calibration_samples"],
+        calibration_seed=kw["seed"],
         verify_samples=kw["verify_samples"],
         name=kw["name"],
     )
@@ -333,12 +192,14 @@ def export(model: str | None, **kw: Any) -> None:
     result = run_pipeline(
         config, model_path=model, unsafe=kw["unsafe"], progress=stderr_progress(kw["quiet"])
     )
-    _print_export_summary(result)
+    from edgekit.report.export import print_export_summary
+
+    print_export_summary(result, console())
 
 
 @main.command()
-@_data_options
-@_train_options
+@data_options
+@train_options
 @click.option(
     "-o",
     "--output",
@@ -353,16 +214,15 @@ def train(**kw: Any) -> None:
     from pathlib import Path
 
     from edgekit.data import load_dataset
-    from edgekit.io import ensure_writable_dir
+    from edgekit.files import ensure_writable_dir, stderr_progress
 
-    data_cfg, train_cfg = _configs(kw)
+    data_cfg, train_cfg = configs_from_options(kw)
     out = Path(kw["output"])
     if out.suffix != ".keras":
         raise EdgekitError(f"--output must end in .keras, got {out.name!r}")
     ensure_writable_dir(out.parent)
     data = load_dataset(data_cfg)
-    from edgekit.io import stderr_progress
-    from edgekit.model_io import save_keras_atomic
+    from edgekit.export.model_io import save_keras_atomic
     from edgekit.train import build_model, keras_accuracy, train_model
 
     model = build_model(train_cfg, data.input_shape, data.num_classes)
@@ -379,46 +239,11 @@ def train(**kw: Any) -> None:
 # (commands are added below this line)
 
 
-def _progress(quiet: bool) -> Any:
-    """Progress lines on stderr, or nothing with --quiet."""
-    if quiet:
-        return None
-    return lambda msg: click.echo(f"  {msg}", err=True)
-
-
-def _console() -> Any:
-    from rich.console import Console
-
-    # Wide enough for the bench table when stdout is a file or a pipe.
-    return Console(width=None if sys.stdout.isatty() else 200)
-
-
-def _thread_counts(value: str) -> tuple[int, ...]:
-    try:
-        counts = tuple(int(t) for t in value.split(",") if t.strip())
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is not a comma-separated list of counts, e.g. 1,2"
-        ) from None
-    if not counts or min(counts) < 1:
-        raise click.BadParameter(f"{value!r}: thread counts must be >= 1, e.g. 1,2")
-    return counts
-
-
-_RUNTIME_OPTION = click.option(
-    "--runtime",
-    type=click.Choice(["auto", "litert", "tflite-runtime", "tf"]),
-    default="auto",
-    show_default=True,
-    help="TFLite runtime: auto = ai-edge-litert, else tflite-runtime, else tf.lite.",
-)
-
-
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--threads", default="1", show_default=True, help="Thread counts, e.g. 1,2.")
 @click.option("--xnnpack/--no-xnnpack", default=True, show_default=True, help="XNNPACK delegate.")
-@_RUNTIME_OPTION
+@RUNTIME_OPTION
 @click.option("--min-runs", type=int, default=50, show_default=True,
               help="Timed runs per file and thread count (at least).")  # fmt: skip
 @click.option("--min-time", type=float, default=1.0, show_default=True,
@@ -509,7 +334,7 @@ def bench(paths: tuple[str, ...], **kw: Any) -> None:
                 click.echo("  (no bench.png: matplotlib is not installed)", err=True)
         outputs.append(saved)
     config = BenchConfig(
-        threads=_thread_counts(kw["threads"]),
+        threads=thread_counts(kw["threads"]),
         xnnpack=kw["xnnpack"],
         runtime=kw["runtime"],
         min_runs=kw["min_runs"],
@@ -522,8 +347,8 @@ def bench(paths: tuple[str, ...], **kw: Any) -> None:
         samples=kw["samples"],
         timeout_s=kw["timeout"],
     )
-    result = run_bench(targets, config, progress=_progress(kw["quiet"]))
-    print_bench(result, _console())
+    result = run_bench(targets, config, progress=progress_printer(kw["quiet"]))
+    print_bench(result, console())
     written = [p for out in outputs for p in write_bench_outputs(result, **out)]
     if written and not kw["quiet"]:
         click.echo("  wrote " + ", ".join(str(p) for p in written), err=True)
@@ -543,20 +368,20 @@ def inspect(file: str, as_json: bool) -> None:
     Reads the flatbuffer in Python without running it: a damaged file gives an error,
     never a crash.
     """
+    from edgekit.device.modelfile import read_model_file
     from edgekit.report import dumps_json, inspect_dict, print_inspect
-    from edgekit.tflite_file import read_model_file
 
     model = read_model_file(file)
     if as_json:
         click.echo(dumps_json(inspect_dict(model)), nl=False)
     else:
-        print_inspect(model, _console())
+        print_inspect(model, console())
 
 
 @main.command()
 @click.argument("folder", required=False, default="artifacts",
                 type=click.Path(file_okay=False))  # fmt: skip
-@_RUNTIME_OPTION
+@RUNTIME_OPTION
 @click.option("--no-run", is_flag=True, help="Check hashes and sizes only; load nothing.")
 @click.option("--timeout", type=float, default=120.0, show_default=True,
               help="Seconds one file may take to load and run once.")  # fmt: skip
@@ -573,16 +398,16 @@ def verify(
     the manifest does not list are flagged. Exit status 1 on any problem: run it on the
     device after copying the files.
     """
+    from edgekit.device.verify import verify_dir
     from edgekit.report import dumps_json, print_verify
-    from edgekit.verify import verify_dir
 
     result = verify_dir(
-        folder, runtime=runtime, run=not no_run, timeout_s=timeout, progress=_progress(quiet)
+        folder, runtime=runtime, run=not no_run, timeout_s=timeout, progress=progress_printer(quiet)
     )
     if as_json:
         click.echo(dumps_json(result.to_dict()), nl=False)
     else:
-        print_verify(result, _console())
+        print_verify(result, console())
     if not result.ok:
         bad = [f.file for f in result.files if not f.ok]
         raise click.ClickException(f"{len(bad)} file(s) failed verification: {', '.join(bad)}")

@@ -68,7 +68,8 @@ class DataConfig:
         source: 'fashion_mnist' or the path of a .npz with x_train, y_train, x_test, y_test.
         data_dir: folder holding the four Fashion-MNIST IDX .gz files (searched first).
         validation_size: images held out of the training set for early stopping.
-        train_samples / test_samples: use only the first N (after shuffling) - for quick runs.
+        train_samples: use only the first N training samples after a seeded shuffle.
+        test_samples: use only the first N test samples, in file order (never shuffled).
         download: allow the last-resort download of Fashion-MNIST into the Keras cache.
     """
 
@@ -186,21 +187,30 @@ class ExportConfig:
 
     precisions: tuple[Precision, ...] = DEFAULT_PRECISIONS
     calibration_samples: int = 500
+    # Seed of the draw of calibration samples from the training set (full-integer recipes).
+    calibration_seed: int = 42
     # Export-time check on real test samples; None = the whole test set.
     verify_samples: int | None = None
-    min_agreement_float: float = 0.99
-    min_agreement_int8: float = 0.98
+    # Top-1 agreement with Keras every file must reach; None = each recipe's own floor
+    # (edgekit.export.recipes: 0.99 float32/float16, 0.98 int8/dynamic).
+    min_agreement: float | None = None
     name: str | None = None  # file name stem; default derived from data + arch + sparsity
 
     def __post_init__(self) -> None:
         precisions = tuple(parse_precision(p) for p in self.precisions)
         if not precisions:
-            raise EdgekitError("no precision given: pass at least one of float32, float16, int8")
+            raise EdgekitError(
+                "no precision given: pass at least one of float32, float16, int8, dynamic"
+            )
         object.__setattr__(self, "precisions", tuple(dict.fromkeys(precisions)))
         if self.calibration_samples < 1:
             raise EdgekitError(
                 f"calibration_samples must be >= 1, got {self.calibration_samples}: "
                 "int8 needs a representative sample of training data (e.g. 500)"
+            )
+        if self.min_agreement is not None and not 0.0 <= self.min_agreement <= 1.0:
+            raise EdgekitError(
+                f"min_agreement must be in [0, 1], got {self.min_agreement}: e.g. 0.98"
             )
         if self.verify_samples is not None and self.verify_samples < 1:
             raise EdgekitError(

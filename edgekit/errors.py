@@ -29,3 +29,7 @@ class ModelFileError(EdgekitError):
 
 class ManifestError(EdgekitError):
     """A manifest.json does not match the files next to it."""
+
+
+class RuntimeMissingError(EdgekitError):
+    """No TFLite runtime can be imported (a missing install, never a damaged file)."""

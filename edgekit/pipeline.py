@@ -10,9 +10,10 @@ from typing import Any
 
 from edgekit.config import PipelineConfig, to_dict
 from edgekit.data import Dataset, load_dataset
+from edgekit.device.modelfile import sha256_bytes
 from edgekit.errors import EdgekitError
-from edgekit.io import Progress, check_file_stem, ensure_writable_dir, stderr_progress
-from edgekit.tflite_file import sha256_bytes
+from edgekit.export.model_path import check_model_path
+from edgekit.files import Progress, check_file_stem, ensure_writable_dir, stderr_progress
 
 
 @dataclass
@@ -66,6 +67,8 @@ def run_pipeline(
     """
     config = config or PipelineConfig()
     say = progress or stderr_progress()
+    if model_path is not None:
+        check_model_path(model_path)  # before seconds of TensorFlow import and data loading
     if config.export.name is not None:
         check_file_stem(config.export.name)  # outputs stay inside the output folder
     out = ensure_writable_dir(config.output_dir)  # fail before minutes of training
@@ -76,11 +79,16 @@ def run_pipeline(
         data = load_dataset(config.data)
         say(f"  {data.summary()}")
     with _Timer(times, "import tensorflow", say):
-        from edgekit import export as export_mod
-        from edgekit.fold import fold_batchnorm, foldable_batchnorms
-        from edgekit.model_io import load_keras_model
-        from edgekit.prune import prune_model
-        from edgekit.train import build_model, check_data_fits, keras_accuracy, train_model
+        from edgekit.export import tflite as export_mod
+        from edgekit.export.model_io import load_keras_model
+        from edgekit.optimize import fold_batchnorm, foldable_batchnorms
+        from edgekit.train import (
+            build_model,
+            check_data_fits,
+            keras_accuracy,
+            prune_model,
+            train_model,
+        )
 
     info: dict[str, Any] = {}
     if model_path is None:
@@ -150,5 +158,6 @@ def run_pipeline(
             keras_model_name=f"{stem}_folded.keras",
         )
     for f in result.files:
-        acc[f"tflite_{f.precision.value}"] = f.record["accuracy"]["accuracy"]
+        if f.record.accuracy is not None:
+            acc[f"tflite_{f.precision.value}"] = f.record.accuracy.accuracy
     return PipelineResult(data, result, folded, acc, sparsity, times, info, models)

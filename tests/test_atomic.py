@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from edgekit.io import TMP_PREFIX, atomic_open, deferred_signals, write_bytes_atomic
+from edgekit.files import TMP_PREFIX, atomic_open, deferred_signals, write_bytes_atomic
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -22,15 +22,12 @@ def digests(folder: Path) -> dict[str, str]:
 
 
 def assert_manifest_matches_its_files(folder: Path) -> None:
-    from edgekit.manifest import check_file_against_record, read_manifest
+    from edgekit.device.manifest import check_file_against_record, read_manifest
 
     manifest = read_manifest(folder)
-    records = [
-        *manifest["files"],
-        *([manifest["keras_model"]] if "keras_model" in manifest else []),
-    ]
+    records = [*manifest.files, *([manifest.keras_model] if manifest.keras_model else [])]
     for record in records:
-        assert check_file_against_record(folder, record) == [], record["file"]
+        assert check_file_against_record(folder, record) == [], record.file
 
 
 # ---- atomic_open -------------------------------------------------------------------------
@@ -111,7 +108,7 @@ def test_a_signal_during_the_commit_takes_effect_after_it(
     pipeline_run: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Ctrl-C while files are being replaced: the new run is committed whole, then it stops."""
-    import edgekit.export as export_mod
+    import edgekit.export.tflite as export_mod
     from edgekit.config import ExportConfig
 
     out = tmp_path / "out"

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgekit._bench_child import TEST_FAULT_ENV
 from edgekit.bench import (
     DEFAULT_MIN_RUNS,
     DEFAULT_MIN_TIME_S,
@@ -26,19 +25,18 @@ from edgekit.bench import (
     BenchResult,
     BenchRow,
     LatencyStats,
-    _compare,
-    _run_rounds,
-    _verdicts,
-    _Worker,
     discover_models,
     machine_info,
     run_bench,
     split_name,
 )
+from edgekit.bench.measure import _compare, _run_rounds, _Worker
 from edgekit.cli import main
+from edgekit.device.runtime import evaluate, load_interpreter
+from edgekit.device.worker import TEST_FAULT_ENV
 from edgekit.errors import EdgekitError, ModelFileError
 from edgekit.report import require_matplotlib
-from edgekit.runtime import evaluate
+from edgekit.report.verdict import overall_verdict
 
 FAST: dict[str, Any] = {
     "min_runs": 6,
@@ -142,13 +140,13 @@ def test_discover_models_reports_missing_empty_and_foreign_paths(tmp_path: Path)
 
 
 def test_split_name_prefers_manifest_then_file_name_then_contents(artifacts_dir: Path) -> None:
-    from edgekit.tflite_file import read_model_file
+    from edgekit.device.modelfile import read_model_file
 
     int8 = next(artifacts_dir.glob("*_int8.tflite"))
     parsed = read_model_file(int8)
     stem = int8.stem.removesuffix("_int8")
     assert split_name(int8, None, None) == (stem, "int8")
-    assert split_name(int8, {"precision": "dynamic"}, None) == (stem, "dynamic")
+    assert split_name(int8, "dynamic", None) == (stem, "dynamic")
     # No precision in the name: the int8 input tensor says what the file is.
     assert split_name(Path("model.tflite"), None, parsed) == ("model", "int8")
     assert split_name(Path("m_folded.keras"), None, None) == ("m_folded", "keras")
@@ -198,11 +196,11 @@ def _pair(int8_p50_us: float) -> list[BenchRow]:
 
 
 def _verdict_for(rows: list[BenchRow], flags: list[str]) -> list[str]:
-    _compare(rows, {}, {})
+    _compare(rows, {})
     result = BenchResult(
         rows, {"cpu": "Test CPU", "cpu_flags": flags}, BenchConfig(), {}, {"count": 1}, [], "", 0
     )
-    return _verdicts(result)
+    return overall_verdict(result)
 
 
 def test_verdict_warns_when_int8_is_not_faster_than_float32() -> None:
@@ -417,7 +415,7 @@ def test_a_hanging_model_is_killed_after_the_timeout(art_copy: Path) -> None:
 
 
 def test_threads_and_no_xnnpack_give_one_row_per_file_and_thread_count(
-    artifacts_dir: Path, tmp_path: Path
+    artifacts_dir: Path, tmp_path: Path, small_data: Any
 ) -> None:
     int8 = next(artifacts_dir.glob("*_int8.tflite"))
     f32 = next(artifacts_dir.glob("*_float32.tflite"))
@@ -432,15 +430,76 @@ def test_threads_and_no_xnnpack_give_one_row_per_file_and_thread_count(
     got = [(r["precision"], r["threads"]) for r in data["rows"]]
     assert got == [("float32", 1), ("float32", 2), ("int8", 1), ("int8", 2)]
     assert len({r["id"] for r in data["rows"]}) == 4
-    # Accuracy does not depend on the thread count; speed-ups compare equal thread counts.
-    acc = {r["threads"]: r["accuracy"] for r in data["rows"] if r["precision"] == "int8"}
-    assert acc[1] == acc[2]
+    # Each row's accuracy is measured with that row's options (threads, XNNPACK off): the
+    # figure of an interpreter made the same way, by edgekit's own evaluate().
+    x, y = small_data.x_test[:50], small_data.y_test[:50]
+    for r in data["rows"]:
+        path = int8 if r["precision"] == "int8" else f32
+        same = load_interpreter(path, num_threads=r["threads"], xnnpack=False)
+        assert r["accuracy"] == evaluate(same, x, y).accuracy
+        assert r["accuracy_samples"] == 50
+    # Speed-ups compare equal thread counts.
     p50 = {(r["precision"], r["threads"]): r["latency"]["p50_us"] for r in data["rows"]}
     for r in data["rows"]:
         if r["precision"] == "int8":
             expected = p50[("float32", r["threads"])] / p50[("int8", r["threads"])]
             assert r["speedup_vs_float32"] == pytest.approx(expected)
     assert "Fastest at 2 threads" in res.stdout
+
+
+def _edit_manifest_accuracy(folder: Path, file: str, accuracy: float) -> None:
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text())
+    next(r for r in manifest["files"] if r["file"] == file)["accuracy"]["accuracy"] = accuracy
+    path.write_text(json.dumps(manifest))
+
+
+def test_an_accuracy_unlike_the_manifest_names_the_runtime_when_the_file_is_the_same(
+    art_copy: Path,
+) -> None:
+    """Same file (sha256), same data: the difference is the runtime's or the CPU's, said so."""
+    int8 = next(art_copy.glob("*_int8.tflite"))
+    _edit_manifest_accuracy(art_copy, int8.name, 0.5)  # as if measured elsewhere
+    samples = export_samples(art_copy)
+    result = run_bench([art_copy], BenchConfig(samples=samples, **FAST))
+    (warning,) = [v for v in result.verdict if v.startswith("WARNING: accuracy differs")]
+    assert warning.startswith(f"WARNING: accuracy differs from the manifest's for {int8.name}: ")
+    assert "the file and the data are those of export" in warning
+    assert "file changed" not in warning
+    runtime = next(r.runtime for r in result.rows if r.file == int8.name)
+    assert f"here {runtime}, XNNPACK on, 1 thread on {result.machine['cpu']}" in warning
+    assert "at export ai-edge-litert" in warning or "at export litert" in warning
+    row = next(r for r in result.rows if r.file == int8.name)
+    assert "differs from the manifest's 50.00%" in row.verdict
+
+
+def test_an_accuracy_unlike_the_manifest_says_file_changed_only_when_its_sha256_differs(
+    art_copy: Path,
+) -> None:
+    int8 = next(art_copy.glob("*_int8.tflite"))
+    path = art_copy / "manifest.json"
+    manifest = json.loads(path.read_text())
+    rec = next(r for r in manifest["files"] if r["file"] == int8.name)
+    rec["accuracy"]["accuracy"] = 0.5
+    rec["sha256"] = "0" * 64  # the file on disk is not the one export wrote
+    path.write_text(json.dumps(manifest))
+    result = run_bench([art_copy], BenchConfig(samples=export_samples(art_copy), **FAST))
+    (warning,) = [v for v in result.verdict if v.startswith("WARNING: accuracy differs")]
+    assert warning.endswith(
+        "the file changed since export (its sha256 differs from the manifest's)."
+    )
+
+
+def test_an_accuracy_on_other_data_says_the_data_differs(
+    art_copy: Path, tmp_path: Path, small_data: Any
+) -> None:
+    samples = export_samples(art_copy)
+    npz = tmp_path / "other.npz"  # as many samples as export used, but other ones
+    np.savez(npz, x_test=small_data.x_train[:samples], y_test=small_data.y_train[:samples])
+    result = run_bench([art_copy], BenchConfig(samples=samples, data=str(npz), **FAST))
+    warnings = [v for v in result.verdict if v.startswith("WARNING: accuracy differs")]
+    assert warnings, result.verdict
+    assert all("the test data differs from export's" in w for w in warnings)
 
 
 def test_npz_data_gives_the_accuracy_of_edgekit_runtime_evaluate(
@@ -495,7 +554,9 @@ def test_keras_baseline_row_and_speedups(artifacts_dir: Path, tmp_path: Path) ->
     keras_file = next(artifacts_dir.glob("*.keras"))
     int8 = next(artifacts_dir.glob("*_int8.tflite"))
     out = tmp_path / "r.json"
-    res = bench_cli(str(int8), str(keras_file), "--samples", "400", "--json", str(out))
+    manifest = manifest_of(artifacts_dir)
+    n = manifest["dataset"]["test_samples"]  # the samples export measured the model on
+    res = bench_cli(str(int8), str(keras_file), "--samples", str(n), "--json", str(out))
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
     keras_row, int8_row = data["rows"]  # the baseline comes first
@@ -505,9 +566,10 @@ def test_keras_baseline_row_and_speedups(artifacts_dir: Path, tmp_path: Path) ->
     assert int8_row["speedup_vs_keras"] == pytest.approx(
         keras_row["latency"]["p50_us"] / int8_row["latency"]["p50_us"]
     )
-    manifest = manifest_of(artifacts_dir)
-    if manifest.get("keras_accuracy") is not None and manifest["dataset"]["test_samples"] == 400:
-        assert keras_row["accuracy"] == pytest.approx(manifest["keras_accuracy"], abs=1 / 400)
+    # The baseline is the folded model export measured: same accuracy, within one sample
+    # (export's Keras pass ran in batches of 512, bench's in batches of 256).
+    assert keras_row["accuracy_samples"] == n
+    assert keras_row["accuracy"] == pytest.approx(manifest["keras_accuracy"], abs=1.5 / n)
     assert "x Keras" in res.stdout and "faster than Keras" in res.stdout
 
 
@@ -515,8 +577,8 @@ def test_cli_defaults_are_the_library_defaults() -> None:
     """cli.py spells bench's and verify's defaults out (it imports neither for --help)."""
     from edgekit import bench as b
     from edgekit.cli import main
-    from edgekit.runtime import RUNTIME_CHOICES
-    from edgekit.verify import DEFAULT_VERIFY_TIMEOUT_S
+    from edgekit.device.runtime import RUNTIME_CHOICES
+    from edgekit.device.verify import DEFAULT_VERIFY_TIMEOUT_S
 
     def defaults(command: str) -> dict[str, Any]:
         return {p.name: p.default for p in main.commands[command].params}

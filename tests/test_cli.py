@@ -75,7 +75,7 @@ def test_train_saves_a_loadable_model(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "test accuracy" in result.output
-    from edgekit.model_io import load_keras_model
+    from edgekit.export.model_io import load_keras_model
 
     assert load_keras_model(out).output_shape == (None, 10)
 

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from conftest import run_edgekit
 
+from edgekit.device.modelfile import read_model_file
 from edgekit.errors import ModelFileError
-from edgekit.tflite_file import read_model_file
 
 PRECISIONS = ("float32", "float16", "int8")
 # A guard against hangs, far above the milliseconds a parse takes: not a speed claim.

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edgekit.config import DataConfig
-from edgekit.data import (
+from edgekit.data.dataset import (
     DEBIAN_DIR,
     FASHION_MNIST_FILES,
     FASHION_MNIST_LABELS,

@@ -137,7 +137,7 @@ def test_lambda_layer_is_refused_in_safe_mode_and_names_unsafe(
 
 @pytest.mark.parametrize("suffix", ["keras", "h5"])
 def test_lambda_layer_loads_with_unsafe(models: dict[str, Path], suffix: str) -> None:
-    from edgekit.model_io import load_keras_model
+    from edgekit.export.model_io import load_keras_model
 
     model = load_keras_model(models[f"lambda_{suffix}"], unsafe=True)
     assert [type(layer).__name__ for layer in model.layers][2] == "Lambda"
@@ -180,7 +180,7 @@ def test_a_module_named_in_a_keras_file_is_never_imported(
                 data = json.dumps(config).encode()
             dst.writestr(name, data)
     from edgekit.errors import ModelError
-    from edgekit.model_io import load_keras_model
+    from edgekit.export.model_io import load_keras_model
 
     with pytest.raises(ModelError, match=r"\(Doubler from module edgekit_side_effect\)"):
         load_keras_model(crafted)
@@ -331,7 +331,10 @@ def test_validation_split_larger_than_the_data(tmp_path: Path) -> None:
          "calibration_samples must be >= 1, got -100: int8 needs a representative sample of "
          "training data (e.g. 500)"),
         (["--verify-samples", "0"], "verify_samples must be >= 1, got 0: pass e.g. 1000"),
-        (["--precision", ""], "no precision given: pass at least one of float32, float16, int8"),
+        (
+            ["--precision", ""],
+            "no precision given: pass at least one of float32, float16, int8, dynamic",
+        ),
         (["--precision", "float64"],
          "unknown precision 'float64': expected one of float32, float16, int8, dynamic"),
         (["--hidden", "300,a"], "--hidden must be comma-separated sizes like 300,100, got '300,a'"),
@@ -500,16 +503,40 @@ def test_verify_with_a_manifest_of_another_format(copied: Path) -> None:
     msg, _ = verify_error(copied)
     assert msg == (
         f"{copied / 'manifest.json'} is not an edgekit manifest "
-        '(expected "format": "edgekit-manifest/1")'
+        '(expected "format": "edgekit-manifest/2")'
     )
+
+
+def test_verify_with_a_manifest_of_a_newer_format(copied: Path) -> None:
+    path = copied / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["format"] = "edgekit-manifest/3"
+    path.write_text(json.dumps(manifest))
+    msg, _ = verify_error(copied)
+    assert msg == (
+        f"{path} has format edgekit-manifest/3, newer than this edgekit 0.1.0 reads (up to "
+        "edgekit-manifest/2): upgrade edgekit with `pip install -U edgekit`"
+    )
+
+
+def test_verify_reads_a_format_1_manifest(copied: Path) -> None:
+    """Folders exported by edgekit 0.1.0 before format 2 still verify."""
+    path = copied / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["format"] = "edgekit-manifest/1"
+    del manifest["machine"], manifest["dataset"]["test_sha256"]
+    path.write_text(json.dumps(manifest))
+    result = CliRunner().invoke(main, ["verify", str(copied), "--no-run", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["ok"] is True
 
 
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("bytes", None, "'files' must be a list of records with a file name, a sha256"),
-        ("bytes", "abc", "'files' must be a list of records with a file name, a sha256"),
-        ("sha256", "not-a-digest", "'files' must be a list of records with a file name, a sha256"),
+        ("bytes", None, "'bytes' must be >= 0"),
+        ("bytes", "abc", "'bytes' must be >= 0"),
+        ("sha256", "not-a-digest", "'sha256' must be 64 lowercase hex digits"),
         ("inputs", [{"shape": ["a"]}], "'inputs' must list tensors with an integer shape"),
         ("outputs", [{"quantization": {"scale": "x"}}], "'outputs' must list tensors with"),
     ],

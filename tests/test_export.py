@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from edgekit.config import ExportConfig, Precision
+from edgekit.device.manifest import MANIFEST_NAME, read_manifest
+from edgekit.device.runtime import evaluate, input_details, load_interpreter, output_details
 from edgekit.errors import EdgekitError, VerificationError
 from edgekit.export import default_stem, export_tflite
-from edgekit.manifest import MANIFEST_NAME, read_manifest
-from edgekit.runtime import evaluate, input_details, load_interpreter, output_details
 
 
 def test_default_run_writes_three_self_describing_files(artifacts_dir: Path) -> None:
@@ -52,13 +52,16 @@ def test_every_file_reruns_to_the_accuracy_in_the_manifest(
 ) -> None:
     data = pipeline_run.dataset
     manifest = read_manifest(artifacts_dir)
-    assert len(manifest["files"]) == 3
-    for rec in manifest["files"]:
-        ev = evaluate(artifacts_dir / rec["file"], data.x_test, data.y_test)
-        assert ev.accuracy == rec["accuracy"]["accuracy"]
-        assert ev.samples == rec["accuracy"]["samples"] == len(data.y_test)
-        floor = 0.98 if rec["precision"] == "int8" else 0.99
-        assert rec["accuracy"]["top1_agreement_with_keras"] >= floor
+    assert len(manifest.files) == 3
+    for rec in manifest.files:
+        assert rec.accuracy is not None
+        ev = evaluate(artifacts_dir / rec.file, data.x_test, data.y_test)
+        assert ev.accuracy == rec.accuracy.accuracy
+        assert ev.samples == rec.accuracy.samples == len(data.y_test)
+        floor = 0.98 if rec.precision == "int8" else 0.99
+        assert rec.accuracy.min_agreement == floor
+        assert rec.accuracy.top1_agreement_with_keras is not None
+        assert rec.accuracy.top1_agreement_with_keras >= floor
         # Far above chance (10%) even after a few epochs on 3000 images.
         assert ev.accuracy > 0.6
 
@@ -67,7 +70,9 @@ def test_manifest_describes_each_file_exactly(artifacts_dir: Path) -> None:
     import hashlib
 
     manifest = json.loads((artifacts_dir / MANIFEST_NAME).read_text())
-    assert manifest["format"] == "edgekit-manifest/1"
+    assert manifest["format"] == "edgekit-manifest/2"
+    assert manifest["machine"]["arch"] and manifest["machine"]["cpu"]
+    assert len(manifest["dataset"]["test_sha256"]) == 64
     assert manifest["labels"][0] == "T-shirt/top" and len(manifest["labels"]) == 10
     assert {
         "edgekit",
@@ -100,7 +105,7 @@ def test_manifest_describes_each_file_exactly(artifacts_dir: Path) -> None:
 
 
 def test_float16_stores_half_precision_weights(artifacts_dir: Path) -> None:
-    from edgekit.tflite_file import read_model_file
+    from edgekit.device.modelfile import read_model_file
 
     info = read_model_file(artifacts_dir / "fashion_mnist_mlp_sp75_float16.tflite")
     assert {w.dtype for w in info.weights} == {"float16"}
@@ -108,7 +113,7 @@ def test_float16_stores_half_precision_weights(artifacts_dir: Path) -> None:
 
 
 def test_pruned_zeros_survive_into_every_file(artifacts_dir: Path, pipeline_run: Any) -> None:
-    from edgekit.tflite_file import read_model_file
+    from edgekit.device.modelfile import read_model_file
 
     for precision in ("float32", "float16", "int8"):
         info = read_model_file(artifacts_dir / f"fashion_mnist_mlp_sp75_{precision}.tflite")
@@ -117,7 +122,7 @@ def test_pruned_zeros_survive_into_every_file(artifacts_dir: Path, pipeline_run:
 
 
 def test_dynamic_range_export_keeps_float_io(pipeline_run: Any, tmp_path: Path) -> None:
-    from edgekit.model_io import load_keras_model
+    from edgekit.export.model_io import load_keras_model
 
     src = Path(pipeline_run.export.output_dir)
     model = load_keras_model(src / "fashion_mnist_mlp_sp75_folded.keras")
@@ -126,12 +131,14 @@ def test_dynamic_range_export_keeps_float_io(pipeline_run: Any, tmp_path: Path) 
     )
     (f,) = result.files
     assert f.file == "dyn_dynamic.tflite" and f.precision is Precision.DYNAMIC
-    assert f.record["inputs"][0]["dtype"] == "float32"
-    assert f.record["bytes"] < 0.35 * (src / "fashion_mnist_mlp_sp75_float32.tflite").stat().st_size
+    assert f.record.inputs is not None and f.record.inputs[0].dtype == "float32"
+    assert f.record.bytes < 0.35 * (src / "fashion_mnist_mlp_sp75_float32.tflite").stat().st_size
 
 
-def test_failed_check_leaves_previous_output_untouched(pipeline_run: Any, tmp_path: Path) -> None:
-    from edgekit.model_io import load_keras_model
+def test_failed_check_leaves_previous_output_untouched(
+    pipeline_run: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgekit.export.model_io import load_keras_model
 
     src = Path(pipeline_run.export.output_dir)
     out = tmp_path / "out"
@@ -140,7 +147,13 @@ def test_failed_check_leaves_previous_output_untouched(pipeline_run: Any, tmp_pa
     model = load_keras_model(src / "fashion_mnist_mlp_sp75_folded.keras")
     # No file can agree with its Keras model on more than 100% of samples: the agreement
     # check must fail and name itself, and nothing may be written.
-    config = ExportConfig(precisions=("float32", "int8"), min_agreement_float=1.001)
+    from dataclasses import replace
+
+    from edgekit.export.recipes import RECIPES
+
+    strict = replace(RECIPES[Precision.FLOAT32], min_agreement=1.001)
+    monkeypatch.setitem(RECIPES, Precision.FLOAT32, strict)
+    config = ExportConfig(precisions=("float32", "int8"))
     with pytest.raises(VerificationError, match="float32 file failed the agreement check"):
         export_tflite(model, pipeline_run.dataset, config, out, "fashion_mnist_mlp_sp75")
     after = {p.name: p.read_bytes() for p in out.iterdir()}
@@ -148,7 +161,7 @@ def test_failed_check_leaves_previous_output_untouched(pipeline_run: Any, tmp_pa
 
 
 def test_rerun_replaces_previous_files_as_a_whole(pipeline_run: Any, tmp_path: Path) -> None:
-    from edgekit.model_io import load_keras_model
+    from edgekit.export.model_io import load_keras_model
 
     src = Path(pipeline_run.export.output_dir)
     out = tmp_path / "out"
@@ -156,7 +169,7 @@ def test_rerun_replaces_previous_files_as_a_whole(pipeline_run: Any, tmp_path: P
     model = load_keras_model(src / "fashion_mnist_mlp_sp75_folded.keras")
     export_tflite(model, pipeline_run.dataset, ExportConfig(precisions=("float32",)), out, "new")
     manifest = read_manifest(out)
-    assert [f["file"] for f in manifest["files"]] == ["new_float32.tflite"]
+    assert [f.file for f in manifest.files] == ["new_float32.tflite"]
     # Files of the previous run are gone with its manifest; other files stay.
     assert sorted(p.name for p in out.glob("*.tflite")) == ["new_float32.tflite"]
     assert (out / "fashion_mnist_mlp_sp75_folded.keras").exists()
@@ -179,7 +192,7 @@ def test_default_stem_names_data_arch_and_sparsity() -> None:
 
 
 def test_int8_inputs_are_quantized_with_the_files_own_parameters(artifacts_dir: Path) -> None:
-    from edgekit.runtime import quantize
+    from edgekit.device.runtime import quantize
 
     interp = load_interpreter(artifacts_dir / "fashion_mnist_mlp_sp75_int8.tflite")
     inp = input_details(interp)[0]
@@ -188,3 +201,41 @@ def test_int8_inputs_are_quantized_with_the_files_own_parameters(artifacts_dir: 
     assert q.dtype == np.int8
     expected = np.clip(np.round(x / inp.scale + inp.zero_point), -128, 127)
     assert np.array_equal(q, expected.astype(np.int8))
+
+
+def test_every_precision_has_one_recipe_whose_types_the_file_has(artifacts_dir: Path) -> None:
+    """The registry is the one place a precision is defined: its I/O types are the file's."""
+    from edgekit.device.modelfile import read_model_file
+    from edgekit.export.recipes import RECIPES, recipe_for
+
+    assert set(RECIPES) == set(Precision)
+    for precision in ("float32", "float16", "int8"):
+        recipe = recipe_for(precision)
+        info = read_model_file(next(artifacts_dir.glob(f"*_{precision}.tflite")))
+        assert info.inputs[0].dtype == recipe.input_type
+        assert info.outputs[0].dtype == recipe.output_type
+    assert recipe_for("int8").calibrated and not recipe_for("float16").calibrated
+
+
+def test_calibration_seed_is_a_field_of_export_config(pipeline_run: Any, tmp_path: Path) -> None:
+    """Same seed: the same int8 bytes; another seed draws other calibration samples."""
+    from edgekit.export.model_io import load_keras_model
+
+    src = Path(pipeline_run.export.output_dir)
+    model = load_keras_model(src / "fashion_mnist_mlp_sp75_folded.keras")
+    blobs = {}
+    for seed, folder in ((42, "a"), (42, "b"), (7, "c")):
+        cfg = ExportConfig(precisions=("int8",), calibration_samples=50, calibration_seed=seed)
+        result = export_tflite(model, pipeline_run.dataset, cfg, tmp_path / folder, "m")
+        blobs[folder] = result.files[0].data
+    assert blobs["a"] == blobs["b"]
+    assert blobs["a"] != blobs["c"]
+
+
+def test_manifest_round_trips_through_its_dict(artifacts_dir: Path) -> None:
+    from edgekit.device.manifest import Manifest
+
+    manifest = read_manifest(artifacts_dir)
+    again = Manifest.from_dict(manifest.to_dict())
+    assert again == manifest
+    assert json.loads((artifacts_dir / MANIFEST_NAME).read_text()) == manifest.to_dict()

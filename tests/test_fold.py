@@ -1,4 +1,4 @@
-"""Tests of edgekit.fold: batch-normalization folding on tiny models and real Fashion-MNIST."""
+"""Tests of edgekit.optimize.fold: batch-norm folding on tiny models and real Fashion-MNIST."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from edgekit._keras import keras
 from edgekit.config import DataConfig
 from edgekit.data import Dataset, load_dataset
 from edgekit.errors import ModelError
-from edgekit.fold import FoldedPair, FoldResult, fold_batchnorm, foldable_batchnorms
+from edgekit.optimize.fold import FoldedPair, FoldResult, fold_batchnorm, foldable_batchnorms
 
 L = keras.layers
 TOLERANCE = 1e-4  # max abs difference of predictions allowed after folding

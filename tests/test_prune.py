@@ -9,7 +9,7 @@ import pytest
 
 from edgekit.config import PruneConfig, TrainConfig
 from edgekit.errors import EdgekitError
-from edgekit.prune import SPARSITY_TOLERANCE, kernel_sparsity, plan_schedule, prune_model
+from edgekit.train.prune import SPARSITY_TOLERANCE, kernel_sparsity, plan_schedule, prune_model
 
 
 def test_schedule_end_step_is_reached_and_a_multiple_of_frequency() -> None:

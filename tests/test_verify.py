@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from edgekit._bench_child import TEST_FAULT_ENV
 from edgekit.cli import main
-from edgekit.verify import verify_dir
+from edgekit.device.verify import verify_dir
+from edgekit.device.worker import TEST_FAULT_ENV
 
 
 @pytest.fixture()

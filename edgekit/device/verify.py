@@ -15,10 +15,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekit._bench_child import ChildError, ChildProcess
-from edgekit.errors import ModelFileError
-from edgekit.manifest import MANIFEST_NAME, file_problems, read_manifest
-from edgekit.tflite_file import ModelFile, TensorSummary, read_model_file
+from edgekit.device.manifest import (
+    MANIFEST_NAME,
+    FileRecord,
+    TensorRecord,
+    file_problems,
+    read_manifest,
+)
+from edgekit.device.modelfile import ModelFile, TensorSummary, read_model_file
+from edgekit.device.runtime import get_runtime
+from edgekit.device.worker import ChildError, ChildProcess
+from edgekit.errors import ModelFileError, RuntimeMissingError
 
 DEFAULT_VERIFY_TIMEOUT_S = 120.0
 # Order of severity: a file's status is the worst problem it has.
@@ -76,12 +83,14 @@ def _same_scale(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12)
 
 
-def interface_problems(parsed: ModelFile, record: dict[str, Any]) -> list[str]:
+def interface_problems(parsed: ModelFile, record: FileRecord) -> list[str]:
     """Differences between the file's inputs/outputs and those the manifest recorded."""
     problems = []
-    for kind, actual in (("input", parsed.inputs), ("output", parsed.outputs)):
-        expected = record.get(kind + "s")
-        if not isinstance(expected, list):
+    for kind, actual, expected in (
+        ("input", parsed.inputs, record.inputs),
+        ("output", parsed.outputs, record.outputs),
+    ):
+        if expected is None:
             continue
         if len(expected) != len(actual):
             problems.append(f"{len(actual)} {kind}(s), manifest says {len(expected)}")
@@ -91,20 +100,19 @@ def interface_problems(parsed: ModelFile, record: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _tensor_problems(what: str, want: dict[str, Any], have: TensorSummary) -> list[str]:
+def _tensor_problems(what: str, want: TensorRecord, have: TensorSummary) -> list[str]:
     out = []
-    if "shape" in want and [int(d) for d in want["shape"]] != list(have.shape):
-        out.append(f"{what} shape {list(have.shape)}, manifest says {want['shape']}")
-    if "dtype" in want and str(want["dtype"]) != have.dtype:
-        out.append(f"{what} dtype {have.dtype}, manifest says {want['dtype']}")
-    q = want.get("quantization")
-    if isinstance(q, dict) and float(q.get("scale") or 0.0) != 0.0:
+    if want.shape and list(want.shape) != list(have.shape):
+        out.append(f"{what} shape {list(have.shape)}, manifest says {list(want.shape)}")
+    if want.dtype and want.dtype != have.dtype:
+        out.append(f"{what} dtype {have.dtype}, manifest says {want.dtype}")
+    if want.first_scale != 0.0:
         scale = have.scale[0] if have.scale else 0.0
         zp = have.zero_point[0] if have.zero_point else 0
-        if not _same_scale(scale, float(q["scale"])) or zp != int(q.get("zero_point", 0)):
+        if not _same_scale(scale, want.first_scale) or zp != want.first_zero_point:
             out.append(
                 f"{what} quantization (scale {scale:.6g}, zero point {zp}) differs from the "
-                f"manifest's (scale {float(q['scale']):.6g}, zero point {q.get('zero_point')})"
+                f"manifest's (scale {want.first_scale:.6g}, zero point {want.first_zero_point})"
             )
     return out
 
@@ -149,11 +157,18 @@ def verify_dir(
     say = progress or (lambda _msg: None)
     root = Path(folder)
     manifest = read_manifest(root)
+    if run:
+        try:
+            get_runtime(runtime)  # missing: one clear line, never a "damaged" file per row
+        except RuntimeMissingError as e:
+            raise RuntimeMissingError(
+                f"{e}; or pass --no-run to check sizes and hashes only"
+            ) from None
     checks: list[FileCheck] = []
     used_runtime: str | None = None
     listed: set[str] = set()
-    for record in manifest["files"]:
-        name = str(record["file"])
+    for record in manifest.files:
+        name = record.file
         listed.add(name)
         check = FileCheck(name)
         checks.append(check)
@@ -172,10 +187,10 @@ def verify_dir(
                 check.add("mismatch", problem)
         if run:
             used_runtime = _run_once(path, runtime, timeout_s, check) or used_runtime
-    keras = manifest.get("keras_model")
+    keras = manifest.keras_model
     # The Keras model is optional on a device: checked when it was copied, never required.
-    if keras is not None and (root / Path(str(keras["file"])).name).is_file():
-        check = FileCheck(str(keras["file"]))
+    if keras is not None and (root / Path(keras.file).name).is_file():
+        check = FileCheck(keras.file)
         for status, problem in file_problems(root, keras):
             check.add(status, problem)
         checks.append(check)

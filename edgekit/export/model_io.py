@@ -12,9 +12,9 @@ from pathlib import Path
 
 from edgekit._keras import keras
 from edgekit.errors import ModelError
-from edgekit.io import write_bytes_atomic
+from edgekit.export.model_path import check_model_path
+from edgekit.files import write_bytes_atomic
 
-MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 # The class name in tf_keras' "Cannot deserialize object of type `X`" / "Unknown layer: 'X'".
 _CUSTOM_NAME = re.compile(
     r"(?:object of type|unknown (?:layer|object)[^:]*:)\s*[`'\"]?([\w.]+)", re.I
@@ -27,18 +27,7 @@ def load_keras_model(path: str | os.PathLike[str], unsafe: bool = False) -> kera
     Raises:
         ModelError: missing/unreadable file, not a Keras model, Lambda layers or custom objects.
     """
-    path = Path(path)
-    if not path.exists():
-        raise ModelError(f"model file {path} does not exist: pass the path of a .keras file")
-    if not path.is_file():
-        raise ModelError(f"model path {path} is not a file: pass a .keras or .h5 file")
-    if not os.access(path, os.R_OK):
-        raise ModelError(f"model file {path} is not readable: check its permissions")
-    if path.suffix.lower() not in MODEL_SUFFIXES:
-        raise ModelError(
-            f"{path} is not a Keras model file (suffix {path.suffix or 'none'}): "
-            f"pass a {' or '.join(MODEL_SUFFIXES)} file saved with tf_keras"
-        )
+    path = check_model_path(path)
     if not unsafe and path.suffix.lower() == ".keras":
         _refuse_foreign_modules(path)
     try:

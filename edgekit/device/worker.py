@@ -1,4 +1,4 @@
-"""The child process that loads and runs one model for `edgekit bench` and `edgekit verify`.
+"""The model process: loads and runs one model for `edgekit bench` and `edgekit verify`.
 
 Each model runs in its own process so a file that crashes the runtime (a segfault in native
 code) or hangs costs one error row, not the whole run. The parent talks to the child with one
@@ -9,7 +9,7 @@ Requests (`cmd`): `load`, `round`, `memory`, `evaluate`, `exit`; see `_Server`.
 Answers: `{"ok": true, ...}` or `{"ok": false, "error": "one line"}`.
 
 This module is imported by the parent for `ChildProcess` (the client side) and run with
-`python -m edgekit._bench_child` as the child (the server side). Neither side imports
+`python -m edgekit.device.worker` as the child (the server side). Neither side imports
 TensorFlow, except a child asked to load a `.keras` model (through `edgekit._keras`) or to use
 `runtime="tf"`.
 """
@@ -67,13 +67,13 @@ def _child_env() -> dict[str, str]:
 
 
 class ChildProcess:
-    """A running `python -m edgekit._bench_child`, answering one request at a time."""
+    """A running `python -m edgekit.device.worker`, answering one request at a time."""
 
     def __init__(self) -> None:
         # A file, not a pipe: a chatty child can never block on a full pipe nobody reads.
         self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "edgekit._bench_child"],
+            [sys.executable, "-m", "edgekit.device.worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
@@ -255,21 +255,20 @@ class _TfliteModel:
     @staticmethod
     def prepare(request: dict[str, Any]) -> None:
         """Import the runtime, so its own memory is not counted as the model's."""
-        from edgekit.runtime import get_runtime
+        from edgekit.device.runtime import get_runtime
 
         get_runtime(str(request.get("runtime", "auto")))
 
     def __init__(self, request: dict[str, Any]) -> None:
-        from edgekit.runtime import get_runtime, input_details, load_interpreter, quantize
+        from edgekit.device.runtime import get_runtime, input_details, load_interpreter, quantize
 
         self.path = str(request["path"])
         self.runtime = get_runtime(str(request.get("runtime", "auto")))  # imported by prepare()
+        self.threads = int(request.get("threads", 1))
+        self.xnnpack = bool(request.get("xnnpack", True))
         t0 = time.perf_counter_ns()
         self.interpreter = load_interpreter(
-            self.path,
-            runtime=self.runtime,
-            num_threads=int(request.get("threads", 1)),
-            xnnpack=bool(request.get("xnnpack", True)),
+            self.path, runtime=self.runtime, num_threads=self.threads, xnnpack=self.xnnpack
         )
         self.load_ns = time.perf_counter_ns() - t0
         self.inputs = input_details(self.interpreter)
@@ -280,7 +279,7 @@ class _TfliteModel:
         self.invoke: Callable[[], Any] = self.interpreter.invoke
 
     def info(self) -> dict[str, Any]:
-        from edgekit.runtime import output_details
+        from edgekit.device.runtime import output_details
 
         return {
             "runtime": {"name": self.runtime.name, "version": self.runtime.version},
@@ -291,7 +290,7 @@ class _TfliteModel:
     def outputs_finite(self) -> bool:
         import numpy as np
 
-        from edgekit.runtime import dequantize, output_details
+        from edgekit.device.runtime import dequantize, output_details
 
         return all(
             bool(np.isfinite(dequantize(self.interpreter.get_tensor(t.index), t)).all())
@@ -299,10 +298,14 @@ class _TfliteModel:
         )
 
     def evaluate(self, x: Any, y: Any) -> tuple[float, Any]:
-        from edgekit.runtime import evaluate
+        from edgekit.device.runtime import evaluate, load_interpreter
 
-        # The very function (and settings) export uses, so the figures agree exactly.
-        result = evaluate(self.path, x, y, runtime=self.runtime)
+        # The very function export uses, with this row's runtime options (threads, XNNPACK),
+        # on an interpreter of its own: the timed one keeps its batch-1 shape.
+        interpreter = load_interpreter(
+            self.path, runtime=self.runtime, num_threads=self.threads, xnnpack=self.xnnpack
+        )
+        result = evaluate(interpreter, x, y)
         return result.accuracy, result.outputs
 
     def input_shape(self) -> tuple[int, ...]:
@@ -310,7 +313,10 @@ class _TfliteModel:
 
 
 class _KerasModel:
-    """A .keras model called at batch 1 through a tf.function (TensorFlow in this child only)."""
+    """A .keras model called at batch 1 through a tf.function (TensorFlow in this child only).
+
+    Loaded with `edgekit.export.model_io.load_keras_model`, the safe loader of export.
+    """
 
     @staticmethod
     def prepare(request: dict[str, Any]) -> None:
@@ -326,7 +332,8 @@ class _KerasModel:
             ) from None
 
     def __init__(self, request: dict[str, Any]) -> None:
-        from edgekit._keras import keras, tf
+        from edgekit._keras import tf
+        from edgekit.export.model_io import load_keras_model
 
         threads = int(request.get("threads", 1))
         tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -334,16 +341,8 @@ class _KerasModel:
         self.path = str(request["path"])
         self.tf = tf
         t0 = time.perf_counter_ns()
-        try:
-            self.model = keras.models.load_model(self.path, compile=False)
-        except Exception as e:
-            from edgekit.errors import ModelError
-
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise ModelError(
-                f"{self.path} cannot be loaded by tf_keras ({first}): pass a .keras file "
-                "saved by edgekit or tf_keras"
-            ) from None
+        # The loader export uses: safe mode on, custom classes and foreign modules refused.
+        self.model = load_keras_model(self.path)
         shape = tuple(int(d or 1) for d in self.model.input_shape[1:])
         self.fn = tf.function(
             lambda t: self.model(t, training=False),
@@ -359,10 +358,8 @@ class _KerasModel:
         self.last = self.fn(self.x)
 
     def info(self) -> dict[str, Any]:
-        import tensorflow as tf  # already imported by __init__
-
         return {
-            "runtime": {"name": "tf_keras", "version": f"tensorflow {tf.__version__}"},
+            "runtime": {"name": "tf_keras", "version": f"tensorflow {self.tf.__version__}"},
             "inputs": [{"name": "input", "shape": [1, *self.shape], "dtype": "float32"}],
             "outputs": [{"name": "output", "shape": list(self.last.shape), "dtype": "float32"}],
         }
@@ -375,7 +372,7 @@ class _KerasModel:
     def evaluate(self, x: Any, y: Any) -> tuple[float, Any]:
         import numpy as np
 
-        from edgekit.runtime import EVAL_BATCH_SIZE
+        from edgekit.device.runtime import EVAL_BATCH_SIZE
 
         outs = [
             self.fn(self.tf.constant(np.asarray(x[s : s + EVAL_BATCH_SIZE], np.float32))).numpy()

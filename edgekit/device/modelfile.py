@@ -1,7 +1,8 @@
 """Read a .tflite flatbuffer without running it: operators, tensors, quantization, sparsity.
 
-Parsing happens in Python (the schema shipped with ai-edge-litert plus `flatbuffers`), so a
-damaged file raises ModelFileError instead of crashing the process. Never imports TensorFlow.
+Parsing happens in Python (the schema edgekit carries, `edgekit.device.tflite_schema`, plus
+`flatbuffers`), so a damaged file raises ModelFileError instead of crashing the process, and
+no runtime is needed at all. Never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -29,10 +30,9 @@ _NUMPY_TYPES = {
 
 
 def _schema() -> Any:
-    try:
-        from ai_edge_litert import schema_py_generated as schema
-    except ImportError:  # pragma: no cover - older device images
-        from tflite_runtime import schema_py_generated as schema
+    """The schema edgekit carries: the same on every device, whatever the runtime."""
+    from edgekit.device.tflite_schema import schema
+
     return schema
 
 

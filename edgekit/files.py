@@ -82,10 +82,31 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def _umask_by_setting() -> int:
+    # os.umask can only be read by setting it: done once, at import (before threads start).
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+_UMASK_AT_IMPORT = _umask_by_setting()
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (Linux >= 4.7 lists it in /proc).
+
+    Setting the umask to read it back would change it for every thread for an instant (a
+    file another thread creates then would get the wrong mode); where /proc does not say,
+    the value read once at import is used.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return _UMASK_AT_IMPORT
 
 
 @contextlib.contextmanager

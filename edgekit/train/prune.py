@@ -12,8 +12,8 @@ from edgekit._keras import keras, set_determinism, tfmot
 from edgekit.config import PruneConfig
 from edgekit.data import Dataset
 from edgekit.errors import EdgekitError, ModelError
-from edgekit.io import Progress
-from edgekit.train import ProgressLogger, check_data_fits, compile_model
+from edgekit.files import Progress
+from edgekit.train.model import ProgressLogger, check_data_fits, compile_model
 
 # Tolerance between the sparsity asked for and the one every pruned kernel must end at.
 SPARSITY_TOLERANCE = 0.01

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import EdgekitError, ModelFileError
+from edgekit.errors import EdgekitError, ModelFileError, RuntimeMissingError
 
 RUNTIME_CHOICES = ("auto", "litert", "tflite-runtime", "tf")
 _MODULES = {
@@ -71,9 +71,9 @@ def get_runtime(name: str = "auto") -> Runtime:
             errors.append(f"{dist}: {type(e).__name__}: {e}")
             continue
         return Runtime(cand, _package_version(dist), module)
-    raise EdgekitError(
-        f"no TFLite runtime could be imported ({'; '.join(errors)}): "
-        "install one with `pip install ai-edge-litert`"
+    raise RuntimeMissingError(
+        f"no TFLite runtime could be imported ({'; '.join(errors)}): install one with "
+        "`pip install ai-edge-litert` (on 32-bit ARM: `pip install tflite-runtime 'numpy<2'`)"
     )
 
 

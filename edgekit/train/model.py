@@ -13,7 +13,7 @@ from edgekit._keras import keras, set_determinism
 from edgekit.config import Activation, Arch, TrainConfig
 from edgekit.data import Dataset
 from edgekit.errors import DataError
-from edgekit.io import Progress, stderr_progress
+from edgekit.files import Progress, stderr_progress
 
 # CNN feature maps: two blocks of two 3x3 convolutions, then the dense head of hidden_units[-1].
 CNN_FILTERS: tuple[int, ...] = (32, 64)

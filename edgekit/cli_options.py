@@ -1,0 +1,171 @@
+"""Reusable option groups and small helpers of the `edgekit` command (see cli.py).
+
+Parsing only: no TensorFlow, no measuring.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from edgekit.config import DataConfig, TrainConfig
+from edgekit.errors import EdgekitError
+
+
+def data_options(f: Any) -> Any:
+    options = [
+        click.option(
+            "--data",
+            "data_source",
+            default="fashion_mnist",
+            show_default=True,
+            help="'fashion_mnist' or a .npz with x_train, y_train, x_test, y_test "
+            "(and optional labels).",
+        ),
+        click.option(
+            "--data-dir",
+            type=click.Path(file_okay=False),
+            help="Folder with the four Fashion-MNIST .gz files (else $EDGEKIT_DATA_DIR, the Keras "
+            "cache, /usr/share/datasets/fashion-mnist, then a download).",
+        ),
+        click.option(
+            "--validation-size",
+            default=DataConfig.validation_size,
+            show_default=True,
+            type=int,
+            help="Training samples held out for early stopping.",
+        ),
+        click.option("--train-samples", type=int, help="Use only N training samples (quick runs)."),
+        click.option("--test-samples", type=int, help="Use only N test samples (quick runs)."),
+        click.option(
+            "--seed",
+            default=DataConfig.seed,
+            show_default=True,
+            type=int,
+            help="Seed for shuffling, initialization and calibration.",
+        ),
+    ]
+    for opt in reversed(options):
+        f = opt(f)
+    return f
+
+
+def train_options(f: Any) -> Any:
+    options = [
+        click.option(
+            "--arch",
+            type=click.Choice(["mlp", "cnn"]),
+            default="mlp",
+            show_default=True,
+            help="mlp: Dense 300-100; cnn: 4 Conv2D + Dense (both with BN).",
+        ),
+        click.option(
+            "--hidden",
+            default=",".join(str(u) for u in TrainConfig.hidden_units),
+            show_default=True,
+            help="Hidden Dense sizes (mlp); the last one is the cnn's dense head.",
+        ),
+        click.option(
+            "--l1",
+            default=TrainConfig.l1,
+            show_default=True,
+            type=float,
+            help="L1 kernel regularization factor (0 turns it off).",
+        ),
+        click.option(
+            "--activation",
+            type=click.Choice(["relu", "leaky_relu"]),
+            default="relu",
+            show_default=True,
+            help="Fast activation after each batch norm.",
+        ),
+        click.option(
+            "--epochs",
+            type=int,
+            help="Maximum training epochs, early stopping on validation accuracy "
+            "[default: 20 (mlp), 10 (cnn)].",
+        ),
+        click.option("--batch-size", default=TrainConfig.batch_size, show_default=True, type=int),
+        click.option(
+            "--learning-rate", default=TrainConfig.learning_rate, show_default=True, type=float
+        ),
+        click.option(
+            "--patience",
+            default=TrainConfig.patience,
+            show_default=True,
+            type=int,
+            help="Early-stopping patience in epochs.",
+        ),
+    ]
+    for opt in reversed(options):
+        f = opt(f)
+    return f
+
+
+def configs_from_options(kw: dict[str, Any]) -> tuple[Any, Any]:
+    data = DataConfig(
+        source=kw["data_source"],
+        data_dir=kw["data_dir"],
+        validation_size=kw["validation_size"],
+        train_samples=kw["train_samples"],
+        test_samples=kw["test_samples"],
+        seed=kw["seed"],
+    )
+    try:
+        hidden = tuple(int(h) for h in str(kw["hidden"]).split(",") if h.strip())
+    except ValueError:
+        raise EdgekitError(
+            f"--hidden must be comma-separated sizes like 300,100, got {kw['hidden']!r}"
+        ) from None
+    train = TrainConfig(
+        arch=kw["arch"],
+        hidden_units=hidden,
+        l1=kw["l1"],
+        activation=kw["activation"],
+        epochs=kw["epochs"],
+        batch_size=kw["batch_size"],
+        learning_rate=kw["learning_rate"],
+        patience=kw["patience"],
+        seed=kw["seed"],
+    )
+    return data, train
+
+
+
+def progress_printer(quiet: bool) -> Any:
+    """Progress lines on stderr, or nothing with --quiet."""
+    if quiet:
+        return None
+    return lambda msg: click.echo(f"  {msg}", err=True)
+
+
+def console() -> Any:
+    from rich.console import Console
+
+    # Wide enough for the bench table when stdout is a file or a pipe.
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
+def thread_counts(value: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(t) for t in value.split(",") if t.strip())
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a comma-separated list of counts, e.g. 1,2"
+        ) from None
+    if not counts or min(counts) < 1:
+        raise click.BadParameter(f"{value!r}: thread counts must be >= 1, e.g. 1,2")
+    return counts
+
+
+RUNTIME_OPTION = click.option(
+    "--runtime",
+    type=click.Choice(["auto", "litert", "tflite-runtime", "tf"]),
+    default="auto",
+    show_default=True,
+    help="TFLite runtime: auto = ai-edge-litert, else tflite-runtime, else tf.lite.",
+)
+
+

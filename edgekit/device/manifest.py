@@ -1,0 +1,347 @@
+"""manifest.json as typed records: what each exported file is, so a device can check a copy.
+
+`Manifest.from_dict` is the one place a manifest is validated; `to_dict` writes the JSON
+form. Format `edgekit-manifest/2` adds the export machine and a fingerprint of the test data
+to version 1, which is still read. No TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgekit import __version__
+from edgekit.device.modelfile import sha256_bytes
+from edgekit.errors import ManifestError
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT_NAME = "edgekit-manifest"
+MANIFEST_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+MANIFEST_FORMAT = f"{MANIFEST_FORMAT_NAME}/{MANIFEST_VERSION}"
+
+_HEX = frozenset("0123456789abcdef")
+
+
+class _Invalid(Exception):
+    """A field that does not fit; turned into one ManifestError naming the manifest."""
+
+
+def _need(ok: bool, what: str) -> None:
+    if not ok:
+        raise _Invalid(what)
+
+
+def _number(value: Any) -> bool:
+    return type(value) in (int, float)
+
+
+def _opt_number(value: Any) -> bool:
+    return value is None or _number(value)
+
+
+def _str_dict(value: Any, what: str) -> dict[str, Any]:
+    _need(value is None or isinstance(value, dict), f"'{what}' must be an object")
+    return dict(value or {})
+
+
+@dataclass(frozen=True)
+class TensorRecord:
+    """An input or output tensor: name, shape, dtype and (for quantized ones) scale/zero point.
+
+    `scale`/`zero_point` are numbers for per-tensor quantization, tuples for per-channel, and
+    None for a float tensor.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    scale: float | tuple[float, ...] | None = None
+    zero_point: int | tuple[int, ...] | None = None
+
+    @classmethod
+    def from_summary(cls, t: Any) -> TensorRecord:
+        """From a `modelfile.TensorSummary` (what the file itself holds)."""
+        scale = zp = None
+        if t.scale:
+            scale = float(t.scale[0]) if len(t.scale) == 1 else tuple(float(s) for s in t.scale)
+            zp = int(t.zero_point[0]) if len(t.zero_point) == 1 else tuple(t.zero_point)
+        return cls(t.name, tuple(int(d) for d in t.shape), t.dtype, scale, zp)
+
+    def to_dict(self) -> dict[str, Any]:
+        quant: dict[str, Any] = {}
+        if self.scale is not None:
+            quant = {
+                "scale": list(self.scale) if isinstance(self.scale, tuple) else self.scale,
+                "zero_point": (
+                    list(self.zero_point) if isinstance(self.zero_point, tuple) else self.zero_point
+                ),
+            }
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype,
+                "quantization": quant}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: Any) -> TensorRecord:
+        _need(isinstance(d, dict), "a tensor must be an object")
+        shape = d.get("shape") or []
+        _need(
+            isinstance(shape, list) and all(type(x) is int for x in shape),
+            "a tensor shape must be a list of integers",
+        )
+        _need(isinstance(d.get("dtype", ""), str), "a tensor dtype must be a name")
+        q = d.get("quantization") or {}
+        _need(isinstance(q, dict), "a tensor's quantization must be an object")
+        scale, zp = q.get("scale"), q.get("zero_point")
+        if isinstance(scale, list):
+            _need(all(_number(s) for s in scale), "quantization scales must be numbers")
+            scale = tuple(float(s) for s in scale)
+        else:
+            _need(_opt_number(scale), "a quantization scale must be a number")
+        if isinstance(zp, list):
+            _need(all(type(z) is int for z in zp), "zero points must be integers")
+            zp = tuple(zp)
+        else:
+            _need(zp is None or type(zp) is int, "a zero point must be an integer")
+        if not scale:  # 0.0 or absent: not quantized
+            scale = zp = None
+        return cls(str(d.get("name", "")), tuple(shape), str(d.get("dtype", "")), scale, zp)
+
+    @property
+    def first_scale(self) -> float:
+        return (self.scale[0] if isinstance(self.scale, tuple) else self.scale) or 0.0
+
+    @property
+    def first_zero_point(self) -> int:
+        zp = self.zero_point
+        return (zp[0] if isinstance(zp, tuple) else zp) or 0
+
+
+@dataclass(frozen=True)
+class ExportCheck:
+    """What export measured on a file before writing it (with the runtime and CPU it used)."""
+
+    accuracy: float
+    samples: int
+    top1_agreement_with_keras: float | None = None
+    max_abs_diff_vs_keras: float | None = None
+    runtime: str | None = None
+    min_agreement: float | None = None
+    threads: int | None = None
+    xnnpack: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> ExportCheck:
+        _need(isinstance(d, dict), "'accuracy' must be an object")
+        _need(_number(d.get("accuracy")), "'accuracy.accuracy' must be a number")
+        _need(type(d.get("samples")) is int, "'accuracy.samples' must be an integer")
+        for key in ("top1_agreement_with_keras", "max_abs_diff_vs_keras", "min_agreement"):
+            _need(_opt_number(d.get(key)), f"'accuracy.{key}' must be a number")
+        _need(d.get("runtime") is None or isinstance(d["runtime"], str), "bad 'accuracy.runtime'")
+        _need(d.get("threads") is None or type(d["threads"]) is int, "bad 'accuracy.threads'")
+        _need(d.get("xnnpack") in (None, True, False), "bad 'accuracy.xnnpack'")
+        return cls(
+            float(d["accuracy"]), int(d["samples"]), d.get("top1_agreement_with_keras"),
+            d.get("max_abs_diff_vs_keras"), d.get("runtime"), d.get("min_agreement"),
+            d.get("threads"), d.get("xnnpack"),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One file of an export: its name, sha256 and size, and for .tflite files what it holds."""
+
+    file: str
+    sha256: str
+    bytes: int
+    precision: str | None = None
+    gzip_bytes: int | None = None
+    inputs: tuple[TensorRecord, ...] | None = None
+    outputs: tuple[TensorRecord, ...] | None = None
+    weight_sparsity: float | None = None
+    operators: dict[str, int] = field(default_factory=dict)
+    accuracy: ExportCheck | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"file": self.file}
+        if self.precision is not None:
+            d["precision"] = self.precision
+        d |= {"sha256": self.sha256, "bytes": self.bytes}
+        optional = {
+            "gzip_bytes": self.gzip_bytes,
+            "inputs": None if self.inputs is None else [t.to_dict() for t in self.inputs],
+            "outputs": None if self.outputs is None else [t.to_dict() for t in self.outputs],
+            "weight_sparsity": self.weight_sparsity,
+            "operators": self.operators or None,
+            "accuracy": self.accuracy.to_dict() if self.accuracy else None,
+        }
+        return d | {k: v for k, v in optional.items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> FileRecord:
+        _need(isinstance(d, dict), "a file record must be an object")
+        _need(isinstance(d.get("file"), str) and d["file"] != "", "a record needs a 'file' name")
+        name = d["file"]
+        sha = d.get("sha256")
+        _need(
+            isinstance(sha, str) and len(sha) == 64 and set(sha) <= _HEX,
+            f"{name}: 'sha256' must be 64 lowercase hex digits",
+        )
+        _need(type(d.get("bytes")) is int and d["bytes"] >= 0, f"{name}: 'bytes' must be >= 0")
+        _need(d.get("precision") is None or isinstance(d["precision"], str), f"{name}: precision")
+        _need(d.get("gzip_bytes") is None or type(d["gzip_bytes"]) is int, f"{name}: gzip_bytes")
+        _need(_opt_number(d.get("weight_sparsity")), f"{name}: 'weight_sparsity' not a number")
+        tensors: dict[str, tuple[TensorRecord, ...] | None] = {}
+        for kind in ("inputs", "outputs"):
+            value = d.get(kind)
+            _need(value is None or isinstance(value, list), f"{name}: '{kind}' must be a list")
+            try:
+                tensors[kind] = None if value is None else tuple(map(TensorRecord.from_dict, value))
+            except _Invalid as e:
+                raise _Invalid(
+                    f"{name}: '{kind}' must list tensors with an integer shape, a dtype name and "
+                    f"numeric quantization ({e})"
+                ) from None
+        ops = d.get("operators") or {}
+        _need(
+            isinstance(ops, dict) and all(type(v) is int for v in ops.values()),
+            f"{name}: 'operators' must map operator names to counts",
+        )
+        acc = d.get("accuracy")
+        return cls(
+            file=name, sha256=sha, bytes=d["bytes"], precision=d.get("precision"),
+            gzip_bytes=d.get("gzip_bytes"), inputs=tensors["inputs"], outputs=tensors["outputs"],
+            weight_sparsity=d.get("weight_sparsity"), operators=dict(ops),
+            accuracy=None if acc is None else ExportCheck.from_dict(acc),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """An export: its files, the data and machine they were checked on, and the versions."""
+
+    files: tuple[FileRecord, ...]
+    labels: tuple[str, ...] = ()
+    dataset: dict[str, Any] = field(default_factory=dict)
+    keras_accuracy: float | None = None
+    keras_model: FileRecord | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, Any] = field(default_factory=dict)
+    machine: dict[str, Any] = field(default_factory=dict)
+    edgekit_version: str = __version__
+    format_version: int = MANIFEST_VERSION
+
+    def __post_init__(self) -> None:
+        names = [f.file for f in self.files]
+        if len(names) != len(set(names)):
+            raise ManifestError(f"a manifest lists a file twice: {sorted(names)}")
+
+    def record(self, file_name: str) -> FileRecord | None:
+        return next((f for f in self.files if f.file == file_name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "format": f"{MANIFEST_FORMAT_NAME}/{self.format_version}",
+            "edgekit_version": self.edgekit_version,
+            "versions": self.versions,
+            "machine": self.machine,
+            "dataset": self.dataset,
+            "labels": list(self.labels),
+            "keras_accuracy": self.keras_accuracy,
+            "config": self.config,
+            "files": [f.to_dict() for f in self.files],
+        }
+        if self.keras_model is not None:
+            d["keras_model"] = self.keras_model.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str = "manifest") -> Manifest:
+        """Validate and type a manifest's JSON form.
+
+        Raises:
+            ManifestError: not an edgekit manifest, a newer format, or a malformed field.
+        """
+        fmt = d.get("format") if isinstance(d, dict) else None
+        name, _, version = str(fmt).partition("/")
+        if name != MANIFEST_FORMAT_NAME or not version.isdigit():
+            raise ManifestError(
+                f'{source} is not an edgekit manifest (expected "format": "{MANIFEST_FORMAT}")'
+            )
+        if int(version) not in READABLE_VERSIONS:
+            raise ManifestError(
+                f"{source} has format {fmt}, newer than this edgekit {__version__} reads "
+                f"(up to {MANIFEST_FORMAT}): upgrade edgekit with `pip install -U edgekit`"
+            )
+        try:
+            files = d.get("files")
+            _need(isinstance(files, list), "'files' must be a list of records")
+            keras = d.get("keras_model")
+            labels = d.get("labels") or []
+            _need(isinstance(labels, list), "'labels' must be a list")
+            _need(_opt_number(d.get("keras_accuracy")), "'keras_accuracy' must be a number")
+            return cls(
+                files=tuple(FileRecord.from_dict(f) for f in files),
+                labels=tuple(str(v) for v in labels),
+                dataset=_str_dict(d.get("dataset"), "dataset"),
+                keras_accuracy=d.get("keras_accuracy"),
+                keras_model=None if keras is None else FileRecord.from_dict(keras),
+                config=_str_dict(d.get("config"), "config"),
+                versions=_str_dict(d.get("versions"), "versions"),
+                machine=_str_dict(d.get("machine"), "machine"),
+                edgekit_version=str(d.get("edgekit_version", "unknown")),
+                format_version=int(version),
+            )
+        except _Invalid as e:
+            raise ManifestError(
+                f"{source}: {e}: re-export or re-copy the manifest"
+            ) from None
+
+
+def read_manifest(folder_or_file: str | os.PathLike[str]) -> Manifest:
+    """Load and validate a manifest (a folder means its manifest.json)."""
+    path = Path(folder_or_file)
+    if path.is_dir():
+        path = path / MANIFEST_NAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ManifestError(
+            f"{path} does not exist: run `edgekit export` to write the files and their manifest"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ManifestError(f"{path} is not valid JSON ({e}): re-export or re-copy it") from None
+    return Manifest.from_dict(data, str(path))
+
+
+def check_file_against_record(folder: Path, record: FileRecord) -> list[str]:
+    """Problems (empty if none) between one manifest record and the file on disk."""
+    return [f"{record.file}: {message}" for _, message in file_problems(folder, record)]
+
+
+def file_problems(folder: Path, record: FileRecord) -> list[tuple[str, str]]:
+    """(status, message) pairs between a manifest record and the file on disk.
+
+    status is "missing" (no such file in the folder, or a name outside it) or "mismatch".
+    """
+    name = record.file
+    if Path(name).name != name:
+        return [("missing", "manifest names a file outside its folder")]
+    path = folder / name
+    if not path.is_file():
+        return [("missing", "listed in the manifest but missing")]
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        return [("missing", f"cannot be read ({e.strerror or e})")]
+    problems = []
+    if len(data) != record.bytes:
+        problems.append(("mismatch", f"{len(data)} bytes, manifest says {record.bytes}"))
+    if sha256_bytes(data) != record.sha256:
+        problems.append(("mismatch", "sha256 differs from the manifest (file changed or damaged)"))
+    return problems

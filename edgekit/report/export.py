@@ -1,0 +1,53 @@
+"""`edgekit export`: the summary table of the files a run wrote."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1024:.1f} KB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.2f} MB"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2%}"
+
+
+def export_table(result: Any) -> Table:
+    """One row per file: precision, size, gzipped size, zeros, accuracy, agreement with Keras.
+
+    `result` is a `PipelineResult` (its `.export` is the ExportResult).
+    """
+    table = Table(title=f"edgekit export -> {result.export.output_dir}")
+    for col in ("file", "precision", "size", "gzipped", "sparsity", "accuracy", "agrees w/ Keras"):
+        table.add_column(
+            col, justify="left" if col in ("file", "precision") else "right", no_wrap=col == "file"
+        )
+    for row in result.export.rows():
+        sparsity = row["weight_sparsity"]
+        table.add_row(
+            row["file"],
+            row["precision"],
+            _size(row["bytes"]),
+            _size(row["gzip_bytes"]),
+            "-" if sparsity is None else f"{sparsity:.1%}",
+            _pct(row["accuracy"]),
+            _pct(row["agreement"]),
+        )
+    return table
+
+
+def print_export_summary(result: Any, console: Console | None = None) -> None:
+    """The table, the Keras accuracies of each stage, the manifest path and the wall time."""
+    console = console or Console()
+    console.print(export_table(result))
+    acc = result.accuracy
+    parts = [f"{k.replace('_keras', '')} Keras {v:.2%}" for k, v in acc.items() if "keras" in k]
+    console.print("test accuracy: " + ", ".join(parts))
+    total = sum(result.stage_seconds.values())
+    console.print(f"manifest: {result.export.manifest_path}  ({total:.0f} s in all)")
