@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from edgekit.bench import DEFAULT_BENCH_DIR, discover_models, machine_info
-from edgekit.io import write_json_atomic
-from edgekit.runtime import get_runtime, input_details
+from edgekit.device.runtime import get_runtime, input_details
+from edgekit.files import write_json_atomic
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "contention.json"
 

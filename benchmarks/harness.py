@@ -41,12 +41,12 @@ from edgekit.bench import (
     DEFAULT_WARMUP_TIME_S,
     BenchConfig,
     discover_models,
-    load_test_data,
     machine_info,
     run_bench,
 )
-from edgekit.io import write_json_atomic
-from edgekit.runtime import get_runtime, input_details, quantize
+from edgekit.data import load_test_set
+from edgekit.device.runtime import get_runtime, input_details, quantize
+from edgekit.files import write_json_atomic
 
 TOLERANCE = 0.05
 DEFAULT_OUT = Path(__file__).parent / "results" / "harness.json"
@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
 
     files = [f for f in discover_models(args.paths) if f.suffix == ".tflite"]
     config = BenchConfig(threads=(1,), min_runs=args.min_runs, min_time_s=args.min_time, samples=1)
-    x, _y, _info = load_test_data(config)  # bench times the first test image: so does the loop
+    # bench times the first test image: so does the loop
+    x, _y, _info = load_test_set(config.data or "fashion_mnist", config.data_dir, config.samples)
     lean: dict[str, list[float]] = {f.name: [] for f in files}
     bench: dict[str, list[float]] = {f.name: [] for f in files}
     spreads: list[float] = []

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from edgekit.bench import machine_info
-    from edgekit.io import write_json_atomic, write_text_atomic
+    from edgekit.files import write_json_atomic, write_text_atomic
 
     with tempfile.TemporaryDirectory(prefix="edgekit-main-") as tmp:
         out = Path(tmp) / "artifacts"

@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         "output_bytes": files,
         "summary_line": next((ln for ln in stdout.splitlines() if ln.startswith("manifest:")), ""),
     }
-    from edgekit.io import write_json_atomic
+    from edgekit.files import write_json_atomic
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out, report)

@@ -40,10 +40,10 @@ def main() -> int:
         wall_s = time.perf_counter() - t_start
 
         from edgekit.config import Precision
-        from edgekit.export import convert
-        from edgekit.tflite_file import gzip_size
+        from edgekit.device.modelfile import gzip_size
+        from edgekit.export import convert, recipe_for
 
-        unpruned = convert(result.models["trained"], Precision.FLOAT32)
+        unpruned = convert(result.models["trained"], recipe_for(Precision.FLOAT32))
 
     files = {
         row["precision"]: {

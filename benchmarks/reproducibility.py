@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         "'off' skips tf.config.experimental.enable_op_determinism, seeds stay set; "
         "distinct_weights = how many different trained models the repeats gave"
     )
-    from edgekit.io import write_json_atomic
+    from edgekit.files import write_json_atomic
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out, report)
