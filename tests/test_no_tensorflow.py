@@ -139,3 +139,17 @@ def test_training_commands_without_tensorflow_say_what_to_install(
     assert line.endswith("): pip install 'edgekit[train]'"), line
     assert not out.exists() or not any(out.iterdir())
     attempts(no_tf_env)  # the blocked attempt was expected here
+
+
+def test_a_missing_model_fails_before_tensorflow_or_data_are_touched(
+    no_tf_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`edgekit export missing.keras` says so at once: no TensorFlow import, no data load."""
+    env = {**no_tf_env, "EDGEKIT_DATA_DIR": str(tmp_path / "no-data-here")}
+    proc = edgekit(env, "export", str(tmp_path / "missing.keras"), "-o", str(tmp_path / "o"))
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        f"Error: model file {tmp_path / 'missing.keras'} does not exist: "
+        "pass the path of a .keras file"
+    )
+    assert attempts(no_tf_env) == []

@@ -51,3 +51,22 @@ def test_ci_runs_the_readmes_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert 'pip install -q -e ".[train,dev]"' in ci and "python -m pytest -q" in ci
     assert "bash scripts/install-data.sh" in ci
+
+
+def _python_imports() -> list[tuple[str, str]]:
+    """`from edgekit... import a, b` lines of the README's Python blocks."""
+    blocks = "\n".join(re.findall(r"```python\n(.*?)```", README, re.S))
+    return sorted(set(re.findall(r"^from (edgekit[\w.]*) import (.+)$", blocks, re.M)))
+
+
+@pytest.mark.parametrize(("module", "names"), _python_imports())
+def test_every_import_in_the_readme_resolves(module: str, names: str) -> None:
+    import importlib
+
+    imported = importlib.import_module(module)
+    missing = [n.strip() for n in names.split(",") if not hasattr(imported, n.strip())]
+    assert missing == [], f"from {module} import {names}"
+
+
+def test_the_readme_python_blocks_import_from_edgekit() -> None:
+    assert len(_python_imports()) >= 8
