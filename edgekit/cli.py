@@ -272,6 +272,8 @@ def train(**kw: Any) -> None:
 @click.option("--save/--no-save", default=None,
               help="Write bench.json/.csv/.md/.png into the benchmarked folder "
               "[default: on when exactly one PATH is a folder].")  # fmt: skip
+@click.option("--unsafe", is_flag=True,
+              help="Load .keras baselines with safe mode off (trusted files only).")  # fmt: skip
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 def bench(paths: tuple[str, ...], **kw: Any) -> None:
     """Latency, accuracy, size and memory of .tflite files on this CPU.
@@ -346,6 +348,7 @@ def bench(paths: tuple[str, ...], **kw: Any) -> None:
         data_dir=kw["data_dir"],
         samples=kw["samples"],
         timeout_s=kw["timeout"],
+        unsafe=kw["unsafe"],
     )
     result = run_bench(targets, config, progress=progress_printer(kw["quiet"]))
     print_bench(result, console())

@@ -187,8 +187,9 @@ class ExportConfig:
 
     precisions: tuple[Precision, ...] = DEFAULT_PRECISIONS
     calibration_samples: int = 500
-    # Seed of the draw of calibration samples from the training set (full-integer recipes).
-    calibration_seed: int = 42
+    # Seed of the draw of calibration samples from the training set (full-integer recipes);
+    # None: the data seed in a PipelineConfig, else 42.
+    calibration_seed: int | None = None
     # Export-time check on real test samples; None = the whole test set.
     verify_samples: int | None = None
     # Top-1 agreement with Keras every file must reach; None = each recipe's own floor
@@ -200,7 +201,8 @@ class ExportConfig:
         precisions = tuple(parse_precision(p) for p in self.precisions)
         if not precisions:
             raise EdgekitError(
-                "no precision given: pass at least one of float32, float16, int8, dynamic"
+                "no precision given: pass at least one of "
+                + ", ".join(p.value for p in Precision)
             )
         object.__setattr__(self, "precisions", tuple(dict.fromkeys(precisions)))
         if self.calibration_samples < 1:
@@ -229,6 +231,9 @@ class PipelineConfig:
     output_dir: str = "artifacts"
 
     def __post_init__(self) -> None:
+        if self.export.calibration_seed is None:  # calibrate with the run's seed
+            export = dataclasses.replace(self.export, calibration_seed=self.data.seed)
+            object.__setattr__(self, "export", export)
         if self.prune is not None and self.prune.epochs is None:  # the architecture's default
             epochs = DEFAULT_EPOCHS[self.train.arch.value][1]
             object.__setattr__(self, "prune", dataclasses.replace(self.prune, epochs=epochs))

@@ -82,14 +82,7 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
-def _umask_by_setting() -> int:
-    # os.umask can only be read by setting it: done once, at import (before threads start).
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_UMASK_AT_IMPORT = _umask_by_setting()
+_umask_fallback: int | None = None
 
 
 def _umask() -> int:
@@ -97,7 +90,7 @@ def _umask() -> int:
 
     Setting the umask to read it back would change it for every thread for an instant (a
     file another thread creates then would get the wrong mode); where /proc does not say,
-    the value read once at import is used.
+    it is read that way once and remembered.
     """
     try:
         with open("/proc/self/status", encoding="ascii", errors="replace") as f:
@@ -106,7 +99,11 @@ def _umask() -> int:
                     return int(line.split()[1], 8)
     except (OSError, ValueError, IndexError):
         pass
-    return _UMASK_AT_IMPORT
+    global _umask_fallback
+    if _umask_fallback is None:  # not Linux: set it to read it, once
+        _umask_fallback = os.umask(0o022)
+        os.umask(_umask_fallback)
+    return _umask_fallback
 
 
 @contextlib.contextmanager

@@ -438,6 +438,7 @@ def test_threads_and_no_xnnpack_give_one_row_per_file_and_thread_count(
         same = load_interpreter(path, num_threads=r["threads"], xnnpack=False)
         assert r["accuracy"] == evaluate(same, x, y).accuracy
         assert r["accuracy_samples"] == 50
+        assert (r["accuracy_threads"], r["accuracy_xnnpack"]) == (r["threads"], False)
     # Speed-ups compare equal thread counts.
     p50 = {(r["precision"], r["threads"]): r["latency"]["p50_us"] for r in data["rows"]}
     for r in data["rows"]:

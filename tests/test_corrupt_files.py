@@ -134,7 +134,7 @@ def test_the_parser_survives_hundreds_of_damaged_files(
 def test_a_vector_length_past_the_end_of_the_file_is_refused(
     originals: dict[str, bytes], tmp_path: Path
 ) -> None:
-    from ai_edge_litert import schema_py_generated as schema
+    from edgekit.device.tflite_schema import schema
 
     data = bytearray(originals["float32"])
     sub = schema.Model.GetRootAs(bytes(data), 0).Subgraphs(0)

@@ -534,8 +534,8 @@ def test_verify_reads_a_format_1_manifest(copied: Path) -> None:
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("bytes", None, "'bytes' must be >= 0"),
-        ("bytes", "abc", "'bytes' must be >= 0"),
+        ("bytes", None, "'bytes' must be a count >= 0, got null"),
+        ("bytes", "abc", "'bytes' must be a count >= 0, got \"abc\""),
         ("sha256", "not-a-digest", "'sha256' must be 64 lowercase hex digits"),
         ("inputs", [{"shape": ["a"]}], "'inputs' must list tensors with an integer shape"),
         ("outputs", [{"quantization": {"scale": "x"}}], "'outputs' must list tensors with"),

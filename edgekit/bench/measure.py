@@ -88,15 +88,20 @@ class _Listed:
     record: FileRecord
 
 
-def _manifest_records(folder: Path, cache: dict[Path, dict[str, _Listed]]) -> dict[str, _Listed]:
+def _manifest_records(
+    folder: Path, cache: dict[Path, dict[str, _Listed]], problems: list[str] | None = None
+) -> dict[str, _Listed]:
+    """The records of `folder`'s manifest by file name; a manifest that cannot be read is
+    noted in `problems` (bench still measures, without comparing with it)."""
     if folder not in cache:
         records: dict[str, _Listed] = {}
         if (folder / MANIFEST_NAME).is_file():
             try:
                 manifest = read_manifest(folder)
                 records = {r.file: _Listed(manifest, r) for r in manifest.files}
-            except ManifestError:
-                records = {}
+            except ManifestError as e:
+                if problems is not None:
+                    problems.append(f"{e} (accuracy not compared with it)")
         cache[folder] = records
     return cache[folder]
 
@@ -176,9 +181,10 @@ def run_bench(
         x_test, y_test, data_info = load_test_set(config.data, config.data_dir, config.samples)
 
     manifests: dict[Path, dict[str, _Listed]] = {}
+    manifest_problems: list[str] = []
     rows: list[BenchRow] = []
     for path in files:
-        rows += _make_rows(path, config, manifests)
+        rows += _make_rows(path, config, manifests, manifest_problems)
     rows.sort(key=_row_order)
     names = [r.file for r in rows if r.threads == rows[0].threads]
     if len(names) != len(set(names)):  # same name in two folders: ids need the path
@@ -235,6 +241,7 @@ def run_bench(
         duration_s=time.time() - started,
     )
     result.verdict = overall_verdict(result)
+    result.verdict += [f"WARNING: {p}." for p in manifest_problems]
     return result
 
 
@@ -245,9 +252,12 @@ def _row_order(row: BenchRow) -> tuple[bool, str, int, int]:
 
 
 def _make_rows(
-    path: Path, config: BenchConfig, manifests: dict[Path, dict[str, _Listed]]
+    path: Path,
+    config: BenchConfig,
+    manifests: dict[Path, dict[str, _Listed]],
+    problems: list[str] | None = None,
 ) -> list[BenchRow]:
-    listed = _manifest_records(path.parent, manifests).get(path.name)
+    listed = _manifest_records(path.parent, manifests, problems).get(path.name)
     kind = "keras" if path.suffix == ".keras" else "tflite"
     parsed: ModelFile | None = None
     error: str | None = None
@@ -313,6 +323,7 @@ def _load_all(
                     "threads": w.row.threads,
                     "xnnpack": config.xnnpack,
                     "runtime": config.runtime,
+                    "unsafe": config.unsafe,
                     "input": str(sample_path) if sample_path else None,
                 },
                 config.timeout_s,
@@ -402,6 +413,7 @@ def _evaluate_all(
             continue
         row.accuracy = float(ans["accuracy"])
         row.accuracy_samples = int(ans["samples"])
+        row.accuracy_threads, row.accuracy_xnnpack = ans.get("threads"), ans.get("xnnpack")
         outputs[row.id] = np.load(out)
     return outputs
 
@@ -456,9 +468,6 @@ def _keras_baseline(row: BenchRow, candidates: list[BenchRow]) -> BenchRow | Non
     pool = same or (keras if len({c.path for c in keras}) == 1 else [])
     pool.sort(key=lambda c: c.threads != row.threads)
     return pool[0] if pool else None
-
-
-# ---- words ---------------------------------------------------------------------------------
 
 
 def _expected(listed: _Listed) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from edgekit import __version__
+from edgekit.config import Precision
 from edgekit.device.runtime import RUNTIME_CHOICES
 from edgekit.errors import EdgekitError
 
@@ -31,8 +32,8 @@ NOISY_SPREAD = 0.10
 # Latency ratios within this of 1 are reported as ties.
 TIE_TOLERANCE = 0.05
 ProgressFn = Callable[[str], None]
-KNOWN_PRECISIONS = ("float32", "float16", "int8", "uint8", "int16", "dynamic")
-# CPU features that decide how fast float and int8 kernels can be.
+# edgekit's precisions (the order of rows), then those of files from elsewhere.
+KNOWN_PRECISIONS = (*(p.value for p in Precision), "uint8", "int16")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class BenchConfig:
         data_dir: folder of the Fashion-MNIST files (else the usual places are searched).
         samples: use only the first N test samples.
         timeout_s: per request to a model's process (load, a round, the evaluation).
+        unsafe: load .keras baselines with Keras safe mode off (trusted files only).
     """
 
     threads: tuple[int, ...] = (1,)
@@ -64,6 +66,7 @@ class BenchConfig:
     data_dir: str | None = None
     samples: int | None = None
     timeout_s: float = DEFAULT_TIMEOUT_S
+    unsafe: bool = False
 
     def __post_init__(self) -> None:
         threads = tuple(dict.fromkeys(int(t) for t in self.threads))
@@ -153,6 +156,9 @@ class BenchRow:
     accuracy: float | None = None
     accuracy_samples: int | None = None
     accuracy_note: str | None = None
+    # The interpreter options accuracy was measured with (the row's own, as its latency).
+    accuracy_threads: int | None = None
+    accuracy_xnnpack: bool | None = None
     reference: str | None = None  # the float32 file compared against
     top1_agreement: float | None = None
     max_abs_diff: float | None = None

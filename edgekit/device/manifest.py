@@ -8,6 +8,7 @@ to version 1, which is still read. No TensorFlow.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,11 +37,24 @@ def _need(ok: bool, what: str) -> None:
 
 
 def _number(value: Any) -> bool:
-    return type(value) in (int, float)
+    """A finite JSON number (bools are not numbers here)."""
+    return type(value) in (int, float) and math.isfinite(value)
 
 
 def _opt_number(value: Any) -> bool:
     return value is None or _number(value)
+
+
+def _opt_fraction(value: Any) -> bool:
+    return value is None or (_number(value) and 0.0 <= value <= 1.0)
+
+
+def _count(value: Any) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _got(value: Any) -> str:
+    return f"got {json.dumps(value)[:40]}"
 
 
 def _str_dict(value: Any, what: str) -> dict[str, Any]:
@@ -68,7 +82,8 @@ class TensorRecord:
         scale = zp = None
         if t.scale:
             scale = float(t.scale[0]) if len(t.scale) == 1 else tuple(float(s) for s in t.scale)
-            zp = int(t.zero_point[0]) if len(t.zero_point) == 1 else tuple(t.zero_point)
+            zps = tuple(int(z) for z in t.zero_point) or (0,) * len(t.scale)
+            zp = zps[0] if len(zps) == 1 else zps
         return cls(t.name, tuple(int(d) for d in t.shape), t.dtype, scale, zp)
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,29 +100,30 @@ class TensorRecord:
 
     @classmethod
     def from_dict(cls, d: Any) -> TensorRecord:
-        _need(isinstance(d, dict), "a tensor must be an object")
-        shape = d.get("shape") or []
+        _need(isinstance(d, dict), f"a tensor must be an object, {_got(d)}")
+        shape, dtype = d.get("shape"), d.get("dtype")
         _need(
-            isinstance(shape, list) and all(type(x) is int for x in shape),
-            "a tensor shape must be a list of integers",
+            isinstance(shape, list) and all(_count(x) for x in shape),
+            f"a tensor shape must be a list of sizes, {_got(shape)}",
         )
-        _need(isinstance(d.get("dtype", ""), str), "a tensor dtype must be a name")
+        _need(
+            isinstance(dtype, str) and dtype != "", f"a tensor dtype must be a name, {_got(dtype)}"
+        )
         q = d.get("quantization") or {}
-        _need(isinstance(q, dict), "a tensor's quantization must be an object")
+        _need(isinstance(q, dict), f"a tensor's quantization must be an object, {_got(q)}")
         scale, zp = q.get("scale"), q.get("zero_point")
-        if isinstance(scale, list):
-            _need(all(_number(s) for s in scale), "quantization scales must be numbers")
-            scale = tuple(float(s) for s in scale)
-        else:
-            _need(_opt_number(scale), "a quantization scale must be a number")
-        if isinstance(zp, list):
-            _need(all(type(z) is int for z in zp), "zero points must be integers")
-            zp = tuple(zp)
-        else:
-            _need(zp is None or type(zp) is int, "a zero point must be an integer")
-        if not scale:  # 0.0 or absent: not quantized
-            scale = zp = None
-        return cls(str(d.get("name", "")), tuple(shape), str(d.get("dtype", "")), scale, zp)
+        scales = scale if isinstance(scale, list) else [scale] if scale is not None else []
+        zps = zp if isinstance(zp, list) else [zp] if zp is not None else []
+        _need(all(_number(v) and v >= 0 for v in scales), f"bad quantization scale, {_got(scale)}")
+        _need(all(type(z) is int for z in zps), f"zero points must be integers, {_got(zp)}")
+        if not any(scales):  # 0.0 or absent: not quantized
+            return cls(str(d.get("name", "")), tuple(shape), dtype)
+        _need(len(zps) in (1, len(scales)), f"one zero point per scale, {_got(zp)}")
+        return cls(
+            str(d.get("name", "")), tuple(shape), dtype,
+            float(scales[0]) if len(scales) == 1 else tuple(float(v) for v in scales),
+            zps[0] if len(zps) == 1 else tuple(zps),
+        )  # fmt: skip
 
     @property
     def first_scale(self) -> float:
@@ -116,7 +132,7 @@ class TensorRecord:
     @property
     def first_zero_point(self) -> int:
         zp = self.zero_point
-        return (zp[0] if isinstance(zp, tuple) else zp) or 0
+        return (zp[0] if isinstance(zp, tuple) and zp else zp if isinstance(zp, int) else 0) or 0
 
 
 @dataclass(frozen=True)
@@ -137,14 +153,35 @@ class ExportCheck:
 
     @classmethod
     def from_dict(cls, d: Any) -> ExportCheck:
-        _need(isinstance(d, dict), "'accuracy' must be an object")
-        _need(_number(d.get("accuracy")), "'accuracy.accuracy' must be a number")
-        _need(type(d.get("samples")) is int, "'accuracy.samples' must be an integer")
-        for key in ("top1_agreement_with_keras", "max_abs_diff_vs_keras", "min_agreement"):
-            _need(_opt_number(d.get(key)), f"'accuracy.{key}' must be a number")
-        _need(d.get("runtime") is None or isinstance(d["runtime"], str), "bad 'accuracy.runtime'")
-        _need(d.get("threads") is None or type(d["threads"]) is int, "bad 'accuracy.threads'")
-        _need(d.get("xnnpack") in (None, True, False), "bad 'accuracy.xnnpack'")
+        _need(isinstance(d, dict), f"'accuracy' must be an object, {_got(d)}")
+        _need(
+            _opt_fraction(d.get("accuracy")) and d.get("accuracy") is not None,
+            f"'accuracy.accuracy' must be a fraction in [0, 1], {_got(d.get('accuracy'))}",
+        )
+        _need(
+            _count(d.get("samples")),
+            f"'accuracy.samples' must be a count, {_got(d.get('samples'))}",
+        )
+        for key in ("top1_agreement_with_keras", "min_agreement"):
+            _need(
+                _opt_fraction(d.get(key)), f"'accuracy.{key}' must be in [0, 1], {_got(d.get(key))}"
+            )
+        _need(
+            _opt_number(d.get("max_abs_diff_vs_keras")),
+            "'accuracy.max_abs_diff_vs_keras' must be a number",
+        )
+        _need(
+            d.get("runtime") is None or isinstance(d["runtime"], str),
+            f"'accuracy.runtime' must be a name, {_got(d.get('runtime'))}",
+        )
+        _need(
+            d.get("threads") is None or (_count(d["threads"]) and d["threads"] > 0),
+            f"'accuracy.threads' must be a count, {_got(d.get('threads'))}",
+        )
+        _need(
+            d.get("xnnpack") in (None, True, False),
+            f"'accuracy.xnnpack' must be true or false, {_got(d.get('xnnpack'))}",
+        )
         return cls(
             float(d["accuracy"]), int(d["samples"]), d.get("top1_agreement_with_keras"),
             d.get("max_abs_diff_vs_keras"), d.get("runtime"), d.get("min_agreement"),
@@ -184,18 +221,32 @@ class FileRecord:
 
     @classmethod
     def from_dict(cls, d: Any) -> FileRecord:
-        _need(isinstance(d, dict), "a file record must be an object")
-        _need(isinstance(d.get("file"), str) and d["file"] != "", "a record needs a 'file' name")
+        _need(isinstance(d, dict), f"a file record must be an object, {_got(d)}")
+        _need(
+            isinstance(d.get("file"), str) and d["file"] != "",
+            f"a record needs a 'file' name, {_got(d.get('file'))}",
+        )
         name = d["file"]
         sha = d.get("sha256")
         _need(
             isinstance(sha, str) and len(sha) == 64 and set(sha) <= _HEX,
-            f"{name}: 'sha256' must be 64 lowercase hex digits",
+            f"{name}: 'sha256' must be 64 lowercase hex digits, {_got(sha)}",
         )
-        _need(type(d.get("bytes")) is int and d["bytes"] >= 0, f"{name}: 'bytes' must be >= 0")
-        _need(d.get("precision") is None or isinstance(d["precision"], str), f"{name}: precision")
-        _need(d.get("gzip_bytes") is None or type(d["gzip_bytes"]) is int, f"{name}: gzip_bytes")
-        _need(_opt_number(d.get("weight_sparsity")), f"{name}: 'weight_sparsity' not a number")
+        _need(
+            _count(d.get("bytes")), f"{name}: 'bytes' must be a count >= 0, {_got(d.get('bytes'))}"
+        )
+        _need(
+            d.get("precision") is None or isinstance(d["precision"], str),
+            f"{name}: 'precision' must be a name, {_got(d.get('precision'))}",
+        )
+        _need(
+            d.get("gzip_bytes") is None or _count(d["gzip_bytes"]),
+            f"{name}: 'gzip_bytes' must be a count >= 0, {_got(d.get('gzip_bytes'))}",
+        )
+        _need(
+            _opt_fraction(d.get("weight_sparsity")),
+            f"{name}: 'weight_sparsity' must be in [0, 1], {_got(d.get('weight_sparsity'))}",
+        )
         tensors: dict[str, tuple[TensorRecord, ...] | None] = {}
         for kind in ("inputs", "outputs"):
             value = d.get(kind)
@@ -209,15 +260,18 @@ class FileRecord:
                 ) from None
         ops = d.get("operators") or {}
         _need(
-            isinstance(ops, dict) and all(type(v) is int for v in ops.values()),
+            isinstance(ops, dict) and all(_count(v) for v in ops.values()),
             f"{name}: 'operators' must map operator names to counts",
         )
         acc = d.get("accuracy")
+        try:
+            check = None if acc is None else ExportCheck.from_dict(acc)
+        except _Invalid as e:
+            raise _Invalid(f"{name}: {e}") from None
         return cls(
             file=name, sha256=sha, bytes=d["bytes"], precision=d.get("precision"),
             gzip_bytes=d.get("gzip_bytes"), inputs=tensors["inputs"], outputs=tensors["outputs"],
-            weight_sparsity=d.get("weight_sparsity"), operators=dict(ops),
-            accuracy=None if acc is None else ExportCheck.from_dict(acc),
+            weight_sparsity=d.get("weight_sparsity"), operators=dict(ops), accuracy=check,
         )  # fmt: skip
 
 
@@ -237,9 +291,9 @@ class Manifest:
     format_version: int = MANIFEST_VERSION
 
     def __post_init__(self) -> None:
-        names = [f.file for f in self.files]
-        if len(names) != len(set(names)):
-            raise ManifestError(f"a manifest lists a file twice: {sorted(names)}")
+        dup = _duplicate([f.file for f in self.files])
+        if dup is not None:
+            raise ManifestError(f"a manifest lists {dup!r} twice: list each file once")
 
     def record(self, file_name: str) -> FileRecord | None:
         return next((f for f in self.files if f.file == file_name), None)
@@ -269,9 +323,14 @@ class Manifest:
         """
         fmt = d.get("format") if isinstance(d, dict) else None
         name, _, version = str(fmt).partition("/")
-        if name != MANIFEST_FORMAT_NAME or not version.isdigit():
+        if name != MANIFEST_FORMAT_NAME or not (version.isascii() and version.isdigit()):
             raise ManifestError(
                 f'{source} is not an edgekit manifest (expected "format": "{MANIFEST_FORMAT}")'
+            )
+        if int(version) < min(READABLE_VERSIONS):
+            raise ManifestError(
+                f"{source} has format {fmt}, which no edgekit wrote (the first is "
+                f"{MANIFEST_FORMAT_NAME}/{min(READABLE_VERSIONS)}): re-export the files"
             )
         if int(version) not in READABLE_VERSIONS:
             raise ManifestError(
@@ -280,14 +339,19 @@ class Manifest:
             )
         try:
             files = d.get("files")
-            _need(isinstance(files, list), "'files' must be a list of records")
+            _need(isinstance(files, list), f"'files' must be a list of records, {_got(files)}")
             keras = d.get("keras_model")
             labels = d.get("labels") or []
-            _need(isinstance(labels, list), "'labels' must be a list")
-            _need(_opt_number(d.get("keras_accuracy")), "'keras_accuracy' must be a number")
+            _need(
+                isinstance(labels, list) and all(isinstance(v, str) for v in labels),
+                f"'labels' must be a list of class names, {_got(labels)}",
+            )
+            _need(_opt_fraction(d.get("keras_accuracy")), "'keras_accuracy' must be in [0, 1]")
+            dup = _duplicate([f.get("file") for f in files if isinstance(f, dict)])
+            _need(dup is None, f"{dup!r} is listed twice in 'files'")
             return cls(
                 files=tuple(FileRecord.from_dict(f) for f in files),
-                labels=tuple(str(v) for v in labels),
+                labels=tuple(labels),
                 dataset=_str_dict(d.get("dataset"), "dataset"),
                 keras_accuracy=d.get("keras_accuracy"),
                 keras_model=None if keras is None else FileRecord.from_dict(keras),
@@ -298,9 +362,16 @@ class Manifest:
                 format_version=int(version),
             )
         except _Invalid as e:
-            raise ManifestError(
-                f"{source}: {e}: re-export or re-copy the manifest"
-            ) from None
+            raise ManifestError(f"{source}: {e}: re-export or re-copy the manifest") from None
+
+
+def _duplicate(names: list[Any]) -> Any:
+    seen: set[Any] = set()
+    for n in names:
+        if n in seen:
+            return n
+        seen.add(n)
+    return None
 
 
 def read_manifest(folder_or_file: str | os.PathLike[str]) -> Manifest:

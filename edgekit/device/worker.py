@@ -311,6 +311,10 @@ class _TfliteModel:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.inputs[0].shape[1:])
 
+    def settings(self) -> dict[str, Any]:
+        """The options the accuracy interpreter was made with (those of the timed one)."""
+        return {"threads": self.threads, "xnnpack": self.xnnpack}
+
 
 class _KerasModel:
     """A .keras model called at batch 1 through a tf.function (TensorFlow in this child only).
@@ -335,14 +339,14 @@ class _KerasModel:
         from edgekit._keras import tf
         from edgekit.export.model_io import load_keras_model
 
-        threads = int(request.get("threads", 1))
+        threads = self.threads = int(request.get("threads", 1))
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
         self.path = str(request["path"])
         self.tf = tf
         t0 = time.perf_counter_ns()
         # The loader export uses: safe mode on, custom classes and foreign modules refused.
-        self.model = load_keras_model(self.path)
+        self.model = load_keras_model(self.path, unsafe=bool(request.get("unsafe", False)))
         shape = tuple(int(d or 1) for d in self.model.input_shape[1:])
         self.fn = tf.function(
             lambda t: self.model(t, training=False),
@@ -384,6 +388,9 @@ class _KerasModel:
 
     def input_shape(self) -> tuple[int, ...]:
         return self.shape
+
+    def settings(self) -> dict[str, Any]:
+        return {"threads": self.threads, "xnnpack": None}
 
 
 class _Server:
@@ -443,7 +450,7 @@ class _Server:
             x = x.reshape(len(x), *shape)  # e.g. (28, 28) images for a (28, 28, 1) input
         accuracy, outputs = self.model.evaluate(x, y)
         np.save(req["out"], np.asarray(outputs, np.float32).reshape(len(x), -1))
-        return {"accuracy": accuracy, "samples": len(y)}
+        return {"accuracy": accuracy, "samples": len(y), **self.model.settings()}
 
 
 def _error_line(e: BaseException) -> str:

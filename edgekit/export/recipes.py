@@ -23,7 +23,6 @@ class ExportRecipe:
 
     Args:
         precision: the file's precision (its name suffix).
-        description: what the file is, in a few words (summary, README, manifest).
         optimize: set `converter.optimizations = [Optimize.DEFAULT]`.
         supported_types: `converter.target_spec.supported_types` (e.g. float16).
         supported_ops: `converter.target_spec.supported_ops`; empty = the converter's default.
@@ -33,7 +32,6 @@ class ExportRecipe:
     """
 
     precision: Precision
-    description: str
     optimize: bool = False
     supported_types: tuple[str, ...] = ()
     supported_ops: tuple[str, ...] = ()
@@ -55,16 +53,16 @@ class ExportRecipe:
 RECIPES: dict[Precision, ExportRecipe] = {
     r.precision: r
     for r in (
-        ExportRecipe(Precision.FLOAT32, "float32"),
+        ExportRecipe(Precision.FLOAT32),
+        # float16 weights, dequantized at load: half the size.
         ExportRecipe(
             Precision.FLOAT16,
-            "float16 weights (dequantized at load; half the size)",
             optimize=True,
             supported_types=("float16",),
         ),
+        # Full integer: int8 input and output, calibrated on training data.
         ExportRecipe(
             Precision.INT8,
-            "full integer: int8 input and output, calibrated on training data",
             optimize=True,
             supported_ops=("TFLITE_BUILTINS_INT8",),
             input_type="int8",
@@ -72,9 +70,9 @@ RECIPES: dict[Precision, ExportRecipe] = {
             calibrated=True,
             min_agreement=0.98,
         ),
+        # Dynamic range: int8 weights, float activations, float input and output.
         ExportRecipe(
             Precision.DYNAMIC,
-            "dynamic range: int8 weights, float activations, float input and output",
             optimize=True,
             min_agreement=0.98,
         ),

@@ -190,6 +190,7 @@ def export_tflite(
     keras_outputs = np.asarray(model.predict(x_eval, batch_size=512, verbose=0), dtype=np.float32)
     keras_acc = float((keras_outputs.argmax(-1) == y_eval).mean())
     recipes = [recipe_for(p) for p in config.precisions]
+    calibration_seed = 42 if config.calibration_seed is None else config.calibration_seed
 
     n_train = len(data.x_train)
     if any(r.calibrated for r in recipes) and 0 < n_train < config.calibration_samples:
@@ -203,7 +204,7 @@ def export_tflite(
         precision = recipe.precision
         say(f"converting {precision.value}")
         blob = convert(
-            model, recipe, data.x_train, config.calibration_samples, config.calibration_seed
+            model, recipe, data.x_train, config.calibration_samples, calibration_seed
         )
         say(f"verifying {precision.value} on {len(y_eval)} test samples")
         checks = verify_tflite(blob, recipe, x_eval, y_eval, keras_outputs, config.min_agreement)

@@ -7,15 +7,17 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from edgekit.report.formats import _pct
+
+
+def _percent(x: float | None) -> str:
+    return _pct(x) if x is None else _pct(x) + "%"
+
 
 def _size(n: int | None) -> str:
     if n is None:
         return "-"
     return f"{n / 1024:.1f} KB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.2f} MB"
-
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{x:.2%}"
 
 
 def export_table(result: Any) -> Table:
@@ -36,8 +38,7 @@ def export_table(result: Any) -> Table:
             _size(row["bytes"]),
             _size(row["gzip_bytes"]),
             "-" if sparsity is None else f"{sparsity:.1%}",
-            _pct(row["accuracy"]),
-            _pct(row["agreement"]),
+            *(_percent(row[k]) for k in ("accuracy", "agreement")),
         )
     return table
 

@@ -193,8 +193,17 @@ def manifest_difference(
                     machine.get("arch"))  # fmt: skip
     there = _setting(m.get("runtime"), m.get("threads"), m.get("xnnpack"), m.get("cpu"),
                      m.get("arch"))  # fmt: skip
-    same = "the file and the data are those of export" if export_data else "the file is unchanged"
+    if not (here_data and export_data):
+        return (
+            "the file is unchanged, but the manifest has no fingerprint of export's test data "
+            f"(written before format 2), so the data may differ; here {here}; at export {there}"
+        )
+    if here == there:
+        return (
+            "the file, the data, the runtime and the CPU are those of export: rerun, and "
+            "report it if the difference stays"
+        )
     return (
-        f"{same}, so the runtime or the CPU made the difference: here {here}; "
-        f"at export {there}"
+        "the file and the data are those of export, so the runtime or the CPU made the "
+        f"difference: here {here}; at export {there}"
     )
