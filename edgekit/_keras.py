@@ -38,7 +38,21 @@ tf, keras, tfmot = _import_quietly()
 
 tf.get_logger().setLevel("ERROR")
 
-__all__ = ["keras", "tf", "tfmot", "set_determinism"]
+__all__ = ["import_keras3", "keras", "tf", "tfmot", "set_determinism"]
+
+
+def import_keras3() -> Any:
+    """Keras 3 (the `keras` package TensorFlow 2.21 installs), for reading Keras 3 models.
+
+    With TF_USE_LEGACY_KERAS=1, `tf.keras` is tf_keras but `import keras` is still Keras 3:
+    edgekit uses it only to load a user's Keras 3 file and to rebuild it in tf_keras.
+    """
+    from edgekit.files import quiet_native_stderr
+
+    with quiet_native_stderr():
+        import keras as keras3
+
+    return keras3
 
 _determinism_on = False
 

@@ -15,6 +15,9 @@ from edgekit.errors import EdgekitError
 from edgekit.export.model_path import check_model_path
 from edgekit.files import Progress, check_file_stem, ensure_writable_dir, stderr_progress
 
+# Test samples a Keras 3 model and its tf_keras rebuild are compared on.
+REBUILD_CHECK_SAMPLES = 1000
+
 
 @dataclass
 class PipelineResult:
@@ -79,9 +82,11 @@ def run_pipeline(
         data = load_dataset(config.data)
         say(f"  {data.summary()}")
     with _Timer(times, "import tensorflow", say):
+        from edgekit._keras import keras
         from edgekit.export import tflite as export_mod
-        from edgekit.export.model_io import load_keras_model
+        from edgekit.export.model_io import load_user_model
         from edgekit.optimize import fold_batchnorm, foldable_batchnorms
+        from edgekit.optimize.fold import unfolded
         from edgekit.train import (
             build_model,
             check_data_fits,
@@ -104,13 +109,17 @@ def run_pipeline(
     else:
         base_name = Path(model_path).stem
         with _Timer(times, "load model", say):
-            model = load_keras_model(model_path, unsafe=unsafe)
-            models = {"loaded": model}
-            check_data_fits(model, data)
+            user = load_user_model(model_path, unsafe=unsafe)
+            check_data_fits(user.model, data)
             info["source_model"] = {
                 "path": str(model_path),
                 "sha256": sha256_bytes(Path(model_path).read_bytes()),
+                "keras_version": user.keras_version,
             }
+            if user.keras_version == 3:
+                info["source_model"]["keras3"] = _check_keras3(user, data, config, say)
+            model = user.model
+            models = {"loaded": model}
         acc["float_keras"] = keras_accuracy(model, data.x_test, data.y_test)
         say(f"  loaded model: test accuracy {acc['float_keras']:.4f}")
 
@@ -133,9 +142,9 @@ def run_pipeline(
         say(f"  pruned model: test accuracy {acc['pruned_keras']:.4f}; sparsity {per_kernel}")
 
     with _Timer(times, "fold batch norm", say):
-        folded = fold_batchnorm(model)
+        folded = fold_batchnorm(model) if isinstance(model, keras.Model) else unfolded(model)
         model = models["folded"] = folded.model
-        left = foldable_batchnorms(model)
+        left = foldable_batchnorms(model) if isinstance(model, keras.Model) else []
         if left:
             raise EdgekitError(f"batch norm folding left foldable layers behind: {left}")
         say(f"  folded {len(folded.folded)} batch norm layer(s), kept {len(folded.kept)}")
@@ -161,3 +170,33 @@ def run_pipeline(
         if f.record.accuracy is not None:
             acc[f"tflite_{f.precision.value}"] = f.record.accuracy.accuracy
     return PipelineResult(data, result, folded, acc, sparsity, times, info, models)
+
+
+def _check_keras3(
+    user: Any, data: Dataset, config: PipelineConfig, say: Progress
+) -> dict[str, Any]:
+    """Check a Keras 3 model's tf_keras rebuild on real test samples (or say why there is none).
+
+    Raises:
+        ModelError: the rebuild differs from the Keras 3 model, or it failed and --prune asks
+            for TF-MOT.
+    """
+    from edgekit.errors import ModelError
+    from edgekit.export.keras3 import MAX_REBUILD_DIFFERENCE, max_abs_difference
+
+    if user.rebuild_error is not None:
+        if config.prune is not None:
+            raise ModelError(user.rebuild_error)
+        say(f"  Keras 3 model exported as it is (no pruning, no folding): {user.rebuild_error}")
+        return {"rebuilt_in_tf_keras": False, "reason": user.rebuild_error}
+    samples = data.x_test[:REBUILD_CHECK_SAMPLES]
+    diff = max_abs_difference(user.original, user.model, samples)
+    say(f"  Keras 3 model rebuilt in tf_keras: max abs difference {diff:.2e} on "
+        f"{len(samples)} test samples")  # fmt: skip
+    if not diff < MAX_REBUILD_DIFFERENCE:
+        raise ModelError(
+            f"the tf_keras rebuild of the Keras 3 model differs from it by {diff:.3g} on "
+            f"{len(samples)} test samples (allowed: < {MAX_REBUILD_DIFFERENCE:g}): export it "
+            "without --prune, or report the model's layers"
+        )
+    return {"rebuilt_in_tf_keras": True, "max_abs_difference": diff, "samples": len(samples)}

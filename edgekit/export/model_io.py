@@ -8,7 +8,9 @@ import os
 import re
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edgekit._keras import keras
 from edgekit.errors import ModelError
@@ -19,6 +21,56 @@ from edgekit.files import write_bytes_atomic
 _CUSTOM_NAME = re.compile(
     r"(?:object of type|unknown (?:layer|object)[^:]*:)\s*[`'\"]?([\w.]+)", re.I
 )
+
+
+@dataclass
+class UserModel:
+    """A user's model file, loaded for the pipeline.
+
+    Args:
+        model: what the stages work on: the tf_keras model (as loaded, or rebuilt from Keras 3),
+            or the Keras 3 model itself when it could not be rebuilt (export only).
+        keras_version: 2 (tf_keras) or 3 (Keras 3), as the file says.
+        original: the Keras 3 model, for a Keras 3 file.
+        rebuild_error: why a Keras 3 model could not be rebuilt in tf_keras (None if it was).
+    """
+
+    model: Any
+    keras_version: int
+    original: Any = None
+    rebuild_error: str | None = None
+
+    @property
+    def is_tf_keras(self) -> bool:
+        return self.keras_version == 2 or self.rebuild_error is None
+
+
+def load_user_model(path: str | os.PathLike[str], unsafe: bool = False) -> UserModel:
+    """Load a tf_keras or Keras 3 model file (.keras or .h5), safe mode on unless `unsafe`.
+
+    A Keras 3 model is rebuilt in tf_keras with its weights (see edgekit.export.keras3); the
+    caller checks the rebuild on real samples.
+
+    Raises:
+        ModelError: missing/unreadable file, not a Keras model, Lambda layers or custom objects.
+    """
+    from edgekit.export.keras3 import (
+        UnsupportedLayerError,
+        keras_major_version,
+        load_keras3_model,
+        rebuild_in_tf_keras,
+    )
+
+    path = check_model_path(path)
+    if keras_major_version(path) != 3:
+        return UserModel(load_keras_model(path, unsafe), 2)
+    if not unsafe and path.suffix.lower() == ".keras":
+        _refuse_foreign_modules(path)
+    original = load_keras3_model(path, unsafe)
+    try:
+        return UserModel(rebuild_in_tf_keras(original), 3, original)
+    except UnsupportedLayerError as e:
+        return UserModel(original, 3, original, str(e))
 
 
 def load_keras_model(path: str | os.PathLike[str], unsafe: bool = False) -> keras.Model:

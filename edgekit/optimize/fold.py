@@ -24,7 +24,10 @@ import numpy as np
 from edgekit._keras import keras
 from edgekit.errors import ModelError
 
-__all__ = ["FoldedPair", "KeptBatchNorm", "FoldResult", "fold_batchnorm", "foldable_batchnorms"]
+__all__ = [
+    "FoldedPair", "KeptBatchNorm", "FoldResult", "fold_batchnorm", "foldable_batchnorms",
+    "unfolded",
+]  # fmt: skip
 
 # Layers a BN can be folded into: (config class_name) -> the built-in class it must be exactly.
 _FOLD_TARGETS: dict[str, Any] = {
@@ -114,6 +117,22 @@ def fold_batchnorm(model: keras.Model) -> FoldResult:
         folded=tuple(graph.folded),
         kept=tuple(_kept(graph)),
     )
+
+
+def unfolded(model: Any) -> FoldResult:
+    """The result for a model edgekit does not fold (a Keras 3 model it could not rebuild in
+    tf_keras): every BatchNormalization kept, with the reason. The TFLite converter still
+    folds them into the layer before when it converts."""
+    reason = (
+        "a Keras 3 model edgekit could not rebuild in tf_keras is not folded in Keras; the "
+        "TFLite converter folds batch norm into the .tflite"
+    )
+    kept = tuple(
+        KeptBatchNorm(layer.name, reason)
+        for layer in model.layers
+        if type(layer).__name__ == "BatchNormalization"
+    )
+    return FoldResult(model, (), kept)
 
 
 def foldable_batchnorms(model: keras.Model) -> list[str]:

@@ -47,6 +47,18 @@ def print_export_summary(result: Any, console: Console | None = None) -> None:
     """The table, the Keras accuracies of each stage, the manifest path and the wall time."""
     console = console or Console()
     console.print(export_table(result))
+    source = result.info.get("source_model") or {}
+    if source.get("keras_version") == 3:
+        k3 = source.get("keras3") or {}
+        how = (
+            f"rebuilt in tf_keras (max abs difference {k3['max_abs_difference']:.1e} on "
+            f"{k3['samples']} test samples)"
+            if k3.get("rebuilt_in_tf_keras")
+            else "converted as it is (no tf_keras rebuild: no pruning, no folding in Keras)"
+        )
+        console.print(f"model: a Keras 3 file, {how}", highlight=False)
+    elif source:
+        console.print("model: a tf_keras (Keras 2) file", highlight=False)
     acc = result.accuracy
     parts = [f"{k.replace('_keras', '')} Keras {v:.2%}" for k, v in acc.items() if "keras" in k]
     console.print("test accuracy: " + ", ".join(parts))

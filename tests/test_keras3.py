@@ -1,0 +1,220 @@
+"""Keras 3 models in: real Keras 3 files (.keras and .h5), rebuilt in tf_keras, pruned, exported."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import SMALL_DATA, run_edgekit
+
+from edgekit.config import ExportConfig, PipelineConfig, PruneConfig
+from edgekit.errors import ModelError
+
+QUICK_DATA = ["--train-samples", "3000", "--test-samples", "1000", "--validation-size", "500",
+              "--seed", "7", "--calibration-samples", "100"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def k3() -> Any:
+    from edgekit._keras import import_keras3
+
+    return import_keras3()
+
+
+def _train(model: Any, data: Any, epochs: int = 3) -> Any:
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=64, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def functional_cnn(k3: Any, small_data: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Conv2D+BN, a DepthwiseConv2D block with a residual Add, Rescaling: a Keras 3 .keras."""
+    k3.utils.set_random_seed(7)
+    inp = k3.Input((28, 28), name="image")
+    h = k3.layers.Reshape((28, 28, 1))(inp)
+    h = k3.layers.Rescaling(2.0, offset=-1.0)(h)
+    h = k3.layers.Conv2D(32, 3, padding="same", use_bias=False)(h)
+    h = k3.layers.BatchNormalization(momentum=0.9)(h)
+    h = k3.layers.ReLU()(h)
+    b = k3.layers.DepthwiseConv2D(3, padding="same", use_bias=False)(h)
+    b = k3.layers.BatchNormalization(momentum=0.9)(b)
+    b = k3.layers.ReLU()(b)
+    h = k3.layers.Add()([h, b])
+    h = k3.layers.MaxPooling2D()(h)
+    h = k3.layers.Conv2D(32, 3, padding="same", use_bias=False)(h)
+    h = k3.layers.BatchNormalization(momentum=0.9)(h)
+    h = k3.layers.ReLU()(h)
+    h = k3.layers.GlobalAveragePooling2D()(h)
+    h = k3.layers.Dense(64, use_bias=False)(h)
+    h = k3.layers.BatchNormalization(momentum=0.9)(h)
+    h = k3.layers.ReLU()(h)
+    out = k3.layers.Dense(10, activation="softmax")(h)
+    path = tmp_path_factory.mktemp("k3") / "cnn.keras"
+    _train(k3.Model(inp, out), small_data).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def sequential_mlp(k3: Any, small_data: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    k3.utils.set_random_seed(7)
+    model = k3.Sequential([
+        k3.Input((28, 28)), k3.layers.Flatten(),
+        k3.layers.Dense(128, use_bias=False), k3.layers.BatchNormalization(momentum=0.9),
+        k3.layers.Activation("relu"), k3.layers.Dropout(0.1),
+        k3.layers.Dense(64), k3.layers.LeakyReLU(negative_slope=0.1),
+        k3.layers.Dense(10), k3.layers.Softmax(),
+    ])  # fmt: skip
+    path = tmp_path_factory.mktemp("k3") / "mlp.keras"
+    _train(model, small_data).save(path)
+    return path
+
+
+def _pipeline(model: Path, out: Path, prune: PruneConfig | None) -> Any:
+    from edgekit.pipeline import run_pipeline
+
+    config = PipelineConfig(
+        data=SMALL_DATA, prune=prune, export=ExportConfig(calibration_samples=100),
+        output_dir=str(out),
+    )  # fmt: skip
+    return run_pipeline(config, model_path=model, progress=lambda _m: None)
+
+
+def test_a_keras3_file_is_told_from_a_tf_keras_file(
+    functional_cnn: Path, artifacts_dir: Path
+) -> None:
+    from edgekit.export.keras3 import keras_major_version
+
+    assert keras_major_version(functional_cnn) == 3
+    assert keras_major_version(next(artifacts_dir.glob("*.keras"))) == 2
+
+
+def test_the_tf_keras_rebuild_gives_the_same_outputs(functional_cnn: Path, small_data: Any) -> None:
+    from edgekit._keras import keras
+    from edgekit.export.keras3 import max_abs_difference
+    from edgekit.export.model_io import load_user_model
+
+    user = load_user_model(functional_cnn)
+    assert user.keras_version == 3 and user.rebuild_error is None
+    assert isinstance(user.model, keras.Model)  # tf_keras, so TF-MOT can prune it
+    assert max_abs_difference(user.original, user.model, small_data.x_test) < 1e-5
+    kinds = [type(layer).__name__ for layer in user.model.layers]
+    assert {"DepthwiseConv2D", "Add", "Rescaling", "BatchNormalization"} <= set(kinds)
+
+
+def test_a_keras3_cnn_is_pruned_folded_and_exported(functional_cnn: Path, tmp_path: Path) -> None:
+    result = _pipeline(functional_cnn, tmp_path, PruneConfig(target_sparsity=0.5, epochs=2,
+                                                             batch_size=64, seed=7))  # fmt: skip
+    source = result.info["source_model"]
+    assert source["keras_version"] == 3 and source["keras3"]["rebuilt_in_tf_keras"]
+    assert source["keras3"]["max_abs_difference"] < 1e-5
+    assert len(result.fold.folded) == 4 and not result.fold.kept
+    skipped = result.info["pruning_skipped"]  # kernels under min_weights stay dense
+    pruned = {k: v for k, v in result.kernel_sparsity.items() if k not in skipped}
+    assert len(pruned) >= 2 and all(abs(v - 0.5) <= 0.01 for v in pruned.values()), pruned
+    rows = {r["precision"]: r for r in result.export.rows()}
+    assert rows["float32"]["agreement"] >= 0.99
+    assert rows["int8"]["accuracy"] >= result.accuracy["pruned_keras"] - 0.01
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_a_keras3_sequential_mlp_goes_through_the_cli(
+    k3: Any, sequential_mlp: Path, tmp_path: Path, suffix: str
+) -> None:
+    model = sequential_mlp
+    if suffix == ".h5":
+        model = tmp_path / "mlp.h5"
+        k3.saving.load_model(sequential_mlp).save(model)
+    out = tmp_path / "out"
+    proc = run_edgekit("export", str(model), "--prune", "--sparsity", "0.6", "--prune-epochs",
+                       "2", *QUICK_DATA, "-o", str(out))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "model: a Keras 3 file, rebuilt in tf_keras (max abs difference" in proc.stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["run"]["source_model"]["keras_version"] == 3
+    assert all(abs(f["weight_sparsity"] - 0.6) < 0.02 for f in manifest["files"])
+    assert [f["precision"] for f in manifest["files"]] == ["float32", "float16", "int8"]
+
+
+def test_a_nested_keras3_model_is_inlined_and_its_batch_norm_folded(
+    k3: Any, small_data: Any, tmp_path: Path
+) -> None:
+    inner = k3.Sequential([
+        k3.Input((28, 28, 1)), k3.layers.Conv2D(8, 3, use_bias=False, name="conv"),
+        k3.layers.BatchNormalization(momentum=0.9, name="bn"), k3.layers.ReLU(),
+    ], name="block")  # fmt: skip
+    inp = k3.Input((28, 28))
+    h = k3.layers.Reshape((28, 28, 1))(inp)
+    h = k3.layers.Flatten()(inner(h))
+    out = k3.layers.Dense(10, activation="softmax")(h)
+    path = tmp_path / "nested.keras"
+    _train(k3.Model(inp, out), small_data, epochs=1).save(path)
+    result = _pipeline(path, tmp_path / "out", None)
+    assert [(p.batchnorm, p.layer) for p in result.fold.folded] == [("block_bn", "block_conv")]
+    assert result.info["source_model"]["keras3"]["max_abs_difference"] < 1e-5
+
+
+def _with_layer_norm(k3: Any, small_data: Any, folder: Path) -> Path:
+    model = k3.Sequential([
+        k3.Input((28, 28)), k3.layers.Flatten(), k3.layers.Dense(32),
+        k3.layers.LayerNormalization(name="ln"), k3.layers.Dense(10, activation="softmax"),
+    ])  # fmt: skip
+    path = folder / "ln.keras"
+    _train(model, small_data, epochs=1).save(path)
+    return path
+
+
+def test_a_layer_without_tf_keras_twin_is_one_line_with_prune(
+    k3: Any, small_data: Any, tmp_path: Path
+) -> None:
+    path = _with_layer_norm(k3, small_data, tmp_path)
+    proc = run_edgekit("export", str(path), "--prune", *QUICK_DATA, "-q", "-o", str(tmp_path / "o"))
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        "Error: layer 'ln' (LayerNormalization) has no tf_keras twin edgekit can rebuild, so "
+        "TF-MOT (--prune) cannot work on this Keras 3 model: export it without --prune "
+        "(converted as it is), or use only " + ", ".join(_supported())
+    )
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def _supported() -> tuple[str, ...]:
+    from edgekit.export.keras3 import SUPPORTED_LAYERS
+
+    return SUPPORTED_LAYERS
+
+
+def test_without_prune_such_a_model_is_exported_as_it_is(
+    k3: Any, small_data: Any, tmp_path: Path
+) -> None:
+    path = _with_layer_norm(k3, small_data, tmp_path)
+    result = _pipeline(path, tmp_path / "out", None)
+    k3info = result.info["source_model"]["keras3"]
+    assert (
+        k3info["rebuilt_in_tf_keras"] is False and "'ln' (LayerNormalization)" in k3info["reason"]
+    )
+    rows = {r["precision"]: r for r in result.export.rows()}
+    assert rows["float32"]["agreement"] >= 0.99 and rows["int8"]["agreement"] >= 0.98
+
+
+def test_a_keras3_lambda_layer_is_refused_in_safe_mode(k3: Any, tmp_path: Path) -> None:
+    from edgekit.export.model_io import load_user_model
+
+    model = k3.Sequential([k3.Input((4,)), k3.layers.Lambda(lambda t: t * 2), k3.layers.Dense(2)])
+    path = tmp_path / "lambda.keras"
+    model.save(path)
+    with pytest.raises(ModelError, match=r"holds a Lambda layer.*pass --unsafe"):
+        load_user_model(path)
+
+
+def test_rebuilt_weights_are_the_keras3_weights(functional_cnn: Path) -> None:
+    from edgekit.export.model_io import load_user_model
+
+    user = load_user_model(functional_cnn)
+    theirs = [w for layer in user.original.layers for w in layer.get_weights()]
+    ours = [w for layer in user.model.layers for w in layer.get_weights()]
+    assert len(theirs) == len(ours)
+    assert all(np.array_equal(a, b) for a, b in zip(theirs, ours, strict=True))
