@@ -16,6 +16,7 @@ import click
 
 from edgekit import __version__
 from edgekit.cli_options import (
+    IMAGE_OPTIONS,
     RUNTIME_OPTION,
     configs_from_options,
     console,
@@ -255,7 +256,8 @@ def train(**kw: Any) -> None:
 @click.option("--rounds", type=int, default=5, show_default=True,
               help="Interleaved rounds the timed runs are split over.")  # fmt: skip
 @click.option("--data", "data_source", default="fashion_mnist", show_default=True,
-              help="Labeled test set: 'fashion_mnist' or a .npz with x_test, y_test.")  # fmt: skip
+              help="Labeled test set: 'fashion_mnist', a .npz with x_test, y_test, or an image "
+              "folder (its test split, sized as the first model's input).")  # fmt: skip
 @click.option("--data-dir", type=click.Path(file_okay=False),
               help="Folder with the Fashion-MNIST .gz files.")  # fmt: skip
 @click.option("--samples", type=int, help="Use only the first N test samples.")
@@ -272,6 +274,12 @@ def train(**kw: Any) -> None:
 @click.option("--save/--no-save", default=None,
               help="Write bench.json/.csv/.md/.png into the benchmarked folder "
               "[default: on when exactly one PATH is a folder].")  # fmt: skip
+@click.option("--test-split", type=float,
+              help="Image folders: fraction of each class tested [default: export's, from the "
+              "manifest, else 0.2].")  # fmt: skip
+@click.option("--split-seed", type=int,
+              help="Image folders: seed of that split [default: export's, else 42].")  # fmt: skip
+@IMAGE_OPTIONS[1]
 @click.option("--unsafe", is_flag=True,
               help="Load .keras baselines with safe mode off (trusted files only).")  # fmt: skip
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
@@ -349,6 +357,9 @@ def bench(paths: tuple[str, ...], **kw: Any) -> None:
         samples=kw["samples"],
         timeout_s=kw["timeout"],
         unsafe=kw["unsafe"],
+        test_split=kw["test_split"],
+        split_seed=kw["split_seed"],
+        skip_bad_images=kw["skip_bad_images"],
     )
     result = run_bench(targets, config, progress=progress_printer(kw["quiet"]))
     print_bench(result, console())

@@ -13,6 +13,37 @@ import click
 from edgekit.config import DataConfig, TrainConfig
 from edgekit.errors import EdgekitError
 
+IMAGE_OPTIONS = [
+    click.option(
+        "--test-split",
+        type=float,
+        default=DataConfig.test_split,
+        show_default=True,
+        help="Image folders without train/ and test/: fraction of each class held out for "
+        "testing (seeded, stratified).",
+    ),
+    click.option(
+        "--skip-bad-images",
+        is_flag=True,
+        help="Image folders: go on without files that are not readable images, and count them.",
+    ),
+]
+
+
+def image_size(value: str | None) -> tuple[int, int] | None:
+    """'96x96' -> (96, 96)."""
+    if value is None:
+        return None
+    try:
+        h, w = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise EdgekitError(
+            f"--image-size must be HEIGHTxWIDTH, e.g. 96x96, got {value!r}"
+        ) from None
+    if h < 1 or w < 1:
+        raise EdgekitError(f"--image-size must be positive sizes, e.g. 96x96, got {value!r}")
+    return h, w
+
 
 def data_options(f: Any) -> Any:
     options = [
@@ -21,8 +52,9 @@ def data_options(f: Any) -> Any:
             "data_source",
             default="fashion_mnist",
             show_default=True,
-            help="'fashion_mnist' or a .npz with x_train, y_train, x_test, y_test "
-            "(and optional labels).",
+            help="'fashion_mnist', a .npz with x_train, y_train, x_test, y_test (and optional "
+            "labels), or a folder of images with one subfolder per class (train/ and test/ "
+            "inside it for a fixed test set).",
         ),
         click.option(
             "--data-dir",
@@ -39,6 +71,12 @@ def data_options(f: Any) -> Any:
         ),
         click.option("--train-samples", type=int, help="Use only N training samples (quick runs)."),
         click.option("--test-samples", type=int, help="Use only N test samples (quick runs)."),
+        *IMAGE_OPTIONS,
+        click.option(
+            "--image-size",
+            help="Image folders: resize images to HxW, e.g. 96x96 [default: the model's input "
+            "size, else the first image's].",
+        ),
         click.option(
             "--seed",
             default=DataConfig.seed,
@@ -112,6 +150,9 @@ def configs_from_options(kw: dict[str, Any]) -> tuple[Any, Any]:
         train_samples=kw["train_samples"],
         test_samples=kw["test_samples"],
         seed=kw["seed"],
+        image_size=image_size(kw["image_size"]),
+        test_split=kw["test_split"],
+        skip_bad_images=kw["skip_bad_images"],
     )
     try:
         hidden = tuple(int(h) for h in str(kw["hidden"]).split(",") if h.strip())

@@ -65,12 +65,18 @@ class DataConfig:
     """Where the data comes from and how much of it is used.
 
     Args:
-        source: 'fashion_mnist' or the path of a .npz with x_train, y_train, x_test, y_test.
+        source: 'fashion_mnist', the path of a .npz with x_train, y_train, x_test, y_test, or
+            a folder of images with one subfolder per class (see edgekit.data.images).
         data_dir: folder holding the four Fashion-MNIST IDX .gz files (searched first).
         validation_size: images held out of the training set for early stopping.
         train_samples: use only the first N training samples after a seeded shuffle.
         test_samples: use only the first N test samples, in file order (never shuffled).
         download: allow the last-resort download of Fashion-MNIST into the Keras cache.
+        input_shape: (image folders) the sample shape the model takes, (H, W) for grayscale
+            or (H, W, C); None: the first image's size and colour, or `image_size`.
+        image_size: (image folders) resize every image to (height, width).
+        test_split: (image folders without train/ and test/) fraction of each class tested.
+        skip_bad_images: (image folders) go on without files that are not readable images.
     """
 
     source: str = "fashion_mnist"
@@ -80,8 +86,27 @@ class DataConfig:
     test_samples: int | None = None
     seed: int = 42
     download: bool = True
+    input_shape: tuple[int, ...] | None = None
+    image_size: tuple[int, int] | None = None
+    test_split: float = 0.2
+    skip_bad_images: bool = False
 
     def __post_init__(self) -> None:
+        for name in ("input_shape", "image_size"):
+            v = getattr(self, name)
+            if v is not None:
+                object.__setattr__(self, name, tuple(int(d) for d in v))
+                if min(getattr(self, name), default=0) < 1:
+                    raise EdgekitError(f"{name} must hold positive sizes, got {v}")
+        if self.input_shape is not None and len(self.input_shape) not in (2, 3):
+            raise EdgekitError(
+                f"an image input shape is (height, width) or (height, width, channels), got "
+                f"{self.input_shape}"
+            )
+        if not 0.0 < self.test_split < 1.0:
+            raise EdgekitError(
+                f"test_split must be a fraction in (0, 1), got {self.test_split}: e.g. 0.2"
+            )
         if self.validation_size < 1:
             raise EdgekitError(
                 f"validation_size must be >= 1, got {self.validation_size}: "

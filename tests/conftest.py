@@ -65,3 +65,32 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
 def artifacts_dir(pipeline_run: Any) -> Path:
     """Folder holding the float32, float16 and int8 files and manifest.json of pipeline_run."""
     return Path(pipeline_run.export.output_dir)
+
+
+def write_image_folder(root: Path, x: Any, y: Any, labels: Any, per_class: int) -> Path:
+    """Fashion-MNIST images as PNG files, one subfolder per class (names with spaces kept)."""
+    from PIL import Image
+
+    counts: dict[int, int] = {}
+    for image, label in zip(x, y, strict=True):
+        label = int(label)
+        if counts.get(label, 0) >= per_class:
+            continue
+        folder = root / str(labels[label]).replace("/", "-")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{counts.get(label, 0):04d}.png")
+        counts[label] = counts.get(label, 0) + 1
+    return root
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3,000 real Fashion-MNIST training images as PNGs in DIR/train/<class>/ and 1,000 test
+    images in DIR/test/<class>/ (uint8 grayscale, 28x28)."""
+    from edgekit.data import FASHION_MNIST_LABELS, load_fashion_mnist_arrays
+
+    raw, _ = load_fashion_mnist_arrays()
+    root = tmp_path_factory.mktemp("images")
+    write_image_folder(root / "train", raw["x_train"], raw["y_train"], FASHION_MNIST_LABELS, 300)
+    write_image_folder(root / "test", raw["x_test"], raw["y_test"], FASHION_MNIST_LABELS, 100)
+    return root

@@ -52,6 +52,10 @@ class BenchConfig:
         samples: use only the first N test samples.
         timeout_s: per request to a model's process (load, a round, the evaluation).
         unsafe: load .keras baselines with Keras safe mode off (trusted files only).
+        test_split / split_seed: an image folder's test split (None: the one the manifest
+            next to the files recorded at export, else 0.2 and 42), so bench tests on the
+            images export tested on.
+        skip_bad_images: go on without image files that cannot be read.
     """
 
     threads: tuple[int, ...] = (1,)
@@ -67,6 +71,9 @@ class BenchConfig:
     samples: int | None = None
     timeout_s: float = DEFAULT_TIMEOUT_S
     unsafe: bool = False
+    test_split: float | None = None
+    split_seed: int | None = None
+    skip_bad_images: bool = False
 
     def __post_init__(self) -> None:
         threads = tuple(dict.fromkeys(int(t) for t in self.threads))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import os
@@ -49,6 +50,7 @@ class Dataset:
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    notes: tuple[str, ...] = ()  # e.g. image files skipped with --skip-bad-images
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -59,10 +61,11 @@ class Dataset:
         return len(self.labels)
 
     def summary(self) -> str:
+        skipped = f"; {len(self.notes)} bad file(s) skipped" if self.notes else ""
         return (
             f"{self.name}: {len(self.x_train)} train, {len(self.x_val)} validation, "
             f"{len(self.x_test)} test, input {self.input_shape}, {self.num_classes} classes "
-            f"(from {self.source})"
+            f"(from {self.source}){skipped}"
         )
 
 
@@ -259,9 +262,15 @@ def numbered_labels(*ys: np.ndarray) -> tuple[str, ...]:
 def load_dataset(config: DataConfig | None = None) -> Dataset:
     """Load the configured data set and split a validation set off the training set."""
     config = config or DataConfig()
+    notes: tuple[str, ...] = ()
     if config.source in ("fashion_mnist", "fashion-mnist"):
         raw, where = load_fashion_mnist_arrays(config.data_dir, download=config.download)
         name, labels = "fashion_mnist", FASHION_MNIST_LABELS
+    elif Path(config.source).is_dir():
+        from edgekit.data.images import load_image_arrays
+
+        raw, labels, notes = load_image_arrays(config)
+        where, name = str(config.source), Path(config.source).resolve().name
     else:
         raw = load_npz_arrays(config.source)
         where = str(config.source)
@@ -315,6 +324,7 @@ def load_dataset(config: DataConfig | None = None) -> Dataset:
         y_val=y_train[val_idx],
         x_test=to_float_images(x_test[test_idx], f"{where}: x_test"),
         y_test=y_test[test_idx],
+        notes=notes,
     )
 
 
@@ -327,17 +337,22 @@ def data_fingerprint(x: np.ndarray, y: np.ndarray) -> str:
 
 
 def load_test_set(
-    source: str, data_dir: str | os.PathLike[str] | None = None, samples: int | None = None
+    source: str,
+    data_dir: str | os.PathLike[str] | None = None,
+    samples: int | None = None,
+    image_config: DataConfig | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """The labeled test set as export sees it: float32 samples (uint8 scaled to [0, 1]), int64
     labels, the first `samples` of them in file order. Only the test files are read.
 
     Args:
-        source: 'fashion_mnist' or the path of a .npz holding x_test and y_test.
+        source: 'fashion_mnist', the path of a .npz holding x_test and y_test, or an image
+            folder (its test split, decoded as `image_config` says: shape, split, seed).
 
     Raises:
         DataError: the data cannot be found or read (the message says how to fix it).
     """
+    class_names: list[str] = []
     if source in ("fashion_mnist", "fashion-mnist"):
         wanted = (FASHION_MNIST_FILES["x_test"], FASHION_MNIST_FILES["y_test"])
         folders = fashion_mnist_search_path(data_dir)
@@ -350,6 +365,14 @@ def load_test_set(
             )
         x_raw, y_raw = (read_idx(found / w) for w in wanted)
         name, where, classes = "fashion_mnist", str(found), len(FASHION_MNIST_LABELS)
+    elif Path(source).is_dir():
+        from edgekit.data.images import load_image_arrays
+
+        cfg = image_config or DataConfig(source=source)
+        raw, names, _ = load_image_arrays(dataclasses.replace(cfg, source=source), test_only=True)
+        x_raw, y_raw = raw["x_test"], raw["y_test"]
+        name, where, classes = Path(source).resolve().name, str(source), len(names)
+        class_names = list(names)
     else:
         raw = load_npz_arrays(source, keys=("x_test", "y_test"))
         x_raw, y_raw = raw["x_test"], np.asarray(raw["y_test"])
@@ -364,5 +387,6 @@ def load_test_set(
     x = to_float_images(x_raw[:n], "x_test")
     y = check_labels(np.asarray(y_raw[:n]), classes, f"{where}: y_test")
     info = {"name": name, "source": where, "samples": n, "classes": classes,
+            **({"class_names": class_names} if class_names else {}),
             "sha256": data_fingerprint(x, y)}  # fmt: skip
     return x, y, info
