@@ -218,3 +218,49 @@ def test_rebuilt_weights_are_the_keras3_weights(functional_cnn: Path) -> None:
     ours = [w for layer in user.model.layers for w in layer.get_weights()]
     assert len(theirs) == len(ours)
     assert all(np.array_equal(a, b) for a, b in zip(theirs, ours, strict=True))
+
+
+def test_a_keras3_cnn_trained_on_an_image_folder_goes_through_export(
+    k3: Any, image_folder: Path, tmp_path: Path
+) -> None:
+    """The issue's case: Keras 3 Functional (Conv2D+BN, a DepthwiseConv2D block, a residual
+    Add, Rescaling) trained on PNGs, then `edgekit export model.keras --data DIR --prune`."""
+    from edgekit.config import DataConfig
+    from edgekit.data import load_dataset
+
+    data = load_dataset(DataConfig(source=str(image_folder), validation_size=300,
+                                   input_shape=(28, 28, 1)))  # fmt: skip
+    k3.utils.set_random_seed(3)
+    inp = k3.Input((28, 28, 1), name="image")
+    h = k3.layers.Rescaling(2.0, offset=-1.0)(inp)
+    h = k3.layers.Conv2D(32, 3, padding="same", use_bias=False)(h)
+    h = k3.layers.BatchNormalization(momentum=0.9)(h)
+    h = k3.layers.ReLU()(h)
+    b = k3.layers.DepthwiseConv2D(3, padding="same", use_bias=False)(h)
+    b = k3.layers.BatchNormalization(momentum=0.9)(b)
+    h = k3.layers.Add()([h, k3.layers.ReLU()(b)])
+    h = k3.layers.MaxPooling2D()(h)
+    h = k3.layers.Conv2D(32, 3, padding="same", use_bias=False)(h)
+    h = k3.layers.BatchNormalization(momentum=0.9)(h)
+    h = k3.layers.ReLU()(h)
+    h = k3.layers.Flatten()(k3.layers.MaxPooling2D()(h))
+    out = k3.layers.Dense(10, activation="softmax")(h)
+    path = tmp_path / "cnn.keras"
+    _train(k3.Model(inp, out), data).save(path)
+
+    out_dir = tmp_path / "out"
+    proc = run_edgekit("export", str(path), "--data", str(image_folder), "--prune",
+                       "--sparsity", "0.5", "--prune-epochs", "2", "--validation-size", "300",
+                       "--calibration-samples", "100", "-o", str(out_dir))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((out_dir / "manifest.json").read_text())
+    run = manifest["config"]["run"]
+    assert run["source_model"]["keras3"]["max_abs_difference"] < 1e-5
+    pruned = {k: v for k, v in run["kernel_sparsity"].items() if k not in run["pruning_skipped"]}
+    assert len(pruned) >= 2 and all(abs(v - 0.5) <= 0.01 for v in pruned.values())
+    files = {f["precision"]: f["accuracy"] for f in manifest["files"]}
+    assert files["float32"]["top1_agreement_with_keras"] >= 0.99
+    assert files["float32"]["samples"] == 1000  # the DIR/test images
+    pruned_float = files["float32"]["accuracy"]
+    assert files["int8"]["accuracy"] >= pruned_float - 0.01
+    assert manifest["labels"][0] == "Ankle boot"  # the class folders' names travel
