@@ -78,6 +78,12 @@ def data_options(f: Any) -> Any:
             "size, else the first image's].",
         ),
         click.option(
+            "--pixel-scale",
+            type=float,
+            help="Multiply uint8 pixels by this before the model [default: 1/255, or 1 when "
+            "MODEL starts with Rescaling(1/255) and so takes raw pixels].",
+        ),
+        click.option(
             "--seed",
             default=DataConfig.seed,
             show_default=True,
@@ -153,6 +159,7 @@ def configs_from_options(kw: dict[str, Any]) -> tuple[Any, Any]:
         image_size=image_size(kw["image_size"]),
         test_split=kw["test_split"],
         skip_bad_images=kw["skip_bad_images"],
+        pixel_scale=kw["pixel_scale"],
     )
     try:
         hidden = tuple(int(h) for h in str(kw["hidden"]).split(",") if h.strip())

@@ -77,6 +77,8 @@ class DataConfig:
         image_size: (image folders) resize every image to (height, width).
         test_split: (image folders without train/ and test/) fraction of each class tested.
         skip_bad_images: (image folders) go on without files that are not readable images.
+        pixel_scale: uint8 pixels are multiplied by this before the model; None: 1/255 (the
+            model takes [0, 1]). 1.0 for a model that rescales raw pixels itself.
     """
 
     source: str = "fashion_mnist"
@@ -90,8 +92,14 @@ class DataConfig:
     image_size: tuple[int, int] | None = None
     test_split: float = 0.2
     skip_bad_images: bool = False
+    pixel_scale: float | None = None
 
     def __post_init__(self) -> None:
+        if self.pixel_scale is not None and not self.pixel_scale > 0:
+            raise EdgekitError(
+                f"pixel_scale must be > 0, got {self.pixel_scale}: e.g. 1 for a model that "
+                "rescales raw pixels itself"
+            )
         for name in ("input_shape", "image_size"):
             v = getattr(self, name)
             if v is not None:

@@ -13,7 +13,11 @@ from edgekit.config import PipelineConfig, to_dict
 from edgekit.data import Dataset, load_dataset
 from edgekit.device.modelfile import sha256_bytes
 from edgekit.errors import EdgekitError
-from edgekit.export.model_path import check_model_path, model_input_shape
+from edgekit.export.model_path import (
+    check_model_path,
+    model_input_shape,
+    model_takes_raw_pixels,
+)
 from edgekit.files import Progress, check_file_stem, ensure_writable_dir, stderr_progress
 
 # Test samples a Keras 3 model and its tf_keras rebuild are compared on.
@@ -73,12 +77,17 @@ def run_pipeline(
     say = progress or stderr_progress()
     if model_path is not None:
         check_model_path(model_path)  # before seconds of TensorFlow import and data loading
-        if Path(config.data.source).is_dir() and config.data.input_shape is None:
+        data_config = config.data
+        if Path(data_config.source).is_dir() and data_config.input_shape is None:
             # Image folders are decoded to the size and channels the model takes.
             shape = model_input_shape(model_path)
             if shape is not None and len(shape) in (2, 3):
-                data_config = dataclasses.replace(config.data, input_shape=shape)
-                config = dataclasses.replace(config, data=data_config)
+                data_config = dataclasses.replace(data_config, input_shape=shape)
+        if data_config.pixel_scale is None and model_takes_raw_pixels(model_path):
+            say("  the model rescales raw pixels itself (a first Rescaling layer): uint8 "
+                "images go in as 0..255")  # fmt: skip
+            data_config = dataclasses.replace(data_config, pixel_scale=1.0)
+        config = dataclasses.replace(config, data=data_config)
     if config.export.name is not None:
         check_file_stem(config.export.name)  # outputs stay inside the output folder
     out = ensure_writable_dir(config.output_dir)  # fail before minutes of training

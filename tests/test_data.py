@@ -29,7 +29,9 @@ def test_fashion_mnist_real_files_have_published_shapes() -> None:
     assert data.x_val.shape == (5000, 28, 28)
     assert data.x_test.shape == (10000, 28, 28)
     assert data.x_train.dtype == np.float32
-    assert data.x_train.min() >= 0.0 and data.x_train.max() == 1.0
+    x_train = np.asarray(data.x_train)
+    assert x_train.dtype == np.float32 and x_train.shape == (55000, 28, 28)
+    assert x_train.min() >= 0.0 and x_train.max() == 1.0
     assert data.labels == FASHION_MNIST_LABELS
     # The test set is the published one, untouched by shuffling: 1000 images per class.
     assert np.bincount(data.y_test).tolist() == [1000] * 10
@@ -127,7 +129,7 @@ def test_npz_with_labels_loads_scaled_and_named(tmp_path: Path) -> None:
         DataConfig(source=str(_npz(tmp_path / "pets.npz", **arrays)), validation_size=10)
     )
     assert data.name == "pets" and data.labels == ("cat", "dog", "owl")
-    assert data.x_train.shape == (50, 8, 8) and data.x_train.max() <= 1.0
+    assert data.x_train.shape == (50, 8, 8) and np.asarray(data.x_train).max() <= 1.0
     assert len(data.x_test) == 20
 
 
@@ -172,3 +174,17 @@ def test_data_module_does_not_import_tensorflow() -> None:
     code = "import sys, edgekit.data; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_training_samples_are_read_a_batch_at_a_time_as_export_scales_them() -> None:
+    """x_train keeps the raw uint8 samples and scales the rows asked for, exactly as a float
+    copy would: batches in any order give the same values as the whole array."""
+    from edgekit.data.arrays import ScaledSamples
+
+    data = load_dataset(DataConfig(train_samples=2000, test_samples=10, validation_size=100))
+    assert isinstance(data.x_train, ScaledSamples) and data.x_train.raw.dtype == np.uint8
+    whole = np.asarray(data.x_train)
+    idx = np.random.default_rng(0).permutation(len(whole))[:300]
+    assert np.array_equal(data.x_train[idx], whole[idx])
+    assert np.array_equal(data.x_train[5:9], whole[5:9])
+    assert np.array_equal(data.x_train[7], whole[7])

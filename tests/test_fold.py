@@ -103,7 +103,7 @@ def test_fold_sequential_mlp_removes_batchnorms_and_keeps_predictions(
     )
     # One short epoch of real training gives the BNs real moving statistics.
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(fashion.x_train, fashion.y_train, epochs=1, batch_size=50, verbose=0)
+    model.fit(np.asarray(fashion.x_train), fashion.y_train, epochs=1, batch_size=50, verbose=0)
     assert foldable_batchnorms(model) == ["bn1", "bn2"]
 
     result = fold_batchnorm(model)

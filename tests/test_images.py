@@ -191,3 +191,20 @@ def test_bench_tests_on_the_image_folder_like_evaluate(
     y = np.asarray(order)[data.y_test]
     assert row["accuracy"] == evaluate(int8, data.x_test, y).accuracy
     assert row["accuracy"] > 0.6  # far above chance: the classes line up
+
+
+def test_a_large_folder_is_decoded_to_disk_and_trained_batch_by_batch(
+    image_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past IN_MEMORY_BYTES the decoded training images live in a memmap; training reads
+    batches from it (edgekit.train.batches) and learns."""
+    import edgekit.data.images as images
+    from edgekit.config import TrainConfig
+    from edgekit.train import build_model, keras_accuracy, train_model
+
+    monkeypatch.setattr(images, "IN_MEMORY_BYTES", 1000)
+    data = load_dataset(DataConfig(source=str(image_folder), validation_size=300))
+    assert isinstance(data.x_train.raw, np.memmap)
+    cfg = TrainConfig(hidden_units=(64,), epochs=2, batch_size=64, seed=3)
+    model = train_model(build_model(cfg, data.input_shape, data.num_classes), data, cfg).model
+    assert keras_accuracy(model, data.x_test, data.y_test) > 0.6

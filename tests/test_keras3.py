@@ -26,7 +26,7 @@ def k3() -> Any:
 
 def _train(model: Any, data: Any, epochs: int = 3) -> Any:
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=64, verbose=0)
+    model.fit(np.asarray(data.x_train), data.y_train, epochs=epochs, batch_size=64, verbose=0)
     return model
 
 
@@ -264,3 +264,48 @@ def test_a_keras3_cnn_trained_on_an_image_folder_goes_through_export(
     pruned_float = files["float32"]["accuracy"]
     assert files["int8"]["accuracy"] >= pruned_float - 0.01
     assert manifest["labels"][0] == "Ankle boot"  # the class folders' names travel
+
+
+def test_a_model_that_rescales_raw_pixels_gets_them_and_the_manifest_says_so(
+    k3: Any, small_data: Any, tmp_path: Path
+) -> None:
+    """Rescaling(1/255) first: uint8 pixels go in as 0..255, in export and in bench."""
+    from edgekit.bench import BenchConfig, run_bench
+    from edgekit.data import load_fashion_mnist_arrays
+    from edgekit.device.manifest import read_manifest
+    from edgekit.device.runtime import evaluate, preprocess
+
+    model = k3.Sequential([
+        k3.Input((28, 28)), k3.layers.Rescaling(1 / 255), k3.layers.Flatten(),
+        k3.layers.Dense(64, activation="relu"), k3.layers.Dense(10, activation="softmax"),
+    ])  # fmt: skip
+    x255 = np.asarray(small_data.x_train) * 255
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x255, small_data.y_train, epochs=2, batch_size=64, verbose=0)
+    path = tmp_path / "raw.keras"
+    model.save(path)
+    result = _pipeline(path, tmp_path / "out", None)
+    assert result.dataset.x_test.max() > 1.0  # fed as 0..255
+    manifest = read_manifest(tmp_path / "out")
+    assert manifest.input["scale"] == 1.0 and manifest.input["raw_dtype"] == "uint8"
+    assert manifest.input["shape"] == [28, 28]
+    int8 = next((tmp_path / "out").glob("*_int8.tflite"))
+    rec = manifest.record(int8.name)
+    assert rec is not None and rec.accuracy is not None and rec.accuracy.accuracy > 0.6
+    # A device feeds raw images through the manifest's recipe: the export-time accuracy.
+    raw = load_fashion_mnist_arrays()[0]
+    x = preprocess(raw["x_test"][:1000], manifest.input)
+    assert evaluate(int8, x, raw["y_test"][:1000]).accuracy == rec.accuracy.accuracy
+    bench = run_bench([int8], BenchConfig(samples=1000, min_runs=2, min_time_s=0, rounds=1))
+    assert bench.rows[0].accuracy == rec.accuracy.accuracy
+
+
+def test_preprocess_repeats_export_bit_for_bit(artifacts_dir: Path, small_data: Any) -> None:
+    from edgekit.data import load_fashion_mnist_arrays
+    from edgekit.device.manifest import read_manifest
+    from edgekit.device.runtime import preprocess
+
+    spec = read_manifest(artifacts_dir).input
+    assert spec == {"shape": [28, 28], "raw_dtype": "uint8", "scale": 1 / 255, "offset": 0.0}
+    raw = load_fashion_mnist_arrays()[0]["x_test"][: len(small_data.x_test)]
+    assert np.array_equal(preprocess(raw, spec), small_data.x_test)

@@ -180,7 +180,7 @@ def run_bench(
     if config.data is not None:
         say(f"loading test data ({config.data})")
         x_test, y_test, data_info = load_test_set(
-            config.data, config.data_dir, config.samples, _image_config(config, files)
+            config.data, config.data_dir, config.samples, _test_data_config(config, files)
         )
         if data_info.get("class_names"):
             y_test = _align_classes(y_test, data_info, files)
@@ -493,12 +493,14 @@ def _expected(listed: _Listed) -> dict[str, Any]:
     }
 
 
-def _image_config(config: BenchConfig, files: list[Path]) -> DataConfig | None:
-    """How to decode an image folder for these files: the first .tflite's input shape, and the
-    test split export used (from the manifest next to it) unless the config says otherwise."""
-    if config.data is None or not Path(config.data).is_dir():
+def _test_data_config(config: BenchConfig, files: list[Path]) -> DataConfig | None:
+    """How to read the test data for these files, as export did (from the manifest next to the
+    first .tflite): the pixel scale, and for an image folder the file's input shape and
+    export's test split, unless the config says otherwise."""
+    if config.data is None:
         return None
     shape: tuple[int, ...] | None = None
+    spec: dict[str, Any] = {}
     recorded: dict[str, Any] = {}
     for f in files:
         if f.suffix != ".tflite":
@@ -508,10 +510,15 @@ def _image_config(config: BenchConfig, files: list[Path]) -> DataConfig | None:
         except (ModelFileError, IndexError):
             continue
         try:
-            recorded = dict(read_manifest(f.parent).config.get("data") or {})
+            manifest = read_manifest(f.parent)
+            recorded, spec = dict(manifest.config.get("data") or {}), manifest.input
         except ManifestError:
             recorded = {}
         break
+    scale = spec.get("scale") if spec.get("raw_dtype") == "uint8" else None
+    pixel_scale = None if scale is None or abs(scale - 1 / 255) < 1e-12 else float(scale)
+    if not Path(config.data).is_dir():
+        return DataConfig(source=config.data, pixel_scale=pixel_scale)
     split = config.test_split if config.test_split is not None else recorded.get("test_split")
     seed = config.split_seed if config.split_seed is not None else recorded.get("seed")
     return DataConfig(
@@ -520,6 +527,7 @@ def _image_config(config: BenchConfig, files: list[Path]) -> DataConfig | None:
         test_split=float(split) if split is not None else DataConfig.test_split,
         seed=int(seed) if seed is not None else DataConfig.seed,
         skip_bad_images=config.skip_bad_images,
+        pixel_scale=pixel_scale,
     )
 
 

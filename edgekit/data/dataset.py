@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.config import DataConfig
+from edgekit.data.arrays import ScaledSamples
 from edgekit.errors import DataError
 
 FASHION_MNIST_LABELS: tuple[str, ...] = (
@@ -39,18 +40,24 @@ NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 @dataclass(frozen=True)
 class Dataset:
-    """Images as float32 (N, ...) scaled to [0, 1] for uint8 sources, labels as int64 (N,)."""
+    """Images as float32 (N, ...) scaled to [0, 1] for uint8 sources, labels as int64 (N,).
+
+    `x_train` is a `ScaledSamples` (float32 batches of the raw samples on request: index it,
+    or `np.asarray` it for all); the validation and test sets are float32 arrays.
+    """
 
     name: str
     source: str
     labels: tuple[str, ...]
-    x_train: np.ndarray
+    x_train: Any  # ScaledSamples: float32 batches on request (or an ndarray)
     y_train: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
     notes: tuple[str, ...] = ()  # e.g. image files skipped with --skip-bad-images
+    # How raw samples become the model's input (see `preprocessing`); goes into the manifest.
+    preprocessing: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -210,10 +217,13 @@ def load_npz_arrays(
         raise DataError(f"cannot read {path} as .npz ({e}): save it with np.savez") from None
 
 
-def to_float_images(x: np.ndarray, what: str) -> np.ndarray:
-    """Images as float32; uint8 pixels are scaled to [0, 1]. Rejects NaN/inf and non-numbers."""
+def to_float_images(x: np.ndarray, what: str, pixel_scale: float | None = None) -> np.ndarray:
+    """Images as float32; uint8 pixels are scaled to [0, 1] (or multiplied by `pixel_scale`).
+    Rejects NaN/inf and non-numbers."""
     if x.dtype == np.uint8:
-        return x.astype(np.float32) / np.float32(255.0)
+        if pixel_scale is None:
+            return x.astype(np.float32) / np.float32(255.0)
+        return x.astype(np.float32) * np.float32(pixel_scale)
     if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
         raise DataError(f"{what} has dtype {x.dtype}: expected numeric images (uint8 or float)")
     out = x.astype(np.float32)
@@ -318,14 +328,33 @@ def load_dataset(config: DataConfig | None = None) -> Dataset:
         name=name,
         source=where,
         labels=labels,
-        x_train=to_float_images(x_train[train_idx], f"{where}: x_train"),
+        x_train=ScaledSamples(x_train, train_idx, config.pixel_scale, f"{where}: x_train"),
         y_train=y_train[train_idx],
-        x_val=to_float_images(x_train[val_idx], f"{where}: x_train"),
+        x_val=to_float_images(x_train[val_idx], f"{where}: x_train", config.pixel_scale),
         y_val=y_train[val_idx],
-        x_test=to_float_images(x_test[test_idx], f"{where}: x_test"),
+        x_test=to_float_images(x_test[test_idx], f"{where}: x_test", config.pixel_scale),
         y_test=y_test[test_idx],
         notes=notes,
+        preprocessing=preprocessing(
+            x_train.dtype, config, image_folder=Path(config.source).is_dir()
+        ),
     )
+
+
+def preprocessing(raw_dtype: Any, config: DataConfig, image_folder: bool = False) -> dict[str, Any]:
+    """How raw samples become the model's input: `x = raw * scale + offset` for uint8 pixels
+    (else raw as float32), after decoding and resizing images of a folder (bilinear, to the
+    model's height and width, grayscale or RGB for 1 or 3 channels)."""
+    uint8 = np.dtype(raw_dtype) == np.uint8
+    scale = (1.0 / 255.0 if config.pixel_scale is None else config.pixel_scale) if uint8 else 1.0
+    out: dict[str, Any] = {
+        "raw_dtype": "uint8" if uint8 else np.dtype(raw_dtype).name,
+        "scale": scale,
+        "offset": 0.0,
+    }
+    if image_folder:
+        out |= {"decode": "Pillow", "resize": "bilinear", "class_names": "sorted folder names"}
+    return out
 
 
 def data_fingerprint(x: np.ndarray, y: np.ndarray) -> str:
@@ -348,6 +377,7 @@ def load_test_set(
     Args:
         source: 'fashion_mnist', the path of a .npz holding x_test and y_test, or an image
             folder (its test split, decoded as `image_config` says: shape, split, seed).
+        image_config: also the pixel scale of uint8 samples, for every source.
 
     Raises:
         DataError: the data cannot be found or read (the message says how to fix it).
@@ -384,7 +414,7 @@ def load_test_set(
     n = len(y_raw) if samples is None else min(samples, len(y_raw))
     if n == 0:
         raise DataError(f"{where}: the test set is empty: pass data with x_test, y_test")
-    x = to_float_images(x_raw[:n], "x_test")
+    x = to_float_images(x_raw[:n], "x_test", image_config.pixel_scale if image_config else None)
     y = check_labels(np.asarray(y_raw[:n]), classes, f"{where}: y_test")
     info = {"name": name, "source": where, "samples": n, "classes": classes,
             **({"class_names": class_names} if class_names else {}),

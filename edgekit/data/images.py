@@ -183,6 +183,22 @@ def _first_line(e: BaseException) -> str:
     return text[0] if text else type(e).__name__
 
 
+# Decoded images beyond this many bytes go to a file on disk (a memmap), not to memory.
+IN_MEMORY_BYTES = 512 * 2**20
+
+
+def _uint8_array(shape: tuple[int, ...]) -> np.ndarray:
+    """A uint8 array in memory, or, when large, a memmap over an unlinked temporary file (the
+    OS pages it in and out; the file disappears with the process)."""
+    if int(np.prod(shape)) <= IN_MEMORY_BYTES:
+        return np.empty(shape, np.uint8)
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(prefix="edgekit-images-", suffix=".u8") as f:
+        f.truncate(int(np.prod(shape)))
+        return np.memmap(f.name, np.uint8, "r+", shape=shape)  # mapped: survives the unlink
+
+
 def read_images(
     pairs: Sequence[tuple[Path, int]],
     size: tuple[int, int],
@@ -198,7 +214,7 @@ def read_images(
     from PIL import Image
 
     height, width = size
-    out = np.empty((len(pairs), height, width, channels), np.uint8)
+    out = _uint8_array((len(pairs), height, width, channels))
     labels = np.empty(len(pairs), np.int64)
     skipped: list[str] = []
     n = 0

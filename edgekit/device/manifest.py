@@ -287,6 +287,9 @@ class Manifest:
     config: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, Any] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
+    # How raw samples become the files' input: shape, raw dtype, scale, offset (and for
+    # image folders: decoding and resizing), so a device feeds them as the workstation did.
+    input: dict[str, Any] = field(default_factory=dict)
     edgekit_version: str = __version__
     format_version: int = MANIFEST_VERSION
 
@@ -306,6 +309,7 @@ class Manifest:
             "machine": self.machine,
             "dataset": self.dataset,
             "labels": list(self.labels),
+            "input": self.input,
             "keras_accuracy": self.keras_accuracy,
             "config": self.config,
             "files": [f.to_dict() for f in self.files],
@@ -358,11 +362,24 @@ class Manifest:
                 config=_str_dict(d.get("config"), "config"),
                 versions=_str_dict(d.get("versions"), "versions"),
                 machine=_str_dict(d.get("machine"), "machine"),
+                input=_input_spec(d.get("input")),
                 edgekit_version=str(d.get("edgekit_version", "unknown")),
                 format_version=int(version),
             )
         except _Invalid as e:
             raise ManifestError(f"{source}: {e}: re-export or re-copy the manifest") from None
+
+
+def _input_spec(value: Any) -> dict[str, Any]:
+    spec = _str_dict(value, "input")
+    for key in ("scale", "offset"):
+        _need(_opt_number(spec.get(key)), f"'input.{key}' must be a number, {_got(spec.get(key))}")
+    shape = spec.get("shape")
+    _need(
+        shape is None or (isinstance(shape, list) and all(_count(d) for d in shape)),
+        f"'input.shape' must be a list of sizes, {_got(shape)}",
+    )
+    return spec
 
 
 def _duplicate(names: list[Any]) -> Any:

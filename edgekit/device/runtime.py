@@ -173,6 +173,26 @@ def dequantize(y: np.ndarray, info: TensorInfo) -> np.ndarray:
     return y.astype(np.float32)
 
 
+def preprocess(raw: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
+    """Raw samples (uint8 images, say) as the float input the files take, the way export fed
+    them: `raw * scale + offset`, reshaped to the sample shape, as `spec` (a manifest's
+    `input`) records it. Resize images to that shape first (Pillow, bilinear)."""
+    x = np.asarray(raw)
+    if spec.get("raw_dtype") == "uint8" and x.dtype != np.uint8:
+        raise EdgekitError(
+            f"raw samples have dtype {x.dtype}, the manifest says uint8: pass the images as "
+            "decoded, before any scaling"
+        )
+    scale = np.float32(spec.get("scale", 1.0))
+    out = x.astype(np.float32) * scale + np.float32(spec.get("offset", 0.0))
+    if spec.get("scale") and abs(float(spec["scale"]) - 1 / 255) < 1e-12 and not spec.get("offset"):
+        out = x.astype(np.float32) / np.float32(255.0)  # bit for bit what export computed
+    shape = spec.get("shape")
+    if shape and int(np.prod(shape)) == int(np.prod(x.shape[1:])):
+        out = out.reshape(len(x), *shape)
+    return out
+
+
 def _resize_batch(interpreter: Any, info: TensorInfo, batch: int) -> TensorInfo:
     if info.shape and info.shape[0] == batch:
         return info

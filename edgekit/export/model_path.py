@@ -33,10 +33,8 @@ def check_model_path(path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def model_input_shape(path: str | os.PathLike[str]) -> tuple[int, ...] | None:
-    """The sample shape (without the batch) a .keras/.h5 model file takes, read from its config
-    without TensorFlow; None when the file does not say (or has several inputs)."""
-    path = Path(path)
+def _model_config(path: Path) -> Any:
+    """A .keras/.h5 file's model config (JSON), read without TensorFlow; None if unreadable."""
     try:
         if path.suffix.lower() == ".keras":
             with zipfile.ZipFile(path) as z:
@@ -49,23 +47,45 @@ def model_input_shape(path: str | os.PathLike[str]) -> tuple[int, ...] | None:
             config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
     except Exception:  # a damaged file: the loader's own error says what is wrong
         return None
-    shapes: list[list[Any]] = []
+    return config
 
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if node.get("class_name") == "InputLayer":
-                cfg = node.get("config") or {}
-                shape = cfg.get("batch_shape") or cfg.get("batch_input_shape")
-                if isinstance(shape, list):
-                    shapes.append(shape)
-                return
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
 
-    walk(config)
+def _layer_configs(node: Any, class_name: str) -> list[dict[str, Any]]:
+    """Configs of the layers of `class_name` in a model config, in order."""
+    found: list[dict[str, Any]] = []
+    if isinstance(node, dict):
+        if node.get("class_name") == class_name:
+            return [node.get("config") or {}]
+        for value in node.values():
+            found += _layer_configs(value, class_name)
+    elif isinstance(node, list):
+        for value in node:
+            found += _layer_configs(value, class_name)
+    return found
+
+
+def model_input_shape(path: str | os.PathLike[str]) -> tuple[int, ...] | None:
+    """The sample shape (without the batch) a .keras/.h5 model file takes, read from its config
+    without TensorFlow; None when the file does not say (or has several inputs)."""
+    shapes = [
+        s
+        for cfg in _layer_configs(_model_config(Path(path)), "InputLayer")
+        if isinstance(s := cfg.get("batch_shape") or cfg.get("batch_input_shape"), list)
+    ]
     if not shapes or any(not isinstance(d, int) for d in shapes[0][1:]):
         return None
     return tuple(int(d) for d in shapes[0][1:])
+
+
+# A first Rescaling layer with a scale this small takes raw 0..255 pixels (e.g. 1/255, 1/127.5).
+RAW_PIXEL_RESCALING = 0.01
+
+
+def model_takes_raw_pixels(path: str | os.PathLike[str]) -> bool:
+    """Whether the model rescales raw pixels itself: its first Rescaling layer multiplies by
+    <= 0.01 (1/255 or 1/127.5), so uint8 images go in unscaled."""
+    rescaling = _layer_configs(_model_config(Path(path)), "Rescaling")
+    if not rescaling:
+        return False
+    scale = rescaling[0].get("scale")
+    return isinstance(scale, (int, float)) and 0 < scale <= RAW_PIXEL_RESCALING

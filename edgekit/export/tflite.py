@@ -226,6 +226,7 @@ def export_tflite(
     manifest = Manifest(
         files=tuple(f.record for f in exported),
         labels=tuple(data.labels),
+        input={"shape": list(data.input_shape), **data.preprocessing},
         dataset={
             "name": data.name,
             "source": data.source,

@@ -14,6 +14,7 @@ from edgekit.config import Activation, Arch, TrainConfig
 from edgekit.data import Dataset
 from edgekit.errors import DataError
 from edgekit.files import Progress, stderr_progress
+from edgekit.train.batches import ShuffledBatches
 
 # CNN feature maps: two blocks of two 3x3 convolutions, then the dense head of hidden_units[-1].
 CNN_FILTERS: tuple[int, ...] = (32, 64)
@@ -162,12 +163,9 @@ def train_model(
         monitor="val_accuracy", patience=config.patience, restore_best_weights=True
     )
     hist = model.fit(
-        data.x_train,
-        data.y_train,
+        ShuffledBatches(data.x_train, data.y_train, config.batch_size, config.seed),
         validation_data=(data.x_val, data.y_val),
         epochs=epochs,
-        batch_size=config.batch_size,
-        shuffle=True,
         verbose=0,
         callbacks=[early, ProgressLogger("train", epochs, progress)],
     )
