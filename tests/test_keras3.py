@@ -48,10 +48,7 @@ def functional_cnn(k3: Any, small_data: Any, tmp_path_factory: pytest.TempPathFa
     h = k3.layers.Conv2D(32, 3, padding="same", use_bias=False)(h)
     h = k3.layers.BatchNormalization(momentum=0.9)(h)
     h = k3.layers.ReLU()(h)
-    h = k3.layers.GlobalAveragePooling2D()(h)
-    h = k3.layers.Dense(64, use_bias=False)(h)
-    h = k3.layers.BatchNormalization(momentum=0.9)(h)
-    h = k3.layers.ReLU()(h)
+    h = k3.layers.Flatten()(k3.layers.MaxPooling2D()(h))
     out = k3.layers.Dense(10, activation="softmax")(h)
     path = tmp_path_factory.mktemp("k3") / "cnn.keras"
     _train(k3.Model(inp, out), small_data).save(path)
@@ -77,7 +74,10 @@ def _pipeline(model: Path, out: Path, prune: PruneConfig | None) -> Any:
     from edgekit.pipeline import run_pipeline
 
     config = PipelineConfig(
-        data=SMALL_DATA, prune=prune, export=ExportConfig(calibration_samples=100),
+        data=SMALL_DATA, prune=prune,
+        # The criteria are asserted by the tests (float32 >= 99%, int8 within 1 point
+        # of the pruned float model); export's own floor is relaxed for these tiny models.
+        export=ExportConfig(calibration_samples=500, min_agreement=0.95),
         output_dir=str(out),
     )  # fmt: skip
     return run_pipeline(config, model_path=model, progress=lambda _m: None)
@@ -103,6 +103,7 @@ def test_the_tf_keras_rebuild_gives_the_same_outputs(functional_cnn: Path, small
     assert max_abs_difference(user.original, user.model, small_data.x_test) < 1e-5
     kinds = [type(layer).__name__ for layer in user.model.layers]
     assert {"DepthwiseConv2D", "Add", "Rescaling", "BatchNormalization"} <= set(kinds)
+    assert len(kinds) == len(user.original.layers)
 
 
 def test_a_keras3_cnn_is_pruned_folded_and_exported(functional_cnn: Path, tmp_path: Path) -> None:
@@ -111,7 +112,7 @@ def test_a_keras3_cnn_is_pruned_folded_and_exported(functional_cnn: Path, tmp_pa
     source = result.info["source_model"]
     assert source["keras_version"] == 3 and source["keras3"]["rebuilt_in_tf_keras"]
     assert source["keras3"]["max_abs_difference"] < 1e-5
-    assert len(result.fold.folded) == 4 and not result.fold.kept
+    assert len(result.fold.folded) == 3 and not result.fold.kept
     skipped = result.info["pruning_skipped"]  # kernels under min_weights stay dense
     pruned = {k: v for k, v in result.kernel_sparsity.items() if k not in skipped}
     assert len(pruned) >= 2 and all(abs(v - 0.5) <= 0.01 for v in pruned.values()), pruned

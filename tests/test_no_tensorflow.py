@@ -153,3 +153,35 @@ def test_a_missing_model_fails_before_tensorflow_or_data_are_touched(
         "pass the path of a .keras file"
     )
     assert attempts(no_tf_env) == []
+
+
+@pytest.fixture(scope="module")
+def no_runtime_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A Python where neither TensorFlow nor any TFLite runtime can be imported."""
+    folder = tmp_path_factory.mktemp("no_runtime")
+    blocked = (*BLOCKED, "ai_edge_litert", "tflite_runtime")
+    (folder / "sitecustomize.py").write_text(SITECUSTOMIZE.replace(repr(BLOCKED), repr(blocked)))
+    repo = str(Path(__file__).resolve().parents[1])
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    env["PYTHONPATH"] = os.pathsep.join([str(folder), repo, env.get("PYTHONPATH", "")])
+    env["COLUMNS"] = "200"
+    return env
+
+
+def test_without_any_runtime_inspect_works_and_verify_says_the_runtime_is_missing(
+    no_runtime_env: dict[str, str], artifacts_dir: Path
+) -> None:
+    """The schema travels with edgekit: no runtime is needed to read a file, and a missing
+    runtime is named as missing (one line), never blamed on the file."""
+    int8 = next(artifacts_dir.glob("*_int8.tflite"))
+    proc = edgekit(no_runtime_env, "inspect", str(int8), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert "FULLY_CONNECTED" in json.loads(proc.stdout)["operators"]
+    for args in (["verify", str(artifacts_dir)], ["bench", str(artifacts_dir), "--no-save"]):
+        proc = edgekit(no_runtime_env, *args)
+        assert proc.returncode == 1
+        (line,) = proc.stderr.strip().splitlines()
+        assert line.startswith("Error: no TFLite runtime could be imported (ai-edge-litert:"), line
+        assert "pip install ai-edge-litert" in line and "damaged" not in line
+    proc = edgekit(no_runtime_env, "verify", str(artifacts_dir), "--no-run")
+    assert proc.returncode == 0, proc.stderr

@@ -35,8 +35,7 @@ from edgekit.bench.records import (
     LatencyStats,
     ProgressFn,
 )
-from edgekit.config import DataConfig
-from edgekit.data import data_fingerprint, load_test_set
+from edgekit.bench.testdata import load_bench_data
 from edgekit.device.manifest import MANIFEST_NAME, FileRecord, Manifest, read_manifest
 from edgekit.device.modelfile import ModelFile, read_model_file
 from edgekit.device.runtime import get_runtime
@@ -179,12 +178,7 @@ def run_bench(
     x_test = y_test = None
     if config.data is not None:
         say(f"loading test data ({config.data})")
-        x_test, y_test, data_info = load_test_set(
-            config.data, config.data_dir, config.samples, _test_data_config(config, files)
-        )
-        if data_info.get("class_names"):
-            y_test = _align_classes(y_test, data_info, files)
-            data_info["sha256"] = data_fingerprint(x_test, y_test)
+        x_test, y_test, data_info = load_bench_data(config, files)
 
     manifests: dict[Path, dict[str, _Listed]] = {}
     manifest_problems: list[str] = []
@@ -491,69 +485,3 @@ def _expected(listed: _Listed) -> dict[str, Any]:
         "threads": acc.threads,
         "xnnpack": acc.xnnpack,
     }
-
-
-def _test_data_config(config: BenchConfig, files: list[Path]) -> DataConfig | None:
-    """How to read the test data for these files, as export did (from the manifest next to the
-    first .tflite): the pixel scale, and for an image folder the file's input shape and
-    export's test split, unless the config says otherwise."""
-    if config.data is None:
-        return None
-    shape: tuple[int, ...] | None = None
-    spec: dict[str, Any] = {}
-    recorded: dict[str, Any] = {}
-    for f in files:
-        if f.suffix != ".tflite":
-            continue
-        try:
-            shape = tuple(read_model_file(f).inputs[0].shape[1:])
-        except (ModelFileError, IndexError):
-            continue
-        try:
-            manifest = read_manifest(f.parent)
-            recorded, spec = dict(manifest.config.get("data") or {}), manifest.input
-        except ManifestError:
-            recorded = {}
-        break
-    scale = spec.get("scale") if spec.get("raw_dtype") == "uint8" else None
-    pixel_scale = None if scale is None or abs(scale - 1 / 255) < 1e-12 else float(scale)
-    if not Path(config.data).is_dir():
-        return DataConfig(source=config.data, pixel_scale=pixel_scale)
-    split = config.test_split if config.test_split is not None else recorded.get("test_split")
-    seed = config.split_seed if config.split_seed is not None else recorded.get("seed")
-    return DataConfig(
-        source=config.data,
-        input_shape=shape if shape and len(shape) in (2, 3) else None,
-        test_split=float(split) if split is not None else DataConfig.test_split,
-        seed=int(seed) if seed is not None else DataConfig.seed,
-        skip_bad_images=config.skip_bad_images,
-        pixel_scale=pixel_scale,
-    )
-
-
-def _align_classes(y: np.ndarray, data_info: dict[str, Any], files: list[Path]) -> np.ndarray:
-    """Labels of an image folder (classes in folder-name order) in the order of the labels the
-    manifest next to the first file lists, when they name the same classes ('/' may be '-' in
-    a folder name). The mapping, or why there is none, goes into `data_info`."""
-    folders = [str(c) for c in data_info["class_names"]]
-    labels: tuple[str, ...] = ()
-    for f in files:
-        if f.suffix == ".tflite":
-            try:
-                labels = read_manifest(f.parent).labels
-            except ManifestError:
-                labels = ()
-            break
-    if not labels:
-        data_info["class_order"] = "folder names, sorted (no manifest labels to match)"
-        return y
-    index = {name.replace("/", "-"): i for i, name in enumerate(labels)}
-    if sorted(index) != sorted(f.replace("/", "-") for f in folders):
-        data_info["class_order"] = (
-            "folder names, sorted: they are not the manifest's labels, so accuracy compares "
-            "folder indices with the model's classes"
-        )
-        return y
-    order = np.asarray([index[f.replace("/", "-")] for f in folders], np.int64)
-    data_info["class_order"] = "the manifest's labels (class folders matched by name)"
-    return order[y]

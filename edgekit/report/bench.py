@@ -75,12 +75,22 @@ _TABLE_COLUMNS = (
 )  # fmt: skip
 
 
+def xnnpack_words(result: BenchResult) -> str:
+    """XNNPACK on/off; tflite-runtime 2.14 runs builtin kernels even when XNNPACK is asked for
+    (its armv7l wheel has no XNNPACK; its x86 int8 results equal the builtin kernels')."""
+    if not result.config.xnnpack:
+        return "XNNPACK off"
+    if "tflite-runtime" in str(result.machine.get("runtime")):
+        return "XNNPACK requested (tflite-runtime may run its builtin kernels)"
+    return "XNNPACK on"
+
+
 def bench_table(result: BenchResult) -> Table:
     """The results as a rich table, one row per file and thread count."""
     machine = result.machine
     table = Table(
         title=f"edgekit bench: {machine.get('cpu')} ({machine.get('usable_cores')} cores), "
-        f"{machine.get('runtime')}, XNNPACK {'on' if result.config.xnnpack else 'off'}",
+        f"{machine.get('runtime')}, {xnnpack_words(result)}",
         title_justify="left",
     )
     show = (
@@ -151,7 +161,7 @@ def bench_markdown(result: BenchResult) -> str:
         "",
         f"- CPU: {m.get('cpu')} ({m.get('arch')}), {m.get('usable_cores')} usable of "
         f"{m.get('cores')} cores; flags: {', '.join(m.get('cpu_flags', [])) or 'none detected'}",
-        f"- Runtime: {m.get('runtime')}, XNNPACK {'on' if cfg.xnnpack else 'off'}; "
+        f"- Runtime: {m.get('runtime')}, {xnnpack_words(result)}; "
         f"{m.get('os')}, Python {m.get('python')}, NumPy {m.get('numpy')}, "
         f"edgekit {m.get('edgekit')}",
         f"- Timed: `invoke()` at batch 1, input set once per round; >= {cfg.min_runs} runs and "
