@@ -317,10 +317,8 @@ class _TfliteModel:
 
 
 class _KerasModel:
-    """A .keras model called at batch 1 through a tf.function (TensorFlow in this child only).
-
-    Loaded with `edgekit.export.model_io.load_keras_model`, the safe loader of export.
-    """
+    """A .keras model called at batch 1 through a tf.function (TensorFlow in this child only),
+    loaded by export's safe loader; a Keras 3 model is timed as it is (not its rebuild)."""
 
     @staticmethod
     def prepare(request: dict[str, Any]) -> None:
@@ -337,7 +335,7 @@ class _KerasModel:
 
     def __init__(self, request: dict[str, Any]) -> None:
         from edgekit._keras import tf
-        from edgekit.export.model_io import load_keras_model
+        from edgekit.export.model_io import load_user_model
 
         threads = self.threads = int(request.get("threads", 1))
         tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -346,7 +344,9 @@ class _KerasModel:
         self.tf = tf
         t0 = time.perf_counter_ns()
         # The loader export uses: safe mode on, custom classes and foreign modules refused.
-        self.model = load_keras_model(self.path, unsafe=bool(request.get("unsafe", False)))
+        user = load_user_model(self.path, unsafe=bool(request.get("unsafe", False)))
+        self.model = user.original if user.keras_version == 3 else user.model
+        self.keras = "Keras 3" if user.keras_version == 3 else "tf_keras"
         shape = tuple(int(d or 1) for d in self.model.input_shape[1:])
         self.fn = tf.function(
             lambda t: self.model(t, training=False),
@@ -363,7 +363,7 @@ class _KerasModel:
 
     def info(self) -> dict[str, Any]:
         return {
-            "runtime": {"name": "tf_keras", "version": f"tensorflow {self.tf.__version__}"},
+            "runtime": {"name": self.keras, "version": f"tensorflow {self.tf.__version__}"},
             "inputs": [{"name": "input", "shape": [1, *self.shape], "dtype": "float32"}],
             "outputs": [{"name": "output", "shape": list(self.last.shape), "dtype": "float32"}],
         }
