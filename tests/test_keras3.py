@@ -310,3 +310,17 @@ def test_preprocess_repeats_export_bit_for_bit(artifacts_dir: Path, small_data: 
     assert spec == {"shape": [28, 28], "raw_dtype": "uint8", "scale": 1 / 255, "offset": 0.0}
     raw = load_fashion_mnist_arrays()[0]["x_test"][: len(small_data.x_test)]
     assert np.array_equal(preprocess(raw, spec), small_data.x_test)
+
+
+def test_bench_times_a_keras3_file_as_the_keras_baseline(
+    sequential_mlp: Path, artifacts_dir: Path
+) -> None:
+    from edgekit.bench import BenchConfig, run_bench
+
+    int8 = next(artifacts_dir.glob("*_int8.tflite"))
+    config = BenchConfig(data=None, min_runs=3, min_time_s=0, rounds=1, warmup_runs=1)
+    result = run_bench([int8, sequential_mlp], config)
+    (keras_row,) = [r for r in result.rows if r.kind == "keras"]
+    assert keras_row.ok, keras_row.error
+    assert keras_row.runtime is not None and keras_row.runtime.startswith("Keras 3 tensorflow")
+    assert keras_row.latency is not None and keras_row.latency.runs >= 3
