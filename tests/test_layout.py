@@ -24,7 +24,7 @@ DEVICE_PACKAGES = ("device", "bench", "report", "data")
 SHARED_MODULES = ("__init__", "config", "errors", "files", "cli", "cli_options")
 WORKSTATION = (
     "edgekit._keras", "edgekit.train", "edgekit.optimize", "edgekit.pipeline",
-    "edgekit.export.tflite", "edgekit.export.convert", "edgekit.export.model_io",
+    "edgekit.export.tflite", "edgekit.export.converter", "edgekit.export.model_io",
 )  # fmt: skip
 # The only places on the device side that may reach the workstation side, inside a function
 # and on request: the `tf` runtime choice, the .keras baseline row of bench, and the two

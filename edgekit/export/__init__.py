@@ -17,7 +17,7 @@ _LAZY = {
     "file_name": "edgekit.export.tflite",
     "ExportResult": "edgekit.export.tflite",
     "ExportedFile": "edgekit.export.tflite",
-    "convert": "edgekit.export.convert",
+    "convert": "edgekit.export.converter",
     "load_keras_model": "edgekit.export.model_io",
     "save_keras_atomic": "edgekit.export.model_io",
     "RECIPES": "edgekit.export.recipes",

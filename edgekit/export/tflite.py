@@ -26,7 +26,7 @@ from edgekit.device.manifest import (
 from edgekit.device.modelfile import parse_model_bytes, sha256_bytes
 from edgekit.device.runtime import evaluate, get_runtime, load_interpreter
 from edgekit.errors import EdgekitError, ExportError, ModelFileError, VerificationError
-from edgekit.export.convert import convert
+from edgekit.export.converter import convert
 from edgekit.export.recipes import ExportRecipe, recipe_for
 from edgekit.files import (
     check_file_stem,
