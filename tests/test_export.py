@@ -239,3 +239,12 @@ def test_manifest_round_trips_through_its_dict(artifacts_dir: Path) -> None:
     again = Manifest.from_dict(manifest.to_dict())
     assert again == manifest
     assert json.loads((artifacts_dir / MANIFEST_NAME).read_text()) == manifest.to_dict()
+
+
+def test_the_package_names_resolve_to_the_functions() -> None:
+    """`from edgekit.export import convert` is the function, not a module of the same name."""
+    import edgekit.export as export_pkg
+
+    for name in export_pkg.__all__:
+        assert callable(getattr(export_pkg, name)) or isinstance(getattr(export_pkg, name), dict)
+    assert export_pkg.convert.__module__ == "edgekit.export.converter"
