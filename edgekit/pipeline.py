@@ -82,6 +82,13 @@ def run_pipeline(
             # Image folders are decoded to the size and channels the model takes.
             shape = model_input_shape(model_path)
             if shape is not None and len(shape) in (2, 3):
+                size = data_config.image_size
+                if size is not None and tuple(size) != tuple(shape[:2]):
+                    raise EdgekitError(
+                        f"--image-size {size[0]}x{size[1]} differs from the model's input "
+                        f"{shape[0]}x{shape[1]}: images are resized to the model's input; drop "
+                        "--image-size"
+                    )
                 data_config = dataclasses.replace(data_config, input_shape=shape)
         if data_config.pixel_scale is None and model_takes_raw_pixels(model_path):
             say("  the model rescales raw pixels itself (a first Rescaling layer): uint8 "
@@ -191,28 +198,32 @@ def run_pipeline(
 def _check_keras3(
     user: Any, data: Dataset, config: PipelineConfig, say: Progress
 ) -> dict[str, Any]:
-    """Check a Keras 3 model's tf_keras rebuild on real test samples (or say why there is none).
+    """Check a Keras 3 model's tf_keras rebuild on real test samples. When there is none, or
+    it differs, `user.model` becomes the Keras 3 model itself (exported as it is).
 
     Raises:
-        ModelError: the rebuild differs from the Keras 3 model, or it failed and --prune asks
-            for TF-MOT.
+        ModelError: no faithful rebuild, and --prune asks for TF-MOT.
     """
     from edgekit.errors import ModelError
     from edgekit.export.keras3 import MAX_REBUILD_DIFFERENCE, max_abs_difference
 
-    if user.rebuild_error is not None:
-        if config.prune is not None:
-            raise ModelError(user.rebuild_error)
-        say(f"  Keras 3 model exported as it is (no pruning, no folding): {user.rebuild_error}")
-        return {"rebuilt_in_tf_keras": False, "reason": user.rebuild_error}
-    samples = data.x_test[:REBUILD_CHECK_SAMPLES]
-    diff = max_abs_difference(user.original, user.model, samples)
-    say(f"  Keras 3 model rebuilt in tf_keras: max abs difference {diff:.2e} on "
-        f"{len(samples)} test samples")  # fmt: skip
-    if not diff < MAX_REBUILD_DIFFERENCE:
-        raise ModelError(
-            f"the tf_keras rebuild of the Keras 3 model differs from it by {diff:.3g} on "
-            f"{len(samples)} test samples (allowed: < {MAX_REBUILD_DIFFERENCE:g}): export it "
-            "without --prune, or report the model's layers"
+    info: dict[str, Any] = {"rebuilt_in_tf_keras": False}
+    why = user.rebuild_error
+    if why is None:
+        samples = data.x_test[:REBUILD_CHECK_SAMPLES]
+        diff = max_abs_difference(user.original, user.model, samples)
+        info |= {"max_abs_difference": diff, "samples": len(samples)}
+        say(f"  Keras 3 model rebuilt in tf_keras: max abs difference {diff:.2e} on "
+            f"{len(samples)} test samples")  # fmt: skip
+        if diff < MAX_REBUILD_DIFFERENCE:
+            return info | {"rebuilt_in_tf_keras": True}
+        why = (
+            f"its tf_keras rebuild differs from it by {diff:.3g} on {len(samples)} test "
+            f"samples (allowed: < {MAX_REBUILD_DIFFERENCE:g}), so TF-MOT (--prune) cannot work "
+            "on it: export it without --prune (converted as it is)"
         )
-    return {"rebuilt_in_tf_keras": True, "max_abs_difference": diff, "samples": len(samples)}
+    if config.prune is not None:
+        raise ModelError(why if user.rebuild_error else f"the Keras 3 model: {why}")
+    say(f"  Keras 3 model exported as it is (no pruning, no folding): {why}")
+    user.model = user.original
+    return info | {"reason": why}

@@ -28,7 +28,6 @@ def test_fashion_mnist_real_files_have_published_shapes() -> None:
     assert data.x_train.shape == (55000, 28, 28)
     assert data.x_val.shape == (5000, 28, 28)
     assert data.x_test.shape == (10000, 28, 28)
-    assert data.x_train.dtype == np.float32
     x_train = np.asarray(data.x_train)
     assert x_train.dtype == np.float32 and x_train.shape == (55000, 28, 28)
     assert x_train.min() >= 0.0 and x_train.max() == 1.0

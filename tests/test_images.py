@@ -208,3 +208,60 @@ def test_a_large_folder_is_decoded_to_disk_and_trained_batch_by_batch(
     cfg = TrainConfig(hidden_units=(64,), epochs=2, batch_size=64, seed=3)
     model = train_model(build_model(cfg, data.input_shape, data.num_classes), data, cfg).model
     assert keras_accuracy(model, data.x_test, data.y_test) > 0.6
+
+
+def test_a_class_with_one_image_trains_and_a_class_never_loses_all_its_training_images(
+    flat: Path,
+) -> None:
+    cls = sorted(flat.iterdir())
+    for png in sorted(cls[0].glob("*.png"))[1:]:
+        png.unlink()  # one image left
+    for png in sorted(cls[1].glob("*.png"))[2:]:
+        png.unlink()  # two left
+    folder = scan_image_folder(flat, test_split=0.9, seed=0)
+    train = np.bincount([label for _, label in folder.train], minlength=10)
+    test = np.bincount([label for _, label in folder.test], minlength=10)
+    assert (train[0], test[0]) == (1, 0)
+    assert (train[1], test[1]) == (1, 1)
+    assert train.min() >= 1
+
+
+def test_an_image_size_unlike_the_models_input_is_one_line(
+    image_folder: Path, artifacts_dir: Path, tmp_path: Path
+) -> None:
+    model = next(artifacts_dir.glob("*.keras"))
+    args = ["export", str(model), "--data", str(image_folder), "--image-size", "32x32", "-q"]
+    res = CliRunner().invoke(main, [*args, "-o", str(tmp_path / "o")])
+    assert res.exit_code == 1
+    assert res.stderr.strip() == (
+        "Error: --image-size 32x32 differs from the model's input 28x28: images are resized "
+        "to the model's input; drop --image-size"
+    )
+
+
+def test_bench_refuses_class_folders_the_model_does_not_have(
+    artifacts_dir: Path, flat: Path
+) -> None:
+    (flat / "Bag").rename(flat / "Zebra")
+    int8 = next(artifacts_dir.glob("*_int8.tflite"))
+    args = ["bench", str(int8), "--data", str(flat), "--min-runs", "2", "--min-time", "0", "-q"]
+    res = CliRunner().invoke(main, [*args, "--rounds", "1"])
+    assert res.exit_code == 1
+    assert res.stderr.strip().startswith(
+        f"Error: class folder(s) 'Zebra' of {flat} are not among the model's classes ("
+    )
+
+
+def test_preprocess_refuses_what_does_not_fit_the_manifest(artifacts_dir: Path) -> None:
+    from edgekit.device.manifest import read_manifest
+    from edgekit.device.runtime import preprocess
+    from edgekit.errors import EdgekitError
+
+    spec = read_manifest(artifacts_dir).input
+    with pytest.raises(EdgekitError, match="the manifest says uint8: pass the images as decoded"):
+        preprocess(np.zeros((2, 28, 28), np.float32), spec)
+    with pytest.raises(EdgekitError, match=r"do not fit the model's input \(28, 28\): resize"):
+        preprocess(np.zeros((2, 32, 32), np.uint8), spec)
+    with pytest.raises(EdgekitError, match="records no input preprocessing"):
+        preprocess(np.zeros((2, 28, 28), np.uint8), {})
+    assert preprocess(np.full((2, 784), 255, np.uint8), spec).shape == (2, 28, 28)

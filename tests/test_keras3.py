@@ -324,3 +324,81 @@ def test_bench_times_a_keras3_file_as_the_keras_baseline(
     assert keras_row.ok, keras_row.error
     assert keras_row.runtime is not None and keras_row.runtime.startswith("Keras 3 tensorflow")
     assert keras_row.latency is not None and keras_row.latency.runs >= 3
+
+
+def _save(model: Any, folder: Path, name: str) -> Path:
+    path = folder / f"{name}.keras"
+    model.save(path)
+    return path
+
+
+def _randomize(model: Any) -> None:
+    """Weights (and batch-norm statistics) away from their initial values."""
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        layer.set_weights([
+            (np.abs(w) + 0.5 if "variance" in v.path else w + rng.normal(0, 0.1, w.shape))
+            .astype(w.dtype) for w, v in zip(layer.get_weights(), layer.weights, strict=True)
+        ])  # fmt: skip
+
+
+@pytest.mark.parametrize("case", ["separable_padding_pooling", "concat_elu_shared", "normalized"])
+def test_more_layers_rebuild_to_the_same_outputs(
+    k3: Any, small_data: Any, tmp_path: Path, case: str
+) -> None:
+    from edgekit.export.keras3 import max_abs_difference
+    from edgekit.export.model_io import load_user_model
+
+    inp = k3.Input((28, 28))
+    x = k3.layers.Reshape((28, 28, 1))(inp)
+    if case == "separable_padding_pooling":
+        h = k3.layers.ZeroPadding2D(1)(x)
+        h = k3.layers.SeparableConv2D(8, 3, use_bias=False)(h)
+        h = k3.layers.BatchNormalization()(h)
+        h = k3.layers.AveragePooling2D(2)(h)
+        h = k3.layers.GlobalAveragePooling2D()(h)
+    elif case == "concat_elu_shared":
+        conv = k3.layers.Conv2D(4, 3, padding="same")  # one layer, called twice
+        a, b = conv(x), conv(k3.layers.Rescaling(0.5)(x))
+        h = k3.layers.Concatenate(axis=-1)([a, b])
+        h = k3.layers.ELU()(h)
+        h = k3.layers.Flatten()(k3.layers.MaxPooling2D(4)(h))
+    else:
+        norm = k3.layers.Normalization(axis=None)
+        norm.adapt(np.asarray(small_data.x_val[:200]))  # adapted: mean/variance are weights
+        h = k3.layers.Flatten()(norm(x))
+        h = k3.layers.Dropout(0.3)(k3.layers.Dense(16, activation="relu")(h))
+    model = k3.Model(inp, k3.layers.Dense(10, activation="softmax")(h))
+    if case != "normalized":
+        _randomize(model)
+    user = load_user_model(_save(model, tmp_path, case))
+    assert user.rebuild_error is None
+    assert max_abs_difference(user.original, user.model, small_data.x_test[:200]) < 1e-5
+
+
+def test_a_keras3_op_in_the_graph_is_named(k3: Any, small_data: Any, tmp_path: Path) -> None:
+    """`x + y` is an op, not a layer: no rebuild; exported as it is, one line with --prune."""
+    inp = k3.Input((28, 28))
+    h = k3.layers.Flatten()(inp)
+    a, b = k3.layers.Dense(16)(h), k3.layers.Dense(16)(h)
+    out = k3.layers.Dense(10, activation="softmax")(a + b)
+    path = _save(_train(k3.Model(inp, out), small_data, epochs=1), tmp_path, "op")
+    proc = run_edgekit("export", str(path), "--prune", *QUICK_DATA, "-q", "-o", str(tmp_path / "o"))
+    assert proc.returncode == 1
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("Error: operation '") and ") is a Keras 3 op in the graph" in line
+    result = _pipeline(path, tmp_path / "out", None)
+    assert result.info["source_model"]["keras3"]["rebuilt_in_tf_keras"] is False
+    assert {r["precision"] for r in result.export.rows()} == {"float32", "float16", "int8"}
+
+
+def test_a_model_with_two_inputs_is_one_line(k3: Any, tmp_path: Path) -> None:
+    a, b = k3.Input((4,)), k3.Input((4,))
+    model = k3.Model([a, b], k3.layers.Dense(2)(k3.layers.Concatenate()([a, b])))
+    path = _save(model, tmp_path, "two")
+    proc = run_edgekit("export", str(path), *QUICK_DATA, "-q", "-o", str(tmp_path / "o"))
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        f"Error: {path} has 2 input(s) and 1 output(s): edgekit exports classifiers with one "
+        "input and one output; export a single-input, single-output model"
+    )

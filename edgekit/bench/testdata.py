@@ -12,7 +12,7 @@ from edgekit.config import DataConfig
 from edgekit.data import data_fingerprint, load_test_set
 from edgekit.device.manifest import read_manifest
 from edgekit.device.modelfile import read_model_file
-from edgekit.errors import ManifestError, ModelFileError
+from edgekit.errors import DataError, ManifestError, ModelFileError
 
 
 def load_bench_data(
@@ -74,8 +74,12 @@ def _test_data_config(config: BenchConfig, files: list[Path]) -> DataConfig | No
 
 def _align_classes(y: np.ndarray, data_info: dict[str, Any], files: list[Path]) -> np.ndarray:
     """Labels of an image folder (classes in folder-name order) in the order of the labels the
-    manifest next to the first file lists, when they name the same classes ('/' may be '-' in
-    a folder name). The mapping, or why there is none, goes into `data_info`."""
+    manifest next to the first file lists ('/' may be '-' in a folder name; the folder may hold
+    a subset of the classes). How the classes were matched goes into `data_info`.
+
+    Raises:
+        DataError: a class folder names no class of the model.
+    """
     folders = [str(c) for c in data_info["class_names"]]
     labels: tuple[str, ...] = ()
     for f in files:
@@ -89,12 +93,13 @@ def _align_classes(y: np.ndarray, data_info: dict[str, Any], files: list[Path]) 
         data_info["class_order"] = "folder names, sorted (no manifest labels to match)"
         return y
     index = {name.replace("/", "-"): i for i, name in enumerate(labels)}
-    if sorted(index) != sorted(f.replace("/", "-") for f in folders):
-        data_info["class_order"] = (
-            "folder names, sorted: they are not the manifest's labels, so accuracy compares "
-            "folder indices with the model's classes"
+    unknown = [f for f in folders if f.replace("/", "-") not in index]
+    if unknown:
+        raise DataError(
+            f"class folder(s) {', '.join(repr(u) for u in unknown)} of {data_info['source']} "
+            f"are not among the model's classes ({', '.join(labels)}, from the manifest): name "
+            "each folder after a class ('/' may be written '-')"
         )
-        return y
     order = np.asarray([index[f.replace("/", "-")] for f in folders], np.int64)
     data_info["class_order"] = "the manifest's labels (class folders matched by name)"
     return order[y]

@@ -67,6 +67,11 @@ class ScaledSamples:
         return rows.astype(np.float32)
 
     def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, tuple):
+            raise TypeError(
+                "ScaledSamples takes one index (rows: an int, a slice, indices or a mask); "
+                "index the array it returns for the rest, e.g. samples[:10][..., 0]"
+            )
         picked = self.index[key]
         if np.ndim(picked) == 0:
             return self._scale(np.asarray(self.raw[int(picked)]))

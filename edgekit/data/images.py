@@ -20,7 +20,6 @@ from edgekit.config import DataConfig
 from edgekit.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-DEFAULT_TEST_SPLIT = 0.2
 
 
 @dataclass(frozen=True)
@@ -41,11 +40,6 @@ class ImageFolder:
     test: tuple[tuple[Path, int], ...]
     split: str
     skipped: tuple[str, ...] = field(default=())
-
-
-def is_image_folder(path: str | os.PathLike[str]) -> bool:
-    """Whether `path` is a folder (image data) rather than a file or a data set name."""
-    return Path(path).is_dir()
 
 
 def _class_files(folder: Path, skip_bad: bool, skipped: list[str]) -> list[Path]:
@@ -106,7 +100,7 @@ def _classes_of(root: Path, skip_bad: bool, skipped: list[str]) -> dict[str, lis
 
 def scan_image_folder(
     root: str | os.PathLike[str],
-    test_split: float = DEFAULT_TEST_SPLIT,
+    test_split: float = DataConfig.test_split,
     seed: int = 42,
     skip_bad: bool = False,
 ) -> ImageFolder:
@@ -147,7 +141,8 @@ def scan_image_folder(
     for i, name in enumerate(classes):  # stratified: the same fraction of every class
         files = by_class[name]
         order = rng.permutation(len(files))
-        n_test = max(1, round(test_split * len(files))) if len(files) > 1 else 0
+        # At least one test image, and at least one left to train on (a 1-image class: none).
+        n_test = min(len(files) - 1, max(1, round(test_split * len(files))))
         test_pairs += [(files[j], i) for j in sorted(order[:n_test])]
         train_pairs += [(files[j], i) for j in sorted(order[n_test:])]
     split = f"{test_split:g} of each class (seed {seed})"

@@ -174,23 +174,37 @@ def dequantize(y: np.ndarray, info: TensorInfo) -> np.ndarray:
 
 
 def preprocess(raw: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
-    """Raw samples (uint8 images, say) as the float input the files take, the way export fed
-    them: `raw * scale + offset`, reshaped to the sample shape, as `spec` (a manifest's
-    `input`) records it. Resize images to that shape first (Pillow, bilinear)."""
+    """Raw samples as the float input the files take, the way export fed them: `raw * scale +
+    offset` (uint8 / 255 exactly as export computed it), reshaped to the sample shape, as
+    `spec` (a manifest's `input`) records it. Images must be decoded and resized first
+    (Pillow, bilinear, to the model's height and width, as export did).
+
+    Raises:
+        EdgekitError: the manifest records no input, or the samples do not fit it.
+    """
+    if "raw_dtype" not in spec or "scale" not in spec:
+        raise EdgekitError(
+            "the manifest records no input preprocessing (written before it did): re-export "
+            "the files, or scale the samples as the model was trained"
+        )
     x = np.asarray(raw)
-    if spec.get("raw_dtype") == "uint8" and x.dtype != np.uint8:
+    if spec["raw_dtype"] == "uint8" and x.dtype != np.uint8:
         raise EdgekitError(
             f"raw samples have dtype {x.dtype}, the manifest says uint8: pass the images as "
-            "decoded, before any scaling"
+            "decoded (uint8), before any scaling"
         )
-    scale = np.float32(spec.get("scale", 1.0))
-    out = x.astype(np.float32) * scale + np.float32(spec.get("offset", 0.0))
-    if spec.get("scale") and abs(float(spec["scale"]) - 1 / 255) < 1e-12 and not spec.get("offset"):
+    shape = [int(d) for d in spec.get("shape") or x.shape[1:]]
+    if int(np.prod(shape)) != int(np.prod(x.shape[1:])):
+        raise EdgekitError(
+            f"samples of shape {tuple(x.shape[1:])} do not fit the model's input {tuple(shape)}: "
+            "resize (and convert to grayscale or RGB) first"
+        )
+    scale, offset = float(spec["scale"]), float(spec.get("offset") or 0.0)
+    if x.dtype == np.uint8 and abs(scale - 1 / 255) < 1e-12 and offset == 0.0:
         out = x.astype(np.float32) / np.float32(255.0)  # bit for bit what export computed
-    shape = spec.get("shape")
-    if shape and int(np.prod(shape)) == int(np.prod(x.shape[1:])):
-        out = out.reshape(len(x), *shape)
-    return out
+    else:
+        out = x.astype(np.float32) * np.float32(scale) + np.float32(offset)
+    return out.reshape(len(x), *shape)
 
 
 def _resize_batch(interpreter: Any, info: TensorInfo, batch: int) -> TensorInfo:

@@ -335,18 +335,18 @@ class _KerasModel:
 
     def __init__(self, request: dict[str, Any]) -> None:
         from edgekit._keras import tf
-        from edgekit.export.model_io import load_user_model
+        from edgekit.export.keras3 import keras_major_version
+        from edgekit.export.model_io import load_keras3_file, load_keras_model
 
-        threads = self.threads = int(request.get("threads", 1))
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        self.threads, self.path, self.tf = int(request.get("threads", 1)), str(request["path"]), tf
+        tf.config.threading.set_intra_op_parallelism_threads(self.threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-        self.path = str(request["path"])
-        self.tf = tf
         t0 = time.perf_counter_ns()
-        # The loader export uses: safe mode on, custom classes and foreign modules refused.
-        user = load_user_model(self.path, unsafe=bool(request.get("unsafe", False)))
-        self.model = user.original if user.keras_version == 3 else user.model
-        self.keras = "Keras 3" if user.keras_version == 3 else "tf_keras"
+        # The loaders export uses: safe mode on, custom classes and foreign modules refused.
+        k3 = keras_major_version(self.path) == 3
+        self.keras = "Keras 3" if k3 else "tf_keras"
+        load = load_keras3_file if k3 else load_keras_model
+        self.model = load(self.path, unsafe=bool(request.get("unsafe", False)))
         shape = tuple(int(d or 1) for d in self.model.input_shape[1:])
         self.fn = tf.function(
             lambda t: self.model(t, training=False),

@@ -119,16 +119,31 @@ def _input_name(tensor: Any) -> str | None:
 
 
 def _call_graph(model: Any, inputs: list[Any], state: _Rebuild, prefix: str) -> list[Any]:
-    """Rebuild `model`'s graph on the tf_keras tensors `inputs`; returns its outputs."""
-    built: dict[int, Any] = {id(t): x for t, x in zip(model.inputs, inputs, strict=True)}
+    """Rebuild `model`'s graph on the tf_keras tensors `inputs`; returns its outputs.
 
-    def tensor(t: Any) -> Any:
+    Walks the graph with an explicit stack (a deep network would exhaust Python's recursion).
+    """
+    built: dict[int, Any] = {id(t): x for t, x in zip(model.inputs, inputs, strict=True)}
+    stack = list(model.outputs)
+    while stack:
+        t = stack[-1]
         if id(t) in built:
-            return built[id(t)]
-        op, node_index, tensor_index = t._keras_history
+            stack.pop()
+            continue
+        op, node_index, _ = t._keras_history
         node = op._inbound_nodes[node_index]
-        args = _map(node.arguments.args, tensor)
-        kwargs = {k: v for k, v in _map(node.arguments.kwargs, tensor).items() if v is not None}
+        missing = [a for a in _leaves(node.arguments.args, node.arguments.kwargs)
+                   if hasattr(a, "_keras_history") and id(a) not in built]  # fmt: skip
+        if missing:
+            stack.extend(missing)
+            continue
+        stack.pop()
+
+        def lookup(a: Any) -> Any:
+            return built[id(a)]
+
+        args = _map(node.arguments.args, lookup)
+        kwargs = {k: v for k, v in _map(node.arguments.kwargs, lookup).items() if v is not None}
         if _is_model(op):  # a nested model: inlined, so its batch norms fold like the others
             flat = [a for a in _flatten(args) if keras.backend.is_keras_tensor(a)]
             out = _call_graph(op, flat, state, prefix=f"{prefix}{op.name}_")
@@ -138,9 +153,19 @@ def _call_graph(model: Any, inputs: list[Any], state: _Rebuild, prefix: str) -> 
         outs = _flatten(result)
         for i, out_tensor in enumerate(_flatten(node.outputs)):
             built[id(out_tensor)] = outs[i]
-        return outs[tensor_index]
+    return [built[id(t)] for t in model.outputs]
 
-    return [tensor(t) for t in model.outputs]
+
+def _leaves(*structures: Any) -> list[Any]:
+    out: list[Any] = []
+    for s in structures:
+        if isinstance(s, dict):
+            out += _leaves(*s.values())
+        elif isinstance(s, (list, tuple)):
+            out += _leaves(*s)
+        else:
+            out.append(s)
+    return out
 
 
 def _is_model(op: Any) -> bool:
@@ -168,6 +193,12 @@ def _layer(k3_layer: Any, state: _Rebuild, prefix: str) -> Any:
     if id(k3_layer) in state.layers:
         return state.layers[id(k3_layer)]
     cls_name = type(k3_layer).__name__
+    if not isinstance(k3_layer, import_keras3().layers.Layer):
+        raise UnsupportedLayerError(
+            f"operation {k3_layer.name!r} ({cls_name}) is a Keras 3 op in the graph (such as "
+            "x + y), not a layer, so the model cannot be rebuilt in tf_keras for TF-MOT: "
+            "export it without --prune (converted as it is), or use layers (keras.layers.Add)"
+        )
     if cls_name not in SUPPORTED_LAYERS or not hasattr(keras.layers, cls_name):
         raise UnsupportedLayerError(
             f"layer {k3_layer.name!r} ({cls_name}) has no tf_keras twin edgekit can rebuild, "

@@ -40,10 +40,6 @@ class UserModel:
     original: Any = None
     rebuild_error: str | None = None
 
-    @property
-    def is_tf_keras(self) -> bool:
-        return self.keras_version == 2 or self.rebuild_error is None
-
 
 def load_user_model(path: str | os.PathLike[str], unsafe: bool = False) -> UserModel:
     """Load a tf_keras or Keras 3 model file (.keras or .h5), safe mode on unless `unsafe`.
@@ -57,20 +53,44 @@ def load_user_model(path: str | os.PathLike[str], unsafe: bool = False) -> UserM
     from edgekit.export.keras3 import (
         UnsupportedLayerError,
         keras_major_version,
-        load_keras3_model,
         rebuild_in_tf_keras,
     )
 
     path = check_model_path(path)
     if keras_major_version(path) != 3:
-        return UserModel(load_keras_model(path, unsafe), 2)
-    if not unsafe and path.suffix.lower() == ".keras":
-        _refuse_foreign_modules(path)
-    original = load_keras3_model(path, unsafe)
+        return UserModel(_one_input_one_output(load_keras_model(path, unsafe), path), 2)
+    original = _one_input_one_output(load_keras3_file(path, unsafe), path)
     try:
         return UserModel(rebuild_in_tf_keras(original), 3, original)
     except UnsupportedLayerError as e:
         return UserModel(original, 3, original, str(e))
+    except Exception as e:  # a config tf_keras cannot take (an activation name it lacks, ...)
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        return UserModel(original, 3, original, (
+            f"the Keras 3 model cannot be rebuilt in tf_keras ({type(e).__name__}: {first}), "
+            "so TF-MOT (--prune) cannot work on it: export it without --prune (converted as "
+            "it is)"
+        ))  # fmt: skip
+
+
+def load_keras3_file(path: str | os.PathLike[str], unsafe: bool = False) -> Any:
+    """A Keras 3 model file, loaded with Keras 3 (safe mode, foreign modules refused)."""
+    from edgekit.export.keras3 import load_keras3_model
+
+    path = check_model_path(path)
+    if not unsafe and path.suffix.lower() == ".keras":
+        _refuse_foreign_modules(path)
+    return load_keras3_model(path, unsafe)
+
+
+def _one_input_one_output(model: Any, path: Path) -> Any:
+    n_in, n_out = len(model.inputs), len(model.outputs)
+    if (n_in, n_out) != (1, 1):
+        raise ModelError(
+            f"{path} has {n_in} input(s) and {n_out} output(s): edgekit exports classifiers "
+            "with one input and one output; export a single-input, single-output model"
+        )
+    return model
 
 
 def load_keras_model(path: str | os.PathLike[str], unsafe: bool = False) -> keras.Model:

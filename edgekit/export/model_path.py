@@ -81,11 +81,51 @@ def model_input_shape(path: str | os.PathLike[str]) -> tuple[int, ...] | None:
 RAW_PIXEL_RESCALING = 0.01
 
 
+# Layers that move pixels around without changing their values.
+_SHAPE_ONLY = ("Reshape", "Flatten", "Permute")
+
+
 def model_takes_raw_pixels(path: str | os.PathLike[str]) -> bool:
-    """Whether the model rescales raw pixels itself: its first Rescaling layer multiplies by
-    <= 0.01 (1/255 or 1/127.5), so uint8 images go in unscaled."""
-    rescaling = _layer_configs(_model_config(Path(path)), "Rescaling")
-    if not rescaling:
-        return False
-    scale = rescaling[0].get("scale")
-    return isinstance(scale, (int, float)) and 0 < scale <= RAW_PIXEL_RESCALING
+    """Whether the model rescales raw pixels itself: the first layer after its input (past
+    Reshape/Flatten/Permute) is a Rescaling that multiplies by <= 0.01 (1/255 or 1/127.5),
+    so uint8 images go in unscaled."""
+    config = _model_config(Path(path)) or {}
+    layers = [x for x in (config.get("config") or {}).get("layers") or [] if isinstance(x, dict)]
+    sequential = config.get("class_name") == "Sequential"
+    fed = {c.get("name") for c in _layer_configs(config, "InputLayer")}  # read the raw input
+    for layer in layers:
+        kind, cfg = layer.get("class_name"), layer.get("config") or {}
+        if kind == "InputLayer":
+            continue
+        if not sequential and not fed & set(_inbound_names(layer)):
+            continue
+        if kind == "Rescaling":
+            scale = cfg.get("scale")
+            return isinstance(scale, (int, float)) and 0 < scale <= RAW_PIXEL_RESCALING
+        if kind not in _SHAPE_ONLY:
+            if sequential:
+                return False
+            continue
+        fed.add(cfg.get("name") or layer.get("name"))
+    return False
+
+
+def _inbound_names(layer: dict[str, Any]) -> list[str]:
+    """Names of the layers a Functional layer record reads (Keras 3 and tf_keras formats)."""
+    names: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            history = (node.get("config") or {}).get("keras_history")
+            if isinstance(history, list) and history:
+                names.append(str(history[0]))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            if node and isinstance(node[0], str) and len(node) >= 3:
+                names.append(node[0])  # tf_keras: [name, node_index, tensor_index, kwargs]
+            for value in node:
+                walk(value)
+
+    walk(layer.get("inbound_nodes"))
+    return names
