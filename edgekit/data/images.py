@@ -159,6 +159,19 @@ def image_mode(path: Path) -> tuple[tuple[int, int], int]:
     return size, channels
 
 
+def _probe(pairs: Sequence[tuple[Path, int]], skip_bad: bool) -> tuple[tuple[int, int], int]:
+    """Size and channels of the first image that opens (with `skip_bad`, past bad ones)."""
+    for path, _ in pairs:
+        try:
+            return image_mode(path)
+        except DataError as e:
+            if not skip_bad:
+                raise DataError(
+                    f"{e}: replace or remove it, or pass --skip-bad-images to go on without it"
+                ) from None
+    raise DataError("no image of the folder can be read: check the files, or pass other data")
+
+
 def _open(path: Path) -> Any:
     try:
         from PIL import Image
@@ -252,11 +265,12 @@ def load_image_arrays(
     """
     folder = scan_image_folder(config.source, config.test_split, config.seed,
                                config.skip_bad_images)  # fmt: skip
-    first_size, first_channels = image_mode(folder.train[0][0] if folder.train else
-                                            folder.test[0][0])  # fmt: skip
     shape = config.input_shape
-    size = tuple(shape[:2]) if shape else (config.image_size or first_size)
-    channels = (shape[2] if len(shape) == 3 else 1) if shape else first_channels
+    if shape:
+        size, channels = tuple(shape[:2]), (shape[2] if len(shape) == 3 else 1)
+    else:  # no model to follow: the first readable image's size and colour
+        first_size, channels = _probe([*folder.train, *folder.test], config.skip_bad_images)
+        size = config.image_size or first_size
     if channels not in (1, 3):
         raise DataError(
             f"the model takes {channels} channels: image folders give 1 (grayscale) or 3 (RGB)"
