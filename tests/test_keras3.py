@@ -138,6 +138,9 @@ def test_a_keras3_sequential_mlp_goes_through_the_cli(
     assert manifest["config"]["run"]["source_model"]["keras_version"] == 3
     assert all(abs(f["weight_sparsity"] - 0.6) < 0.02 for f in manifest["files"])
     assert [f["precision"] for f in manifest["files"]] == ["float32", "float16", "int8"]
+    files = {f["precision"]: f["accuracy"] for f in manifest["files"]}
+    assert files["float32"]["top1_agreement_with_keras"] >= 0.99
+    assert files["int8"]["accuracy"] >= files["float32"]["accuracy"] - 0.01  # pruned float
 
 
 def test_a_nested_keras3_model_is_inlined_and_its_batch_norm_folded(
@@ -297,6 +300,10 @@ def test_a_model_that_rescales_raw_pixels_gets_them_and_the_manifest_says_so(
     raw = load_fashion_mnist_arrays()[0]
     x = preprocess(raw["x_test"][:1000], manifest.input)
     assert evaluate(int8, x, raw["y_test"][:1000]).accuracy == rec.accuracy.accuracy
+    from edgekit.device.runtime import load_interpreter, predict
+
+    probs = predict(load_interpreter(int8), raw["x_test"][:1000], preprocessing=manifest.input)
+    assert float((probs.argmax(1) == raw["y_test"][:1000]).mean()) == rec.accuracy.accuracy
     bench = run_bench([int8], BenchConfig(samples=1000, min_runs=2, min_time_s=0, rounds=1))
     assert bench.rows[0].accuracy == rec.accuracy.accuracy
 

@@ -215,11 +215,20 @@ def _resize_batch(interpreter: Any, info: TensorInfo, batch: int) -> TensorInfo:
     return input_details(interpreter)[0]
 
 
-def predict(interpreter: Any, x: np.ndarray, batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
+def predict(
+    interpreter: Any,
+    x: np.ndarray,
+    batch_size: int = EVAL_BATCH_SIZE,
+    preprocessing: dict[str, Any] | None = None,
+) -> np.ndarray:
     """Float outputs of the first output tensor for float inputs x (quantizing as needed).
 
-    Data is streamed through the interpreter in batches; the input is never copied whole.
+    With `preprocessing` (a manifest's `input`), x holds raw samples (decoded uint8 images)
+    and is turned into the model's input by `preprocess` first, as export did. Data is
+    streamed through the interpreter in batches.
     """
+    if preprocessing is not None:
+        x = preprocess(x, preprocessing)
     inp = input_details(interpreter)[0]
     expected = tuple(inp.shape[1:])
     if tuple(x.shape[1:]) != expected:
