@@ -24,18 +24,22 @@ def main() -> int:
     ap.add_argument("--arch", choices=["mlp", "cnn"], default="mlp")
     ap.add_argument("--epochs", type=int, default=None, help="override training epochs")
     ap.add_argument("--prune-epochs", type=int, default=None, help="override pruning epochs")
+    ap.add_argument("--seed", type=int, default=None, help="seed of data, training and pruning")
     ap.add_argument("--out", type=Path, default=None, help="JSON path")
     args = ap.parse_args()
     t_start = time.perf_counter()
 
     from edgekit.bench import machine_info
-    from edgekit.config import PipelineConfig, PruneConfig, TrainConfig
+    from edgekit.config import DataConfig, PipelineConfig, PruneConfig, TrainConfig
     from edgekit.pipeline import run_pipeline
 
-    train = TrainConfig(arch=args.arch, epochs=args.epochs)
-    prune = PruneConfig(epochs=args.prune_epochs)  # None: the architecture's default
+    seed = {} if args.seed is None else {"seed": args.seed}
+    train = TrainConfig(arch=args.arch, epochs=args.epochs, **seed)
+    prune = PruneConfig(epochs=args.prune_epochs, **seed)  # None: the architecture's default
     with tempfile.TemporaryDirectory() as tmp:
-        config = PipelineConfig(train=train, prune=prune, output_dir=tmp)
+        config = PipelineConfig(
+            data=DataConfig(**seed), train=train, prune=prune, output_dir=tmp
+        )
         result = run_pipeline(config)
         wall_s = time.perf_counter() - t_start
 
