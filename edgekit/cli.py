@@ -133,7 +133,8 @@ def main(ctx: click.Context, debug: bool) -> None:
     "precisions",
     default="float32,float16,int8",
     show_default=True,
-    help="Comma-separated: float32, float16, int8 (full integer), dynamic.",
+    help="Comma-separated: float32, float16, int8 (full integer), dynamic, int16x8 "
+    "(int16 activations; no fast kernels).",
 )
 @click.option(
     "--calibration-samples",

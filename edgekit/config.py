@@ -31,6 +31,7 @@ class Precision(str, Enum):
     FLOAT16 = "float16"
     INT8 = "int8"
     DYNAMIC = "dynamic"  # int8 weights, float activations ("dynamic range")
+    INT16X8 = "int16x8"  # int16 activations, int8 weights (no XNNPACK kernels: slow)
 
 
 # Default epochs per architecture: (training, pruning fine-tuning). The cnn costs ~20x the

@@ -123,7 +123,9 @@ def test_zero_epochs(tmp_path: Path) -> None:
 def test_unknown_precision(tmp_path: Path) -> None:
     code, out = _err(["export", "--precision", "float32,int4", "-o", str(tmp_path)])
     assert code == 1
-    assert out == "Error: unknown precision 'int4': expected one of float32, float16, int8, dynamic"
+    assert out == (
+        "Error: unknown precision 'int4': expected one of float32, float16, int8, dynamic, int16x8"
+    )
 
 
 def test_output_folder_that_is_a_file(tmp_path: Path) -> None:

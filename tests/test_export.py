@@ -248,3 +248,29 @@ def test_the_package_names_resolve_to_the_functions() -> None:
     for name in export_pkg.__all__:
         assert callable(getattr(export_pkg, name)) or isinstance(getattr(export_pkg, name), dict)
     assert export_pkg.convert.__module__ == "edgekit.export.converter"
+
+
+def test_int16x8_is_one_recipe_and_bench_says_it_has_no_fast_kernels(
+    pipeline_run: Any, tmp_path: Path
+) -> None:
+    """int16 activations, int8 weights: checked on real data like every file, and bench says
+    plainly that it runs on reference kernels."""
+    from edgekit.bench import BenchConfig, run_bench
+    from edgekit.device.modelfile import read_model_file
+    from edgekit.export.model_io import load_keras_model
+
+    src = Path(pipeline_run.export.output_dir)
+    model = load_keras_model(src / "fashion_mnist_mlp_sp75_folded.keras")
+    config = ExportConfig(precisions=("float32", "int16x8"), calibration_samples=100)
+    result = export_tflite(model, pipeline_run.dataset, config, tmp_path, "m")
+    (f32, i16) = result.files
+    assert i16.file == "m_int16x8.tflite" and i16.record.accuracy is not None
+    assert i16.record.accuracy.top1_agreement_with_keras >= 0.98
+    info = read_model_file(tmp_path / i16.file)
+    assert "int16" in {t.dtype for t in info.tensors}  # activations
+    assert {w.dtype for w in info.weights} == {"int8"}  # weights
+    bench = run_bench([tmp_path], BenchConfig(samples=200, min_runs=5, min_time_s=0, rounds=1))
+    row = next(r for r in bench.rows if r.file == i16.file)
+    assert row.precision == "int16x8" and row.ok
+    assert any(v.startswith("m_int16x8.tflite (int16x8) runs on reference kernels")
+               for v in bench.verdict)  # fmt: skip

@@ -70,6 +70,15 @@ RECIPES: dict[Precision, ExportRecipe] = {
             calibrated=True,
             min_agreement=0.98,
         ),
+        # int16 activations, int8 weights, float input and output: closer to float than int8,
+        # but the kernels are reference ones (no XNNPACK): tens of times slower than int8.
+        ExportRecipe(
+            Precision.INT16X8,
+            optimize=True,
+            supported_ops=("EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8",),
+            calibrated=True,
+            min_agreement=0.98,
+        ),
         # Dynamic range: int8 weights, float activations, float input and output.
         ExportRecipe(
             Precision.DYNAMIC,

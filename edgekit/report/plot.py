@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 PRECISION_COLORS = {
     "float32": "tab:blue", "float16": "tab:green", "int8": "tab:red", "uint8": "tab:orange",
-    "dynamic": "tab:purple", "int16": "tab:brown", "keras": "tab:gray",
+    "dynamic": "tab:purple", "int16": "tab:brown", "int16x8": "tab:olive", "keras": "tab:gray",
 }  # fmt: skip
 
 

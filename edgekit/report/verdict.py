@@ -74,6 +74,11 @@ def overall_verdict(result: BenchResult) -> list[str]:
             text += f", {_speed_words(best.speedup_vs_keras, 'Keras')}"
         lines.append(text + ").")
         for row in tfl:
+            if row.precision == "int16x8" and row.speedup_vs_float32 is not None:
+                lines.append(
+                    f"{row.file} (int16x8) runs on reference kernels (XNNPACK has none for "
+                    f"int16 activations): {_speed_words(row.speedup_vs_float32, 'float32')}."
+                )
             if row.precision not in ("int8", "uint8") or row.speedup_vs_float32 is None:
                 continue
             if row.speedup_vs_float32 < 1 + TIE_TOLERANCE:
