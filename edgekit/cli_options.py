@@ -45,6 +45,13 @@ def image_size(value: str | None) -> tuple[int, int] | None:
     return h, w
 
 
+def _apply(options: list[Any], f: Any) -> Any:
+    """Decorate `f` with `options`, the first option first in --help."""
+    for opt in reversed(options):
+        f = opt(f)
+    return f
+
+
 def data_options(f: Any) -> Any:
     options = [
         click.option(
@@ -91,9 +98,7 @@ def data_options(f: Any) -> Any:
             help="Seed for shuffling, initialization and calibration.",
         ),
     ]
-    for opt in reversed(options):
-        f = opt(f)
-    return f
+    return _apply(options, f)
 
 
 def train_options(f: Any) -> Any:
@@ -143,9 +148,7 @@ def train_options(f: Any) -> Any:
             help="Early-stopping patience in epochs.",
         ),
     ]
-    for opt in reversed(options):
-        f = opt(f)
-    return f
+    return _apply(options, f)
 
 
 def configs_from_options(kw: dict[str, Any]) -> tuple[Any, Any]:

@@ -34,25 +34,28 @@ def _train(model: Any, data: Any, epochs: int = 3) -> Any:
 def functional_cnn(k3: Any, small_data: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Conv2D+BN, a DepthwiseConv2D block with a residual Add, Rescaling: a Keras 3 .keras."""
     k3.utils.set_random_seed(7)
-    inp = k3.Input((28, 28), name="image")
-    h = k3.layers.Reshape((28, 28, 1))(inp)
+    path = tmp_path_factory.mktemp("k3") / "cnn.keras"
+    _train(_residual_cnn(k3, (28, 28)), small_data).save(path)
+    return path
+
+
+def _residual_cnn(k3: Any, input_shape: tuple[int, ...]) -> Any:
+    """Rescaling, Conv2D+BN, a DepthwiseConv2D+BN block with a residual Add, Conv2D+BN."""
+    inp = k3.Input(input_shape, name="image")
+    h = k3.layers.Reshape((28, 28, 1))(inp) if len(input_shape) == 2 else inp
     h = k3.layers.Rescaling(2.0, offset=-1.0)(h)
     h = k3.layers.Conv2D(32, 3, padding="same", use_bias=False)(h)
     h = k3.layers.BatchNormalization(momentum=0.9)(h)
     h = k3.layers.ReLU()(h)
     b = k3.layers.DepthwiseConv2D(3, padding="same", use_bias=False)(h)
     b = k3.layers.BatchNormalization(momentum=0.9)(b)
-    b = k3.layers.ReLU()(b)
-    h = k3.layers.Add()([h, b])
+    h = k3.layers.Add()([h, k3.layers.ReLU()(b)])
     h = k3.layers.MaxPooling2D()(h)
     h = k3.layers.Conv2D(32, 3, padding="same", use_bias=False)(h)
     h = k3.layers.BatchNormalization(momentum=0.9)(h)
     h = k3.layers.ReLU()(h)
     h = k3.layers.Flatten()(k3.layers.MaxPooling2D()(h))
-    out = k3.layers.Dense(10, activation="softmax")(h)
-    path = tmp_path_factory.mktemp("k3") / "cnn.keras"
-    _train(k3.Model(inp, out), small_data).save(path)
-    return path
+    return k3.Model(inp, k3.layers.Dense(10, activation="softmax")(h))
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +89,7 @@ def _pipeline(model: Path, out: Path, prune: PruneConfig | None) -> Any:
 def test_a_keras3_file_is_told_from_a_tf_keras_file(
     functional_cnn: Path, artifacts_dir: Path
 ) -> None:
-    from edgekit.export.keras3 import keras_major_version
+    from edgekit.export.model_path import keras_major_version
 
     assert keras_major_version(functional_cnn) == 3
     assert keras_major_version(next(artifacts_dir.glob("*.keras"))) == 2
@@ -235,22 +238,8 @@ def test_a_keras3_cnn_trained_on_an_image_folder_goes_through_export(
     data = load_dataset(DataConfig(source=str(image_folder), validation_size=300,
                                    input_shape=(28, 28, 1)))  # fmt: skip
     k3.utils.set_random_seed(3)
-    inp = k3.Input((28, 28, 1), name="image")
-    h = k3.layers.Rescaling(2.0, offset=-1.0)(inp)
-    h = k3.layers.Conv2D(32, 3, padding="same", use_bias=False)(h)
-    h = k3.layers.BatchNormalization(momentum=0.9)(h)
-    h = k3.layers.ReLU()(h)
-    b = k3.layers.DepthwiseConv2D(3, padding="same", use_bias=False)(h)
-    b = k3.layers.BatchNormalization(momentum=0.9)(b)
-    h = k3.layers.Add()([h, k3.layers.ReLU()(b)])
-    h = k3.layers.MaxPooling2D()(h)
-    h = k3.layers.Conv2D(32, 3, padding="same", use_bias=False)(h)
-    h = k3.layers.BatchNormalization(momentum=0.9)(h)
-    h = k3.layers.ReLU()(h)
-    h = k3.layers.Flatten()(k3.layers.MaxPooling2D()(h))
-    out = k3.layers.Dense(10, activation="softmax")(h)
     path = tmp_path / "cnn.keras"
-    _train(k3.Model(inp, out), data).save(path)
+    _train(_residual_cnn(k3, (28, 28, 1)), data).save(path)
 
     out_dir = tmp_path / "out"
     proc = run_edgekit("export", str(path), "--data", str(image_folder), "--prune",

@@ -10,7 +10,7 @@ import numpy as np
 from edgekit.bench.records import BenchConfig
 from edgekit.config import DataConfig
 from edgekit.data import data_fingerprint, load_test_set
-from edgekit.device.manifest import read_manifest
+from edgekit.device.manifest import Manifest, read_manifest
 from edgekit.device.modelfile import read_model_file
 from edgekit.errors import DataError, ManifestError, ModelFileError
 
@@ -25,24 +25,18 @@ def load_bench_data(
         DataError: the data cannot be found or read (the message says how to fix it).
     """
     assert config.data is not None
+    shape, manifest = _first_model(files)
     x, y, info = load_test_set(
-        config.data, config.data_dir, config.samples, _test_data_config(config, files)
+        config.data, config.data_dir, config.samples, _test_data_config(config, shape, manifest)
     )
     if info.get("class_names"):
-        y = _align_classes(y, info, files)
+        y = _align_classes(y, info, manifest.labels if manifest else ())
         info["sha256"] = data_fingerprint(x, y)
     return x, y, info
 
 
-def _test_data_config(config: BenchConfig, files: list[Path]) -> DataConfig | None:
-    """How to read the test data for these files, as export did (from the manifest next to the
-    first .tflite): the pixel scale, and for an image folder the file's input shape and
-    export's test split, unless the config says otherwise."""
-    if config.data is None:
-        return None
-    shape: tuple[int, ...] | None = None
-    spec: dict[str, Any] = {}
-    recorded: dict[str, Any] = {}
+def _first_model(files: list[Path]) -> tuple[tuple[int, ...] | None, Manifest | None]:
+    """The input shape of the first readable .tflite, and the manifest next to it (if any)."""
     for f in files:
         if f.suffix != ".tflite":
             continue
@@ -51,11 +45,22 @@ def _test_data_config(config: BenchConfig, files: list[Path]) -> DataConfig | No
         except (ModelFileError, IndexError):
             continue
         try:
-            manifest = read_manifest(f.parent)
-            recorded, spec = dict(manifest.config.get("data") or {}), manifest.input
+            return shape, read_manifest(f.parent)
         except ManifestError:
-            recorded = {}
-        break
+            return shape, None
+    return None, None
+
+
+def _test_data_config(
+    config: BenchConfig, shape: tuple[int, ...] | None, manifest: Manifest | None
+) -> DataConfig | None:
+    """How to read the test data, as export did (from `manifest`): the pixel scale, and for an
+    image folder the model's input `shape` and export's test split, unless the config says
+    otherwise."""
+    if config.data is None:
+        return None
+    recorded = dict(manifest.config.get("data") or {}) if manifest else {}
+    spec = manifest.input if manifest else {}
     scale = spec.get("scale") if spec.get("raw_dtype") == "uint8" else None
     pixel_scale = None if scale is None or abs(scale - 1 / 255) < 1e-12 else float(scale)
     if not Path(config.data).is_dir():
@@ -72,23 +77,15 @@ def _test_data_config(config: BenchConfig, files: list[Path]) -> DataConfig | No
     )
 
 
-def _align_classes(y: np.ndarray, data_info: dict[str, Any], files: list[Path]) -> np.ndarray:
-    """Labels of an image folder (classes in folder-name order) in the order of the labels the
-    manifest next to the first file lists ('/' may be '-' in a folder name; the folder may hold
-    a subset of the classes). How the classes were matched goes into `data_info`.
+def _align_classes(y: np.ndarray, data_info: dict[str, Any], labels: tuple[str, ...]) -> np.ndarray:
+    """Labels of an image folder (classes in folder-name order) in the order of the manifest's
+    `labels` ('/' may be '-' in a folder name; the folder may hold a subset of the classes).
+    How the classes were matched goes into `data_info`.
 
     Raises:
         DataError: a class folder names no class of the model.
     """
     folders = [str(c) for c in data_info["class_names"]]
-    labels: tuple[str, ...] = ()
-    for f in files:
-        if f.suffix == ".tflite":
-            try:
-                labels = read_manifest(f.parent).labels
-            except ManifestError:
-                labels = ()
-            break
     if not labels:
         data_info["class_order"] = "folder names, sorted (no manifest labels to match)"
         return y

@@ -20,6 +20,16 @@ from edgekit.errors import DataError
 _CHECK_ROWS = 4096
 
 
+def scale_pixels(x: np.ndarray, pixel_scale: float | None = None) -> np.ndarray:
+    """Samples as the model's float32 input: uint8 divided by 255 (or times `pixel_scale`),
+    other numbers as they are. The one rule export, training and the device share."""
+    if x.dtype == np.uint8:
+        if pixel_scale is None:
+            return x.astype(np.float32) / np.float32(255.0)
+        return x.astype(np.float32) * np.float32(pixel_scale)
+    return x.astype(np.float32)
+
+
 class ScaledSamples:
     """Rows `index` of `raw`, as float32: uint8 times `pixel_scale` (None: divided by 255),
     other numbers as they are. Indexing returns NumPy arrays; `np.asarray` gives them all."""
@@ -60,11 +70,7 @@ class ScaledSamples:
         return len(self.index)
 
     def _scale(self, rows: np.ndarray) -> np.ndarray:
-        if rows.dtype == np.uint8:
-            if self.pixel_scale is None:
-                return rows.astype(np.float32) / np.float32(255.0)
-            return rows.astype(np.float32) * np.float32(self.pixel_scale)
-        return rows.astype(np.float32)
+        return scale_pixels(rows, self.pixel_scale)
 
     def __getitem__(self, key: Any) -> np.ndarray:
         if isinstance(key, tuple):

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.config import DataConfig
-from edgekit.data.arrays import ScaledSamples
+from edgekit.data.arrays import ScaledSamples, scale_pixels
 from edgekit.errors import DataError
 
 FASHION_MNIST_LABELS: tuple[str, ...] = (
@@ -221,9 +221,7 @@ def to_float_images(x: np.ndarray, what: str, pixel_scale: float | None = None) 
     """Images as float32; uint8 pixels are scaled to [0, 1] (or multiplied by `pixel_scale`).
     Rejects NaN/inf and non-numbers."""
     if x.dtype == np.uint8:
-        if pixel_scale is None:
-            return x.astype(np.float32) / np.float32(255.0)
-        return x.astype(np.float32) * np.float32(pixel_scale)
+        return scale_pixels(x, pixel_scale)
     if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
         raise DataError(f"{what} has dtype {x.dtype}: expected numeric images (uint8 or float)")
     out = x.astype(np.float32)

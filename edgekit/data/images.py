@@ -128,11 +128,6 @@ def scan_image_folder(
         }
         return ImageFolder(root, classes, tuple(pairs["train"]), tuple(pairs["test"]),
                            "train/ and test/ folders", tuple(skipped))  # fmt: skip
-    if not 0.0 < test_split < 1.0:
-        raise DataError(
-            f"--test-split must be a fraction in (0, 1), got {test_split}: e.g. 0.2, or put the "
-            "test images in DIR/test and the others in DIR/train"
-        )
     by_class = _classes_of(root, skip_bad, skipped)
     classes = tuple(sorted(by_class))
     rng = np.random.default_rng(seed)

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.data.arrays import scale_pixels
 from edgekit.errors import EdgekitError, ModelFileError, RuntimeMissingError
 
 RUNTIME_CHOICES = ("auto", "litert", "tflite-runtime", "tf")
@@ -200,8 +201,8 @@ def preprocess(raw: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
             "resize (and convert to grayscale or RGB) first"
         )
     scale, offset = float(spec["scale"]), float(spec.get("offset") or 0.0)
-    if x.dtype == np.uint8 and abs(scale - 1 / 255) < 1e-12 and offset == 0.0:
-        out = x.astype(np.float32) / np.float32(255.0)  # bit for bit what export computed
+    if x.dtype == np.uint8 and offset == 0.0:  # export's own rule, bit for bit
+        out = scale_pixels(x, None if abs(scale - 1 / 255) < 1e-12 else scale)
     else:
         out = x.astype(np.float32) * np.float32(scale) + np.float32(offset)
     return out.reshape(len(x), *shape)

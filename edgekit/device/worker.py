@@ -335,8 +335,8 @@ class _KerasModel:
 
     def __init__(self, request: dict[str, Any]) -> None:
         from edgekit._keras import tf
-        from edgekit.export.keras3 import keras_major_version
         from edgekit.export.model_io import load_keras3_file, load_keras_model
+        from edgekit.export.model_path import keras_major_version
 
         self.threads, self.path, self.tf = int(request.get("threads", 1)), str(request["path"]), tf
         tf.config.threading.set_intra_op_parallelism_threads(self.threads)

@@ -10,8 +10,6 @@ Keras 3 model on real samples (`max_abs_difference`).
 from __future__ import annotations
 
 import inspect
-import json
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ import numpy as np
 
 from edgekit._keras import import_keras3, keras
 from edgekit.errors import ModelError
+from edgekit.export.model_path import lambda_refused
 
 # Keras 3 layers edgekit rebuilds in tf_keras, by class name.
 SUPPORTED_LAYERS = (
@@ -39,29 +38,6 @@ class UnsupportedLayerError(ModelError):
     """A Keras 3 layer edgekit cannot rebuild in tf_keras."""
 
 
-def keras_major_version(path: str | Path) -> int | None:
-    """The major Keras version a .keras/.h5 file was saved with (2 or 3), None if it says not."""
-    path = Path(path)
-    version = None
-    try:
-        if path.suffix.lower() == ".keras":
-            with zipfile.ZipFile(path) as z:
-                version = json.loads(z.read("metadata.json")).get("keras_version")
-        else:
-            import h5py  # installed with TensorFlow
-
-            with h5py.File(path, "r") as f:
-                version = f.attrs.get("keras_version")
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-        return None
-    if isinstance(version, bytes):
-        version = version.decode(errors="replace")
-    try:
-        return int(str(version).split(".")[0])
-    except ValueError:
-        return None
-
-
 def load_keras3_model(path: str | Path, unsafe: bool = False) -> Any:
     """Load a Keras 3 model with safe mode on (unless `unsafe`)."""
     k3 = import_keras3()
@@ -70,10 +46,7 @@ def load_keras3_model(path: str | Path, unsafe: bool = False) -> Any:
     except Exception as e:
         msg = str(e).strip().replace("\n", " ")
         if "lambda" in msg.lower() and "safe" in msg.lower():
-            raise ModelError(
-                f"{path} holds a Lambda layer, whose Python code runs only with safe mode off: "
-                "pass --unsafe if you trust the file, or replace the Lambda with a built-in layer"
-            ) from None
+            raise ModelError(lambda_refused(path)) from None
         raise ModelError(
             f"{path} is a Keras 3 file that Keras {k3.__version__} cannot load "
             f"({type(e).__name__}: {msg[:160]}): save it again with `model.save('model.keras')`"

@@ -14,7 +14,7 @@ from typing import Any
 
 from edgekit._keras import keras
 from edgekit.errors import ModelError
-from edgekit.export.model_path import check_model_path
+from edgekit.export.model_path import check_model_path, keras_major_version, lambda_refused
 from edgekit.files import write_bytes_atomic
 
 # The class name in tf_keras' "Cannot deserialize object of type `X`" / "Unknown layer: 'X'".
@@ -50,11 +50,7 @@ def load_user_model(path: str | os.PathLike[str], unsafe: bool = False) -> UserM
     Raises:
         ModelError: missing/unreadable file, not a Keras model, Lambda layers or custom objects.
     """
-    from edgekit.export.keras3 import (
-        UnsupportedLayerError,
-        keras_major_version,
-        rebuild_in_tf_keras,
-    )
+    from edgekit.export.keras3 import UnsupportedLayerError, rebuild_in_tf_keras
 
     path = check_model_path(path)
     if keras_major_version(path) != 3:
@@ -114,10 +110,7 @@ def load_keras_model(path: str | os.PathLike[str], unsafe: bool = False) -> kera
         msg = str(e).strip().replace("\n", " ")
         low = msg.lower()
         if "lambda" in low and ("safe_mode" in low or "unsafe" in low):
-            raise ModelError(
-                f"{path} holds a Lambda layer, whose Python code runs only with safe mode off: "
-                "pass --unsafe if you trust the file, or replace the Lambda with a built-in layer"
-            ) from None
+            raise ModelError(lambda_refused(path)) from None
         custom = _CUSTOM_NAME.search(msg)
         if custom or "custom_object" in low or "could not locate" in low or "custom class" in low:
             what = f" ({custom.group(1)})" if custom else ""

@@ -129,3 +129,34 @@ def _inbound_names(layer: dict[str, Any]) -> list[str]:
 
     walk(layer.get("inbound_nodes"))
     return names
+
+
+def keras_major_version(path: str | Path) -> int | None:
+    """The major Keras version a .keras/.h5 file was saved with (2 or 3), None if it says not."""
+    path = Path(path)
+    version = None
+    try:
+        if path.suffix.lower() == ".keras":
+            with zipfile.ZipFile(path) as z:
+                version = json.loads(z.read("metadata.json")).get("keras_version")
+        else:
+            import h5py  # light: no TensorFlow
+
+            with h5py.File(path, "r") as f:
+                version = f.attrs.get("keras_version")
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    if isinstance(version, bytes):
+        version = version.decode(errors="replace")
+    try:
+        return int(str(version).split(".")[0])
+    except ValueError:
+        return None
+
+
+def lambda_refused(path: str | os.PathLike[str]) -> str:
+    """The one-line error for a Lambda layer met in safe mode (tf_keras or Keras 3)."""
+    return (
+        f"{path} holds a Lambda layer, whose Python code runs only with safe mode off: pass "
+        "--unsafe if you trust the file, or replace the Lambda with a built-in layer"
+    )
