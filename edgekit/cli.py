@@ -22,10 +22,18 @@ from edgekit.cli_options import (
     console,
     data_options,
     progress_printer,
+    quantize_options,
     thread_counts,
     train_options,
 )
-from edgekit.config import ExportConfig, PruneConfig
+from edgekit.config import (
+    DEFAULT_MAX_ACCURACY_DROP,
+    DEFAULT_PRECISIONS,
+    ClusterConfig,
+    ExportConfig,
+    PruneConfig,
+    QatConfig,
+)
 from edgekit.errors import EdgekitError
 
 
@@ -131,11 +139,11 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option(
     "--precision",
     "precisions",
-    default="float32,float16,int8",
-    show_default=True,
     help="Comma-separated: float32, float16, int8 (full integer), dynamic, int16x8 "
-    "(int16 activations; no fast kernels).",
+    "(int16 activations; no fast kernels), int4, int4_weight_only, int4_int8 (int4 by "
+    "ai-edge-quantizer) [default: float32,float16,int8]. Exit status 1 if one is left out.",
 )
+@quantize_options
 @click.option(
     "--calibration-samples",
     default=ExportConfig.calibration_samples,
@@ -155,6 +163,10 @@ def main(ctx: click.Context, debug: bool) -> None:
     help="Load MODEL with Keras safe mode off (runs Lambda code: trusted files only).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+def file_name_tag(tag: str) -> str:
+    return f"_{tag}.tflite"
+
+
 def export(model: str | None, **kw: Any) -> None:
     """Train (or load MODEL), prune, fold batch norm, export verified .tflite files.
 
@@ -181,22 +193,48 @@ def export(model: str | None, **kw: Any) -> None:
         if do_prune
         else None
     )
+    named = kw["precisions"] is not None
+    budget = kw["max_accuracy_drop"]
     exp = ExportConfig(
-        precisions=tuple(p.strip() for p in kw["precisions"].split(",") if p.strip()),
+        precisions=(
+            tuple(p.strip() for p in kw["precisions"].split(",") if p.strip())
+            if named
+            else DEFAULT_PRECISIONS
+        ),
         calibration_samples=kw["calibration_samples"],
         calibration_seed=kw["seed"],
         verify_samples=kw["verify_samples"],
         name=kw["name"],
+        min_agreement=kw["min_agreement"],
+        max_accuracy_drop=DEFAULT_MAX_ACCURACY_DROP if budget is None else budget,
+        search=budget is not None,
+        float_layers=kw["float_layers"],
+        int4_layers=kw["int4_layers"],
+    )
+    qat = QatConfig(epochs=kw["qat_epochs"], seed=kw["seed"]) if kw["qat"] else None
+    cluster = (
+        ClusterConfig(clusters=kw["clusters"], epochs=kw["cluster_epochs"], seed=kw["seed"])
+        if kw["clusters"] is not None
+        else None
     )
     config = PipelineConfig(
-        data=data, train=train, prune=prune, export=exp, output_dir=kw["output"]
-    )
+        data=data, train=train, prune=prune, export=exp, output_dir=kw["output"], qat=qat,
+        cluster=cluster,
+    )  # fmt: skip
     result = run_pipeline(
         config, model_path=model, unsafe=kw["unsafe"], progress=stderr_progress(kw["quiet"])
     )
     from edgekit.report.export import print_export_summary
 
     print_export_summary(result, console())
+    defaults = {file_name_tag(p.value) for p in DEFAULT_PRECISIONS}
+    left_out = [r for r in result.export.requested_left_out
+                if named or not any(r.file.endswith(t) for t in defaults)]  # fmt: skip
+    if left_out:
+        raise click.ClickException(
+            f"{len(left_out)} file(s) asked for were not written: "
+            + "; ".join(f"{r.file}: {r.reason}" for r in left_out)
+        )
 
 
 @main.command()

@@ -151,6 +151,54 @@ def train_options(f: Any) -> Any:
     return _apply(options, f)
 
 
+def quantize_options(f: Any) -> Any:
+    """`edgekit export`: the accuracy budget and the remedies for an int8 file that loses."""
+    from edgekit.config import DEFAULT_MAX_ACCURACY_DROP
+
+    options = [
+        click.option(
+            "--max-accuracy-drop",
+            type=float,
+            help="Points of test accuracy a file may lose against the float Keras model; a file "
+            f"that loses more is reported, not written [default: {DEFAULT_MAX_ACCURACY_DROP:g}]. "
+            "Given, edgekit also tries cheaper files (int4, dynamic, int8, int8 with float "
+            "layers, QAT, int16x8, float16) until one fits, and marks the smallest recommended.",
+        ),
+        click.option(
+            "--float-layers",
+            help="Also write an int8 file with these layers kept float: NAME,NAME or auto:K "
+            "(the K worst of `edgekit quantize-report`).",
+        ),
+        click.option(
+            "--int4-layers",
+            help="int4_int8 files: regex of the layers with int4 weights (default: the largest).",
+        ),
+        click.option(
+            "--min-agreement",
+            type=float,
+            help="Also require this top-1 agreement with the Keras model (e.g. 0.98); "
+            "default: reported only.",
+        ),
+        click.option(
+            "--qat",
+            is_flag=True,
+            help="Also write an int8 file made by quantization-aware training (pruning-"
+            "preserving on a pruned model; BN folded first).",
+        ),
+        click.option("--qat-epochs", type=int, default=2, show_default=True,
+                     help="Fine-tuning epochs of --qat."),  # fmt: skip
+        click.option(
+            "--clusters",
+            type=int,
+            help="Cluster each kernel's weights to N values (sparsity-preserving when pruned), "
+            "after pruning and before export: smaller gzipped files.",
+        ),
+        click.option("--cluster-epochs", type=int, default=2, show_default=True,
+                     help="Fine-tuning epochs of --clusters."),  # fmt: skip
+    ]
+    return _apply(options, f)
+
+
 def configs_from_options(kw: dict[str, Any]) -> tuple[Any, Any]:
     data = DataConfig(
         source=kw["data_source"],

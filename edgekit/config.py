@@ -32,6 +32,15 @@ class Precision(str, Enum):
     INT8 = "int8"
     DYNAMIC = "dynamic"  # int8 weights, float activations ("dynamic range")
     INT16X8 = "int16x8"  # int16 activations, int8 weights (no XNNPACK kernels: slow)
+    # By Google's ai-edge-quantizer from the float32 file (pip install 'edgekit[int4]'):
+    INT4 = "int4"  # int4 weights, activations quantized on the fly ("dynamic")
+    INT4_WEIGHT_ONLY = "int4_weight_only"  # int4 weights widened to float at load
+    INT4_INT8 = "int4_int8"  # mixed: the layers matching int4_layers int4, the rest int8
+
+
+# Default accuracy budget: a file may lose at most this many points of test accuracy against the
+# float Keras model it was made from, or it is not written.
+DEFAULT_MAX_ACCURACY_DROP = 1.0
 
 
 # Default epochs per architecture: (training, pruning fine-tuning). The cnn costs ~20x the
@@ -226,10 +235,20 @@ class ExportConfig:
     calibration_seed: int | None = None
     # Export-time check on real test samples; None = the whole test set.
     verify_samples: int | None = None
-    # Top-1 agreement with Keras every file must reach; None = each recipe's own floor
-    # (edgekit.export.recipes: 0.99 float32/float16, 0.98 int8/dynamic).
+    # Top-1 agreement with Keras every file must reach; None = no agreement floor (agreement is
+    # reported; the accuracy budget below is the gate).
     min_agreement: float | None = None
     name: str | None = None  # file name stem; default derived from data + arch + sparsity
+    # The gate: a file losing more than this many points of test accuracy against the float
+    # Keras model is reported and not written.
+    max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP
+    # Also try the cheaper variants (int4, dynamic, int8 with float layers, QAT, int16x8, ...),
+    # cheapest first, until one fits the budget; the smallest file within it is recommended.
+    search: bool = False
+    # Keep these layers float inside an extra int8 file: "NAME,NAME" or "auto:K" (the K worst).
+    float_layers: str | None = None
+    # int4_int8 files: regex of the layers given int4 weights; None = the largest layer.
+    int4_layers: str | None = None
 
     def __post_init__(self) -> None:
         precisions = tuple(parse_precision(p) for p in self.precisions)
@@ -248,6 +267,25 @@ class ExportConfig:
             raise EdgekitError(
                 f"min_agreement must be in [0, 1], got {self.min_agreement}: e.g. 0.98"
             )
+        if not (0.0 <= self.max_accuracy_drop <= 100.0):
+            raise EdgekitError(
+                f"max_accuracy_drop must be in [0, 100] points, got {self.max_accuracy_drop}: "
+                "e.g. 1 to allow a file one point below the float model"
+            )
+        if self.float_layers is not None:
+            from edgekit.export.float_layers_spec import parse_float_layers
+
+            parse_float_layers(self.float_layers)  # one-line error for a bad spec, early
+        if self.int4_layers is not None:
+            import re
+
+            try:
+                re.compile(self.int4_layers)
+            except re.error as e:
+                raise EdgekitError(
+                    f"int4_layers {self.int4_layers!r} is not a regular expression ({e}): pass "
+                    "e.g. 'dense1' or 'dense1|dense2'"
+                ) from None
         if self.verify_samples is not None and self.verify_samples < 1:
             raise EdgekitError(
                 f"verify_samples must be >= 1, got {self.verify_samples}: pass e.g. 1000"
@@ -263,6 +301,10 @@ class PipelineConfig:
     prune: PruneConfig | None = field(default_factory=PruneConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     output_dir: str = "artifacts"
+    # Also write an int8 file made by quantization-aware training (`--qat`).
+    qat: QatConfig | None = None
+    # Cluster the kernels after pruning, before folding and export (`--clusters N`).
+    cluster: ClusterConfig | None = None
 
     def __post_init__(self) -> None:
         if self.export.calibration_seed is None:  # calibrate with the run's seed

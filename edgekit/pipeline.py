@@ -164,6 +164,23 @@ def run_pipeline(
         per_kernel = ", ".join(f"{k} {v:.3f}" for k, v in sparsity.items())
         say(f"  pruned model: test accuracy {acc['pruned_keras']:.4f}; sparsity {per_kernel}")
 
+    if config.cluster is not None:
+        if not isinstance(model, keras.Model):
+            raise EdgekitError("--clusters needs a tf_keras model (TF-MOT): this Keras 3 model "
+                               "has no faithful tf_keras rebuild; export it without --clusters")
+        from edgekit.train.cluster import cluster_weights
+
+        with _Timer(times, "cluster", say):
+            clustered = cluster_weights(model, data, config.cluster, progress=say)
+            model = models["clustered"] = clustered.model
+            info["clustering"] = {
+                "clusters": clustered.clusters,
+                "preserve_sparsity": clustered.preserve_sparsity,
+                "unique_values": clustered.unique_values,
+            }
+        acc["clustered_keras"] = keras_accuracy(model, data.x_test, data.y_test)
+        say(f"  clustered model: test accuracy {acc['clustered_keras']:.4f}")
+
     with _Timer(times, "fold batch norm", say):
         folded = fold_batchnorm(model) if isinstance(model, keras.Model) else unfolded(model)
         model = models["folded"] = folded.model
@@ -178,6 +195,7 @@ def run_pipeline(
 
     stem = config.export.name or export_mod.default_stem(base_name, target)
     run_config = {**to_dict(config), "run": info}
+    qat_model = _qat_factory(model, data, config, say, keras)
     with _Timer(times, "export", say):
         result = export_mod.export_tflite(
             model,
@@ -188,11 +206,35 @@ def run_pipeline(
             run_config=run_config,
             progress=say,
             keras_model_name=f"{stem}_folded.keras",
+            qat_model=qat_model,
+            qat_requested=config.qat is not None,
         )
     for f in result.files:
         if f.record.accuracy is not None:
             acc[f"tflite_{f.precision.value}"] = f.record.accuracy.accuracy
     return PipelineResult(data, result, folded, acc, sparsity, times, info, models)
+
+
+def _qat_factory(model: Any, data: Dataset, config: PipelineConfig, say: Progress,
+                 keras: Any) -> Any:  # fmt: skip
+    """Makes the QAT model once, on first use; None when QAT cannot run (no training data,
+    or a Keras 3 model without a tf_keras rebuild)."""
+    if not isinstance(model, keras.Model) or len(data.x_train) == 0:
+        return None
+    from edgekit.config import QatConfig
+
+    qat_config = config.qat or QatConfig(seed=config.train.seed)
+    made: list[Any] = []
+
+    def make() -> Any:
+        if not made:
+            from edgekit.train.qat import quantize_aware_train
+
+            say(f"  quantization-aware training, {qat_config.epochs} epoch(s)")
+            made.append(quantize_aware_train(model, data, qat_config, progress=say).model)
+        return made[0]
+
+    return make
 
 
 def _check_keras3(

@@ -107,12 +107,15 @@ def _manifest_records(
 
 
 def split_name(
-    path: Path, listed_precision: str | None, parsed: ModelFile | None
+    path: Path, listed_precision: str | None, parsed: ModelFile | None, tag: str | None = None
 ) -> tuple[str, str]:
     """(model stem, precision) of a file: the manifest's precision, else the file name's
-    `_<precision>` suffix, else what the file holds."""
+    `_<precision>` suffix, else what the file holds. `tag`: the manifest's variant tag, the
+    file name's suffix (e.g. int8_qat for a QAT int8 file of the same model)."""
     stem = path.stem
     precision = listed_precision or ""
+    if tag and listed_precision and stem.endswith(f"_{tag}"):
+        return stem[: -len(tag) - 1], listed_precision
     m = re.match(rf"^(.*)_({'|'.join(KNOWN_PRECISIONS)})$", stem)
     if m:
         stem = m.group(1)
@@ -275,7 +278,12 @@ def _make_rows(
             size, gz = len(raw), len(gzip.compress(raw, compresslevel=9, mtime=0))
         except OSError as e:
             error = error or f"cannot read {path}: {e.strerror or e}"
-    model, precision = split_name(path, listed.record.precision if listed else None, parsed)
+    model, precision = split_name(
+        path,
+        listed.record.precision if listed else None,
+        parsed,
+        listed.record.variant.get("tag") if listed else None,
+    )
     rows = []
     for threads in config.threads:
         row = BenchRow(
@@ -484,4 +492,6 @@ def _expected(listed: _Listed) -> dict[str, Any]:
         "arch": listed.manifest.machine.get("arch"),
         "threads": acc.threads,
         "xnnpack": acc.xnnpack,
+        "recommended": listed.manifest.recommended == listed.record.file,
+        "max_accuracy_drop_points": listed.manifest.selection.get("max_accuracy_drop_points"),
     }

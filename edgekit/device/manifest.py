@@ -203,6 +203,8 @@ class FileRecord:
     weight_sparsity: float | None = None
     operators: dict[str, int] = field(default_factory=dict)
     accuracy: ExportCheck | None = None
+    # How the file was made: tag, engine, description, float layers, accuracy drop in points.
+    variant: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"file": self.file}
@@ -216,6 +218,7 @@ class FileRecord:
             "weight_sparsity": self.weight_sparsity,
             "operators": self.operators or None,
             "accuracy": self.accuracy.to_dict() if self.accuracy else None,
+            "variant": self.variant or None,
         }
         return d | {k: v for k, v in optional.items() if v is not None}
 
@@ -272,6 +275,7 @@ class FileRecord:
             file=name, sha256=sha, bytes=d["bytes"], precision=d.get("precision"),
             gzip_bytes=d.get("gzip_bytes"), inputs=tensors["inputs"], outputs=tensors["outputs"],
             weight_sparsity=d.get("weight_sparsity"), operators=dict(ops), accuracy=check,
+            variant=_str_dict(d.get("variant"), f"{name}: variant"),
         )  # fmt: skip
 
 
@@ -290,6 +294,8 @@ class Manifest:
     # How raw samples become the files' input: shape, raw dtype, scale, offset (and for
     # image folders: decoding and resizing), so a device feeds them as the workstation did.
     input: dict[str, Any] = field(default_factory=dict)
+    # The accuracy budget, the recommended file and the variants measured but not written.
+    selection: dict[str, Any] = field(default_factory=dict)
     edgekit_version: str = __version__
     format_version: int = MANIFEST_VERSION
 
@@ -300,6 +306,12 @@ class Manifest:
 
     def record(self, file_name: str) -> FileRecord | None:
         return next((f for f in self.files if f.file == file_name), None)
+
+    @property
+    def recommended(self) -> str | None:
+        """The smallest file within the accuracy budget (None for manifests before it)."""
+        name = self.selection.get("recommended")
+        return name if isinstance(name, str) and self.record(name) is not None else None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -316,6 +328,8 @@ class Manifest:
         }
         if self.keras_model is not None:
             d["keras_model"] = self.keras_model.to_dict()
+        if self.selection:
+            d["selection"] = self.selection
         return d
 
     @classmethod
@@ -363,6 +377,7 @@ class Manifest:
                 versions=_str_dict(d.get("versions"), "versions"),
                 machine=_str_dict(d.get("machine"), "machine"),
                 input=_input_spec(d.get("input")),
+                selection=_str_dict(d.get("selection"), "selection"),
                 edgekit_version=str(d.get("edgekit_version", "unknown")),
                 format_version=int(version),
             )

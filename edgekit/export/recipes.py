@@ -1,8 +1,9 @@
 """The registry of export recipes: one entry per precision edgekit can write.
 
 A recipe names the converter settings (by name, so this module needs no TensorFlow), the
-input/output types of the file and the top-1 agreement with the Keras model a file must reach
-before it is written. A new precision is one new entry here.
+input/output types of the file and the engine that makes it: the TFLite converter (from the
+Keras model) or Google's ai-edge-quantizer (from the float32 file). A new precision is one new
+entry here.
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ from edgekit.errors import EdgekitError
 _KNOWN_OPS = ("TFLITE_BUILTINS", "TFLITE_BUILTINS_INT8",
               "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8")  # fmt: skip
 _KNOWN_TYPES = ("float32", "float16", "int8", "int16")
+_AEQ_MODES = ("dynamic", "weight_only", "mixed")
+ENGINES = {
+    "converter": "TFLite converter",
+    "ai-edge-quantizer": "ai-edge-quantizer (Google's LiteRT quantizer, from the float32 file)",
+}
 
 
 @dataclass(frozen=True)
@@ -28,7 +34,9 @@ class ExportRecipe:
         supported_ops: `converter.target_spec.supported_ops`; empty = the converter's default.
         input_type / output_type: the file's input and output dtypes.
         calibrated: needs a representative dataset (full-integer quantization).
-        min_agreement: top-1 agreement with the Keras model required on the test samples.
+        engine: "converter" (tf.lite.TFLiteConverter on the Keras model) or
+            "ai-edge-quantizer" (Google's quantizer on the float32 .tflite, no TensorFlow).
+        aeq_mode: the ai-edge-quantizer recipe: "dynamic", "weight_only" or "mixed".
     """
 
     precision: Precision
@@ -38,7 +46,8 @@ class ExportRecipe:
     input_type: str = "float32"
     output_type: str = "float32"
     calibrated: bool = False
-    min_agreement: float = 0.99
+    engine: str = "converter"
+    aeq_mode: str = ""
 
     def __post_init__(self) -> None:
         unknown = [t for t in (*self.supported_types, self.input_type, self.output_type)
@@ -46,8 +55,10 @@ class ExportRecipe:
         unknown += [op for op in self.supported_ops if op not in _KNOWN_OPS]
         if unknown:
             raise EdgekitError(f"recipe {self.precision.value}: unknown setting(s) {unknown}")
-        if not self.min_agreement >= 0.0:
-            raise EdgekitError(f"recipe {self.precision.value}: min_agreement must be >= 0")
+        if self.engine not in ENGINES:
+            raise EdgekitError(f"recipe {self.precision.value}: unknown engine {self.engine!r}")
+        if (self.engine == "ai-edge-quantizer") != (self.aeq_mode in _AEQ_MODES):
+            raise EdgekitError(f"recipe {self.precision.value}: aeq_mode goes with its engine")
 
 
 RECIPES: dict[Precision, ExportRecipe] = {
@@ -68,7 +79,6 @@ RECIPES: dict[Precision, ExportRecipe] = {
             input_type="int8",
             output_type="int8",
             calibrated=True,
-            min_agreement=0.98,
         ),
         # int16 activations, int8 weights, float input and output: closer to float than int8,
         # but the kernels are reference ones (no XNNPACK): tens of times slower than int8.
@@ -77,14 +87,16 @@ RECIPES: dict[Precision, ExportRecipe] = {
             optimize=True,
             supported_ops=("EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8",),
             calibrated=True,
-            min_agreement=0.98,
         ),
         # Dynamic range: int8 weights, float activations, float input and output.
-        ExportRecipe(
-            Precision.DYNAMIC,
-            optimize=True,
-            min_agreement=0.98,
-        ),
+        ExportRecipe(Precision.DYNAMIC, optimize=True),
+        # int4 weights (half the int8 file), activations quantized on the fly; float I/O.
+        ExportRecipe(Precision.INT4, engine="ai-edge-quantizer", aeq_mode="dynamic"),
+        # int4 weights widened to float32 at load: float compute, the smallest download.
+        ExportRecipe(Precision.INT4_WEIGHT_ONLY, engine="ai-edge-quantizer",
+                     aeq_mode="weight_only"),  # fmt: skip
+        # Mixed: the layers matching --int4-layers (default: the largest) int4, the rest int8.
+        ExportRecipe(Precision.INT4_INT8, engine="ai-edge-quantizer", aeq_mode="mixed"),
     )
 }
 

@@ -1,4 +1,4 @@
-"""Export: convert by recipe, check every file on real data, then write the files and manifest."""
+"""Export: make each variant, check every file on real data, write those that pass + manifest."""
 
 from __future__ import annotations
 
@@ -26,8 +26,7 @@ from edgekit.device.manifest import (
 from edgekit.device.modelfile import parse_model_bytes, sha256_bytes
 from edgekit.device.runtime import evaluate, get_runtime, load_interpreter
 from edgekit.errors import EdgekitError, ExportError, ModelFileError, VerificationError
-from edgekit.export.converter import convert
-from edgekit.export.recipes import ExportRecipe, recipe_for
+from edgekit.export.variants import Variant
 from edgekit.files import (
     check_file_stem,
     deferred_signals,
@@ -39,8 +38,9 @@ from edgekit.files import (
 )
 
 
-def file_name(stem: str, precision: Precision) -> str:
-    return f"{stem}_{precision.value}.tflite"
+def file_name(stem: str, precision: Precision | str) -> str:
+    tag = precision.value if isinstance(precision, Precision) else precision
+    return f"{stem}_{tag}.tflite"
 
 
 def default_stem(name: str, sparsity: float | None) -> str:
@@ -63,19 +63,44 @@ class ExportedFile:
     record: FileRecord
 
 
+@dataclass(frozen=True)
+class RejectedFile:
+    """A variant measured and not written: why, and its numbers where it got that far."""
+
+    file: str
+    precision: str
+    reason: str
+    requested: bool
+    accuracy: float | None = None
+    accuracy_drop_points: float | None = None
+    agreement: float | None = None
+    bytes: int | None = None
+    gzip_bytes: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
 @dataclass
 class ExportResult:
     output_dir: Path
     files: list[ExportedFile]
     manifest: Manifest
     keras_accuracy: float
+    rejected: list[RejectedFile] = field(default_factory=list)
+    recommended: str | None = None
 
     @property
     def manifest_path(self) -> Path:
         return self.output_dir / MANIFEST_NAME
 
+    @property
+    def requested_left_out(self) -> list[RejectedFile]:
+        """Files asked for that were not written (the CLI exits 1 when it names them)."""
+        return [r for r in self.rejected if r.requested]
+
     def rows(self) -> list[dict[str, Any]]:
-        """Summary rows: file, precision, size, gzipped size, sparsity, accuracy."""
+        """Summary rows: file, precision, size, gzipped size, sparsity, accuracy, drop."""
         return [
             {
                 "file": f.file,
@@ -87,6 +112,8 @@ class ExportResult:
                 "agreement": (
                     f.record.accuracy.top1_agreement_with_keras if f.record.accuracy else None
                 ),
+                "accuracy_drop_points": f.record.variant.get("accuracy_drop_points"),
+                "recommended": f.file == self.recommended,
             }
             for f in self.files
         ]
@@ -94,7 +121,7 @@ class ExportResult:
 
 def verify_tflite(
     data: bytes,
-    recipe: ExportRecipe,
+    name: str,
     x: np.ndarray,
     y: np.ndarray,
     keras_outputs: np.ndarray,
@@ -103,13 +130,12 @@ def verify_tflite(
     """Load the file in the runtime, run it on real samples, compare top-1 with Keras.
 
     Args:
-        min_agreement: overrides the recipe's floor when given.
+        name: the file's variant, for messages (e.g. "int8").
+        min_agreement: a top-1 agreement floor with the Keras model; None: reported only.
 
     Raises:
         VerificationError: naming the check that failed (load, run, agreement).
     """
-    name = recipe.precision.value
-    floor = recipe.min_agreement if min_agreement is None else min_agreement
     rt = get_runtime("auto")
     threads = os.cpu_count() or 1
     try:
@@ -125,10 +151,10 @@ def verify_tflite(
         raise VerificationError(f"{name} file failed the run check: outputs hold NaN or infinity")
     keras_top1 = keras_outputs.argmax(axis=-1)
     agreement = float((ev.predictions == keras_top1).mean())
-    if agreement < floor:
+    if min_agreement is not None and agreement < min_agreement:
         raise VerificationError(
             f"{name} file failed the agreement check: top-1 agrees with the Keras "
-            f"model on {agreement:.2%} of {len(y)} test samples, needs >= {floor:.0%}"
+            f"model on {agreement:.2%} of {len(y)} test samples, needs >= {min_agreement:.0%}"
         )
     return ExportCheck(
         accuracy=ev.accuracy,
@@ -136,10 +162,77 @@ def verify_tflite(
         top1_agreement_with_keras=agreement,
         max_abs_diff_vs_keras=float(np.abs(ev.outputs - keras_outputs).max()),
         runtime=f"{rt.name} {rt.version}",
-        min_agreement=floor,
+        min_agreement=min_agreement,
         threads=threads,
         xnnpack=True,
     )
+
+
+# A file may hold a few more zeros than the model (int8 rounds tiny weights to 0), never fewer:
+# this many fewer (as a fraction of all weights) means the zeros were lost.
+SPARSITY_TOLERANCE = 0.01
+
+
+def _gate(
+    variant: Variant, blob: bytes, info: Any, check: ExportCheck, keras_acc: float,
+    config: ExportConfig, model_sparsity: float,
+) -> str | None:  # fmt: skip
+    """Why a verified file may not be written (precision, zeros, accuracy budget), or None."""
+    from edgekit.device.opcheck import precision_problems
+
+    wrong = precision_problems(blob, variant.precision.value, variant.float_layers)
+    if wrong:
+        more = f" and {len(wrong) - 1} more" if len(wrong) > 1 else ""
+        return f"not the precision it claims: {wrong[0]}{more}"
+    if model_sparsity >= 0.05 and info.weight_sparsity < model_sparsity - SPARSITY_TOLERANCE:
+        return (
+            f"lost the zeros: weight sparsity {info.weight_sparsity:.3f}, the model's "
+            f"{model_sparsity:.3f} (tolerance {SPARSITY_TOLERANCE})"
+        )
+    drop = 100 * (keras_acc - check.accuracy)
+    if drop > config.max_accuracy_drop + 1e-9:
+        return (
+            f"outside the accuracy budget: {100 * check.accuracy:.2f}% is {drop:.2f} points "
+            f"below the float model's {100 * keras_acc:.2f}% (budget "
+            f"{config.max_accuracy_drop:g}; --max-accuracy-drop)"
+        )
+    return None
+
+
+def _measure(
+    variant: Variant, stem: str, x_eval: np.ndarray, y_eval: np.ndarray,
+    keras_outputs: np.ndarray, keras_acc: float, config: ExportConfig, model_sparsity: float,
+) -> ExportedFile | RejectedFile:  # fmt: skip
+    """Build one variant and check it; the file's record, or why it is left out."""
+    name = file_name(stem, variant.tag)
+    try:
+        blob = variant.build()
+        check = verify_tflite(blob, variant.tag, x_eval, y_eval, keras_outputs,
+                              config.min_agreement)  # fmt: skip
+    except EdgekitError as e:
+        return RejectedFile(name, variant.precision.value, str(e), variant.requested)
+    info = parse_model_bytes(blob, name)
+    drop = round(100 * (keras_acc - check.accuracy), 4)
+    why = _gate(variant, blob, info, check, keras_acc, config, model_sparsity)
+    if why is not None:
+        return RejectedFile(
+            name, variant.precision.value, why, variant.requested, check.accuracy, drop,
+            check.top1_agreement_with_keras, info.bytes, info.gzip_bytes,
+        )  # fmt: skip
+    record = FileRecord(
+        file=name,
+        precision=variant.precision.value,
+        sha256=info.sha256,
+        bytes=info.bytes,
+        gzip_bytes=info.gzip_bytes,
+        inputs=tuple(TensorRecord.from_summary(t) for t in info.inputs),
+        outputs=tuple(TensorRecord.from_summary(t) for t in info.outputs),
+        weight_sparsity=round(info.weight_sparsity, 6),
+        operators=info.operators,
+        accuracy=check,
+        variant={**variant.info(), "accuracy_drop_points": drop},
+    )
+    return ExportedFile(name, variant.precision, blob, record)
 
 
 def environment_versions() -> dict[str, str]:
@@ -167,16 +260,29 @@ def export_tflite(
     run_config: dict[str, Any] | None = None,
     progress: Any = None,
     keras_model_name: str | None = None,
+    qat_model: Any = None,
+    qat_requested: bool = False,
 ) -> ExportResult:
-    """Convert `model` by each precision's recipe, verify every file, then write files + manifest.
+    """Make each variant, check every file on real data, then write those that pass + manifest.
 
-    Nothing is written until every file passed its checks. With `keras_model_name` the model
-    itself is saved too (.keras), and listed in the manifest. Files are written atomically and the
-    manifest last; the previous manifest is removed first so it never describes new files.
+    A file is written only if it loads and runs, its compute layers are of the precision its
+    name claims, it kept the model's zeros, and its test accuracy is at most
+    `config.max_accuracy_drop` points below the float Keras model's (and, when given, its top-1
+    agreement reaches `config.min_agreement`). The others are reported (`ExportResult.rejected`,
+    the manifest's `selection`). With `config.search` the cheaper variants are tried in order
+    until one passes; the smallest file written is `recommended`. With `keras_model_name` the
+    model itself is saved too (.keras). Files are written atomically and the manifest last; the
+    previous manifest is removed first so it never describes new files.
+
+    Args:
+        qat_model: makes the quantization-aware-trained model on first use (QAT variants).
+        qat_requested: write the QAT int8 file (`--qat`).
 
     Raises:
-        ExportError / VerificationError: conversion or a check failed (nothing written).
+        ExportError: no file passed (nothing written), or a file cannot be written.
     """
+    from edgekit.export.variants import plan_variants
+
     say = progress or (lambda msg: None)
     check_file_stem(stem)
     if keras_model_name:
@@ -189,39 +295,46 @@ def export_tflite(
         raise EdgekitError("no test samples to verify the exported files: pass data with x_test")
     keras_outputs = np.asarray(model.predict(x_eval, batch_size=512, verbose=0), dtype=np.float32)
     keras_acc = float((keras_outputs.argmax(-1) == y_eval).mean())
-    recipes = [recipe_for(p) for p in config.precisions]
-    calibration_seed = 42 if config.calibration_seed is None else config.calibration_seed
-
+    requested, ladder = plan_variants(model, data.x_train, config, qat_model, qat_requested)
     n_train = len(data.x_train)
-    if any(r.calibrated for r in recipes) and 0 < n_train < config.calibration_samples:
+    if 0 < n_train < config.calibration_samples:
         say(
             f"  int8 calibration uses all {n_train} training samples, fewer than the "
             f"{config.calibration_samples} asked for"
         )
+    model_sparsity = _model_sparsity(model)
 
-    exported: list[ExportedFile] = []
-    for recipe in recipes:
-        precision = recipe.precision
-        say(f"converting {precision.value}")
-        blob = convert(
-            model, recipe, data.x_train, config.calibration_samples, calibration_seed
-        )
-        say(f"verifying {precision.value} on {len(y_eval)} test samples")
-        checks = verify_tflite(blob, recipe, x_eval, y_eval, keras_outputs, config.min_agreement)
-        info = parse_model_bytes(blob, file_name(stem, precision))
-        record = FileRecord(
-            file=file_name(stem, precision),
-            precision=precision.value,
-            sha256=info.sha256,
-            bytes=info.bytes,
-            gzip_bytes=info.gzip_bytes,
-            inputs=tuple(TensorRecord.from_summary(t) for t in info.inputs),
-            outputs=tuple(TensorRecord.from_summary(t) for t in info.outputs),
-            weight_sparsity=round(info.weight_sparsity, 6),
-            operators=info.operators,
-            accuracy=checks,
-        )
-        exported.append(ExportedFile(record.file, precision, blob, record))
+    measured: dict[str, ExportedFile | RejectedFile] = {}
+
+    def measure(variant: Any) -> ExportedFile | RejectedFile:
+        say(f"converting {variant.tag}, checking it on {len(y_eval)} test samples")
+        m = _measure(variant, stem, x_eval, y_eval, keras_outputs, keras_acc, config,
+                     model_sparsity)  # fmt: skip
+        if isinstance(m, RejectedFile):
+            say(f"  {variant.tag} left out: {m.reason}")
+        measured[variant.tag] = m
+        return m
+
+    for v in requested:
+        measure(v)
+    if ladder:
+        say(f"searching for the smallest file within {config.max_accuracy_drop:g} points")
+    for v in ladder:
+        m = measured.get(v.tag) or measure(v)
+        if isinstance(m, ExportedFile):
+            break
+    exported = [m for m in measured.values() if isinstance(m, ExportedFile)]
+    rejected = [m for m in measured.values() if isinstance(m, RejectedFile)]
+    if not exported:
+        raise ExportError(_none_passed(rejected, config))
+    recommended = min(exported, key=lambda f: (f.record.bytes, f.file)).file
+    selection = {
+        "max_accuracy_drop_points": config.max_accuracy_drop,
+        "float_accuracy": keras_acc,
+        "searched": bool(ladder),
+        "recommended": recommended,
+        "rejected": [r.to_dict() for r in rejected],
+    }
 
     manifest = Manifest(
         files=tuple(f.record for f in exported),
@@ -238,6 +351,7 @@ def export_tflite(
         config=run_config or {"export": _export_config_dict(config)},
         versions=environment_versions(),
         machine=export_machine(),
+        selection=selection,
     )
     # Ctrl-C or SIGTERM during the commit takes effect once it is complete, so an interrupted
     # run leaves the previous run or this one, never a mix of files without a manifest.
@@ -245,7 +359,33 @@ def export_tflite(
         manifest = _write_run(
             out, exported, manifest, model if keras_model_name else None, keras_model_name
         )
-    return ExportResult(out, exported, manifest, keras_acc)
+    return ExportResult(out, exported, manifest, keras_acc, rejected, recommended)
+
+
+def _model_sparsity(model: Any) -> float:
+    """Fraction of exact zeros over the model's kernels (rank >= 2 weights), as files count."""
+    total = zeros = 0
+    for w in model.get_weights():
+        if np.ndim(w) >= 2:
+            total += int(np.size(w))
+            zeros += int(np.count_nonzero(np.asarray(w) == 0))
+    return zeros / total if total else 0.0
+
+
+def _none_passed(rejected: list[RejectedFile], config: ExportConfig) -> str:
+    """One line: no file passed; the closest one and by how much it missed the budget."""
+    drops = [r for r in rejected if r.accuracy_drop_points is not None]
+    if drops:
+        best = min(drops, key=lambda r: r.accuracy_drop_points or 0.0)
+        over = (best.accuracy_drop_points or 0.0) - config.max_accuracy_drop
+        return (
+            f"no file passed its checks, nothing written: the closest, {best.file}, "
+            f"{best.reason}" + (f" ({over:.2f} points over)" if over > 0 else "")
+            + "; raise --max-accuracy-drop, add --max-accuracy-drop search variants, or "
+            "retrain the model"
+        )
+    first = rejected[0]
+    return f"no file passed its checks, nothing written: {first.file}: {first.reason}"
 
 
 def _export_config_dict(config: ExportConfig) -> dict[str, Any]:

@@ -26,19 +26,35 @@ def export_table(result: Any) -> Table:
     `result` is a `PipelineResult` (its `.export` is the ExportResult).
     """
     table = Table(title=f"edgekit export -> {result.export.output_dir}")
-    for col in ("file", "precision", "size", "gzipped", "sparsity", "accuracy", "agrees w/ Keras"):
+    cols = ("file", "precision", "size", "gzipped", "sparsity", "accuracy", "vs float (pts)",
+            "agrees w/ Keras")  # fmt: skip
+    for col in cols:
         table.add_column(
             col, justify="left" if col in ("file", "precision") else "right", no_wrap=col == "file"
         )
     for row in result.export.rows():
         sparsity = row["weight_sparsity"]
+        drop = row.get("accuracy_drop_points")
         table.add_row(
-            row["file"],
+            row["file"] + ("  (recommended)" if row.get("recommended") else ""),
             row["precision"],
             _size(row["bytes"]),
             _size(row["gzip_bytes"]),
             "-" if sparsity is None else f"{sparsity:.1%}",
-            *(_percent(row[k]) for k in ("accuracy", "agreement")),
+            _percent(row["accuracy"]),
+            "-" if drop is None else f"{-drop:+.2f}",
+            _percent(row["agreement"]),
+        )
+    for r in getattr(result.export, "rejected", []):
+        table.add_row(
+            f"[dim]{r.file} (not written)[/dim]",
+            r.precision,
+            _size(r.bytes),
+            _size(r.gzip_bytes),
+            "-",
+            _percent(r.accuracy),
+            "-" if r.accuracy_drop_points is None else f"{-r.accuracy_drop_points:+.2f}",
+            _percent(r.agreement),
         )
     return table
 
@@ -63,4 +79,13 @@ def print_export_summary(result: Any, console: Console | None = None) -> None:
     parts = [f"{k.replace('_keras', '')} Keras {v:.2%}" for k, v in acc.items() if "keras" in k]
     console.print("test accuracy: " + ", ".join(parts))
     total = sum(result.stage_seconds.values())
+    for r in getattr(result.export, "rejected", []):
+        console.print(f"not written: {r.file}: {r.reason}", highlight=False)
+    budget = result.export.manifest.selection.get("max_accuracy_drop_points")
+    if result.export.recommended:
+        console.print(
+            f"recommended: {result.export.recommended} (the smallest file within {budget:g} "
+            "points of the float model)",
+            highlight=False,
+        )
     console.print(f"manifest: {result.export.manifest_path}  ({total:.0f} s in all)")

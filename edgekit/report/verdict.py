@@ -96,6 +96,14 @@ def overall_verdict(result: BenchResult) -> list[str]:
                     f"({result.machine.get('cpu')}): p50 {_fmt_us(row.latency.p50_us)} against "
                     f"{ref_p50} at {threads} thread(s).{why}"
                 )
+    for row in {r.path: r for r in ok if r.manifest and r.manifest.get("recommended")}.values():
+        budget = row.manifest.get("max_accuracy_drop_points") if row.manifest else None
+        within = f" within {budget:g} points of the float model" if budget is not None else ""
+        lines.append(
+            f"Recommended by export: {row.file}, the smallest file{within} (accuracy "
+            f"{row.accuracy:.2%} here)." if row.accuracy is not None else
+            f"Recommended by export: {row.file}, the smallest file{within}."
+        )  # fmt: skip
     seen: set[str] = set()
     for row in ok:
         if row.path in seen or row.kind != "tflite" or row.reference in (None, row.file):
