@@ -20,9 +20,10 @@ from edgekit.cli_options import (
     RUNTIME_OPTION,
     configs_from_options,
     console,
+    data_config_from_options,
     data_options,
+    export_options,
     progress_printer,
-    quantize_options,
     thread_counts,
     train_options,
 )
@@ -91,6 +92,7 @@ def main(ctx: click.Context, debug: bool) -> None:
 
     \b
     edgekit export            train (L1) -> prune -> fold BN -> float32/float16/int8 .tflite
+    edgekit quantize-report   which layers of a model lose accuracy in int8
     edgekit bench             latency, accuracy and size of .tflite files on this CPU
     edgekit inspect FILE      operators, tensors, quantization and sparsity of one file
     edgekit verify DIR        check files against their manifest.json (run it on the device)
@@ -104,65 +106,7 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.argument("model", required=False, type=click.Path(dir_okay=False))
 @data_options
 @train_options
-@click.option(
-    "-o",
-    "--output",
-    default="artifacts",
-    show_default=True,
-    type=click.Path(),
-    help="Folder for the .tflite files, the folded .keras model and manifest.json.",
-)
-@click.option(
-    "--prune/--no-prune",
-    default=None,
-    help="Prune with TF-MOT (default: on when training, off for a given MODEL).",
-)
-@click.option(
-    "--sparsity",
-    default=PruneConfig.target_sparsity,
-    show_default=True,
-    type=float,
-    help="Target fraction of zero weights in every kernel, in [0, 1).",
-)
-@click.option(
-    "--prune-epochs",
-    type=int,
-    help="Fine-tuning epochs while pruning [default: 8 (mlp), 6 (cnn)].",
-)
-@click.option(
-    "--min-weights",
-    default=PruneConfig.min_weights,
-    show_default=True,
-    type=int,
-    help="Kernels with fewer weights stay dense (pruning them saves little, costs accuracy).",
-)
-@click.option(
-    "--precision",
-    "precisions",
-    help="Comma-separated: float32, float16, int8 (full integer), dynamic, int16x8 "
-    "(int16 activations; no fast kernels), int4, int4_weight_only, int4_int8 (int4 by "
-    "ai-edge-quantizer) [default: float32,float16,int8]. Exit status 1 if one is left out.",
-)
-@quantize_options
-@click.option(
-    "--calibration-samples",
-    default=ExportConfig.calibration_samples,
-    show_default=True,
-    type=int,
-    help="Training samples used to calibrate int8.",
-)
-@click.option(
-    "--verify-samples",
-    type=int,
-    help="Test samples each file is checked on (default: the whole test set).",
-)
-@click.option("--name", help="File name stem (default: <data>_<arch>_sp<NN>).")
-@click.option(
-    "--unsafe",
-    is_flag=True,
-    help="Load MODEL with Keras safe mode off (runs Lambda code: trusted files only).",
-)
-@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+@export_options
 def file_name_tag(tag: str) -> str:
     return f"_{tag}.tflite"
 
@@ -273,6 +217,48 @@ def train(**kw: Any) -> None:
         f"saved {out}: {result.epochs_run} epochs, validation accuracy "
         f"{result.best_val_accuracy:.2%}, test accuracy {acc:.2%}"
     )
+
+
+@main.command("quantize-report")
+@click.argument("model", type=click.Path())
+@data_options
+@click.option("--samples", type=int, default=100, show_default=True,
+              help="Training samples the debugger runs on.")  # fmt: skip
+@click.option("--calibration-samples", type=int, default=ExportConfig.calibration_samples,
+              show_default=True, help="Training samples int8 is calibrated on (as export).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write JSON here.")
+@click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False),
+              help="Write a Markdown table here.")  # fmt: skip
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
+              help="Write a PNG bar chart of rmse/scale per layer here.")  # fmt: skip
+@click.option("--unsafe", is_flag=True, help="Load MODEL with Keras safe mode off.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+def quantize_report_command(model: str, **kw: Any) -> None:
+    """Which layers of MODEL lose accuracy in int8: per-layer error, worst first.
+
+    \b
+    MODEL is a .keras/.h5 file or an export folder (its folded .keras model). Runs the
+    TFLite QuantizationDebugger: per layer (op), rmse/scale (0.29 = int8 rounding alone),
+    mean abs and squared error, scale, op and weights. Remedy: `edgekit export MODEL
+    --float-layers auto:K` keeps the K worst layers float, `--max-accuracy-drop PP` searches.
+    """
+    from edgekit.export.diagnose import quantize_report
+    from edgekit.report.quantize import print_quantize_report, write_quantize_outputs
+
+    if kw["samples"] < 1 or kw["calibration_samples"] < 1:
+        raise EdgekitError("--samples and --calibration-samples must be >= 1, e.g. 100")
+    if kw["plot_path"]:
+        from edgekit.report import require_matplotlib
+
+        require_matplotlib()
+    data = data_config_from_options(kw)
+    errors, meta = quantize_report(model, data, kw["samples"], kw["calibration_samples"],
+                                   kw["unsafe"], progress_printer(kw["quiet"]))  # fmt: skip
+    print_quantize_report(errors, console(), title=f"int8 error per layer: {meta['model']}")
+    written = write_quantize_outputs(errors, kw["json_path"], kw["markdown_path"],
+                                     kw["plot_path"], meta)  # fmt: skip
+    if written and not kw["quiet"]:
+        click.echo("  wrote " + ", ".join(str(p) for p in written), err=True)
 
 
 # ---- runtime side: bench, inspect, verify (never import TensorFlow) -------------------------

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from edgekit.config import DataConfig, TrainConfig
+from edgekit.config import DataConfig, ExportConfig, PruneConfig, TrainConfig
 from edgekit.errors import EdgekitError
 
 IMAGE_OPTIONS = [
@@ -199,8 +199,9 @@ def quantize_options(f: Any) -> Any:
     return _apply(options, f)
 
 
-def configs_from_options(kw: dict[str, Any]) -> tuple[Any, Any]:
-    data = DataConfig(
+def data_config_from_options(kw: dict[str, Any]) -> DataConfig:
+    """The DataConfig of the `data_options` group."""
+    return DataConfig(
         source=kw["data_source"],
         data_dir=kw["data_dir"],
         validation_size=kw["validation_size"],
@@ -212,6 +213,76 @@ def configs_from_options(kw: dict[str, Any]) -> tuple[Any, Any]:
         skip_bad_images=kw["skip_bad_images"],
         pixel_scale=kw["pixel_scale"],
     )
+
+
+def export_options(f: Any) -> Any:
+    """`edgekit export`: output, pruning, precisions, the accuracy budget and its remedies."""
+    options = [
+        click.option(
+            "-o",
+            "--output",
+            default="artifacts",
+            show_default=True,
+            type=click.Path(),
+            help="Folder for the .tflite files, the folded .keras model and manifest.json.",
+        ),
+        click.option(
+            "--prune/--no-prune",
+            default=None,
+            help="Prune with TF-MOT (default: on when training, off for a given MODEL).",
+        ),
+        click.option(
+            "--sparsity",
+            default=PruneConfig.target_sparsity,
+            show_default=True,
+            type=float,
+            help="Target fraction of zero weights in every kernel, in [0, 1).",
+        ),
+        click.option(
+            "--prune-epochs",
+            type=int,
+            help="Fine-tuning epochs while pruning [default: 8 (mlp), 6 (cnn)].",
+        ),
+        click.option(
+            "--min-weights",
+            default=PruneConfig.min_weights,
+            show_default=True,
+            type=int,
+            help="Kernels with fewer weights stay dense (pruning them saves little, costs "
+            "accuracy).",
+        ),
+        click.option(
+            "--precision",
+            "precisions",
+            help="Comma-separated: float32, float16, int8 (full integer), dynamic, int16x8 "
+            "(int16 activations; no fast kernels), int4, int4_weight_only, int4_int8 (int4 by "
+            "ai-edge-quantizer) [default: float32,float16,int8]. Exit status 1 if one is left out.",
+        ),
+        click.option(
+            "--calibration-samples",
+            default=ExportConfig.calibration_samples,
+            show_default=True,
+            type=int,
+            help="Training samples used to calibrate int8.",
+        ),
+        click.option(
+            "--verify-samples",
+            type=int,
+            help="Test samples each file is checked on (default: the whole test set).",
+        ),
+        click.option("--name", help="File name stem (default: <data>_<arch>_sp<NN>)."),
+        click.option(
+            "--unsafe",
+            is_flag=True,
+            help="Load MODEL with Keras safe mode off (runs Lambda code: trusted files only).",
+        ),
+        click.option("-q", "--quiet", is_flag=True, help="No progress on stderr."),
+    ]
+    return quantize_options(_apply(options, f))
+
+
+def configs_from_options(kw: dict[str, Any]) -> tuple[Any, Any]:
+    data = data_config_from_options(kw)
     try:
         hidden = tuple(int(h) for h in str(kw["hidden"]).split(",") if h.strip())
     except ValueError:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekit.config import PipelineConfig, to_dict
+from edgekit.config import DataConfig, PipelineConfig, to_dict
 from edgekit.data import Dataset, load_dataset
 from edgekit.device.modelfile import sha256_bytes
 from edgekit.errors import EdgekitError
@@ -62,6 +62,29 @@ class _Timer:
         self.into[self.stage] = round(time.perf_counter() - self.t0, 3)
 
 
+def data_config_for_model(
+    data_config: DataConfig, model_path: str | os.PathLike[str], say: Progress
+) -> DataConfig:
+    """The data as a given model takes it: image folders decoded to its input size and
+    channels, raw 0..255 pixels for a model that rescales them itself (a first Rescaling)."""
+    if Path(data_config.source).is_dir() and data_config.input_shape is None:
+        shape = model_input_shape(model_path)
+        if shape is not None and len(shape) in (2, 3):
+            size = data_config.image_size
+            if size is not None and tuple(size) != tuple(shape[:2]):
+                raise EdgekitError(
+                    f"--image-size {size[0]}x{size[1]} differs from the model's input "
+                    f"{shape[0]}x{shape[1]}: images are resized to the model's input; drop "
+                    "--image-size"
+                )
+            data_config = dataclasses.replace(data_config, input_shape=shape)
+    if data_config.pixel_scale is None and model_takes_raw_pixels(model_path):
+        say("  the model rescales raw pixels itself (a first Rescaling layer): uint8 "
+            "images go in as 0..255")  # fmt: skip
+        data_config = dataclasses.replace(data_config, pixel_scale=1.0)
+    return data_config
+
+
 def run_pipeline(
     config: PipelineConfig | None = None,
     model_path: str | os.PathLike[str] | None = None,
@@ -77,24 +100,8 @@ def run_pipeline(
     say = progress or stderr_progress()
     if model_path is not None:
         check_model_path(model_path)  # before seconds of TensorFlow import and data loading
-        data_config = config.data
-        if Path(data_config.source).is_dir() and data_config.input_shape is None:
-            # Image folders are decoded to the size and channels the model takes.
-            shape = model_input_shape(model_path)
-            if shape is not None and len(shape) in (2, 3):
-                size = data_config.image_size
-                if size is not None and tuple(size) != tuple(shape[:2]):
-                    raise EdgekitError(
-                        f"--image-size {size[0]}x{size[1]} differs from the model's input "
-                        f"{shape[0]}x{shape[1]}: images are resized to the model's input; drop "
-                        "--image-size"
-                    )
-                data_config = dataclasses.replace(data_config, input_shape=shape)
-        if data_config.pixel_scale is None and model_takes_raw_pixels(model_path):
-            say("  the model rescales raw pixels itself (a first Rescaling layer): uint8 "
-                "images go in as 0..255")  # fmt: skip
-            data_config = dataclasses.replace(data_config, pixel_scale=1.0)
-        config = dataclasses.replace(config, data=data_config)
+        config = dataclasses.replace(config, data=data_config_for_model(config.data, model_path,
+                                                                        say))  # fmt: skip
     if config.export.name is not None:
         check_file_stem(config.export.name)  # outputs stay inside the output folder
     out = ensure_writable_dir(config.output_dir)  # fail before minutes of training

@@ -120,14 +120,14 @@ def plan_variants(
         return memo.get("layers", lambda: debug_layers(model, x_train, seed=seed))
 
     def fallback_variant(names: list[str], k: int | None, requested: bool) -> Variant:
-        from edgekit.export.layer_debug import convert_int8_with_float_layers, worst_nodes
+        from edgekit.export.layer_debug import convert_int8_with_float_layers, worst_layer_nodes
 
         tag = f"int8_float{k}" if k else "int8_float"
         chosen: list[str] = list(names)
 
         def build() -> bytes:
             if k:
-                chosen[:] = worst_nodes(layer_report(), k)
+                chosen[:] = worst_layer_nodes(layer_report(), k)
             return convert_int8_with_float_layers(model, chosen, x_train, samples, seed)
 
         what = f"the {k} worst layer(s)" if k else ", ".join(names)
