@@ -315,6 +315,54 @@ class PipelineConfig:
             object.__setattr__(self, "prune", dataclasses.replace(self.prune, epochs=epochs))
 
 
+@dataclass(frozen=True)
+class QatConfig:
+    """Quantization-aware fine-tuning with TF-MOT (edgekit.train.qat)."""
+
+    epochs: int = 2
+    batch_size: int = 128
+    learning_rate: float = 1e-4
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        _positive("qat epochs", self.epochs)
+        _positive("batch_size", self.batch_size)
+        _positive("learning_rate", self.learning_rate)
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Weight clustering with TF-MOT (edgekit.train.cluster): kmeans++ centroids, fine-tuned."""
+
+    clusters: int = 16
+    epochs: int = 2
+    batch_size: int = 128
+    learning_rate: float = 1e-4
+    seed: int = 42
+    preserve_sparsity: bool | None = None  # None: when the model has zeros (it was pruned)
+    # Kernels smaller than this are left unclustered (e.g. a 32x10 output kernel: 320 weights).
+    min_weights: int = 512
+
+    def __post_init__(self) -> None:
+        if self.clusters < 2:
+            raise EdgekitError(
+                f"clusters must be >= 2, got {self.clusters}: weight clustering with one "
+                "centroid makes every weight equal; pass e.g. 16"
+            )
+        if self.preserve_sparsity and self.clusters < 3:
+            raise EdgekitError(
+                f"clusters must be >= 3 when sparsity is preserved, got {self.clusters}: one "
+                "centroid is held at zero; pass e.g. 16"
+            )
+        _positive("cluster epochs", self.epochs)
+        _positive("batch_size", self.batch_size)
+        _positive("learning_rate", self.learning_rate)
+        if self.min_weights < 0:
+            raise EdgekitError(
+                f"min_weights must be >= 0, got {self.min_weights}: pass e.g. 512 (0 clusters all)"
+            )
+
+
 def to_dict(config: Any) -> Any:
     """A JSON-ready dict of a config dataclass (enums become their values)."""
     if dataclasses.is_dataclass(config) and not isinstance(config, type):

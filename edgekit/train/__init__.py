@@ -1,5 +1,7 @@
-"""Workstation side: build and train the regularized network, prune it with TF-MOT (tf_keras)."""
+"""Workstation side: build and train the regularized network; prune, cluster and QAT it with
+TF-MOT (tf_keras)."""
 
+from edgekit.train.cluster import ClusterResult, cluster_weights
 from edgekit.train.model import (
     TrainResult,
     build_model,
@@ -9,16 +11,21 @@ from edgekit.train.model import (
     train_model,
 )
 from edgekit.train.prune import PruneResult, kernel_sparsity, plan_schedule, prune_model
+from edgekit.train.qat import QatResult, quantize_aware_train
 
 __all__ = [
+    "ClusterResult",
     "PruneResult",
+    "QatResult",
     "TrainResult",
     "build_model",
+    "cluster_weights",
     "check_data_fits",
     "compile_model",
     "keras_accuracy",
     "kernel_sparsity",
     "plan_schedule",
     "prune_model",
+    "quantize_aware_train",
     "train_model",
 ]
