@@ -107,10 +107,6 @@ def main(ctx: click.Context, debug: bool) -> None:
 @data_options
 @train_options
 @export_options
-def file_name_tag(tag: str) -> str:
-    return f"_{tag}.tflite"
-
-
 def export(model: str | None, **kw: Any) -> None:
     """Train (or load MODEL), prune, fold batch norm, export verified .tflite files.
 
@@ -171,7 +167,7 @@ def export(model: str | None, **kw: Any) -> None:
     from edgekit.report.export import print_export_summary
 
     print_export_summary(result, console())
-    defaults = {file_name_tag(p.value) for p in DEFAULT_PRECISIONS}
+    defaults = {f"_{p.value}.tflite" for p in DEFAULT_PRECISIONS}
     left_out = [r for r in result.export.requested_left_out
                 if named or not any(r.file.endswith(t) for t in defaults)]  # fmt: skip
     if left_out:

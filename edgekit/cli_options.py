@@ -278,7 +278,7 @@ def export_options(f: Any) -> Any:
         ),
         click.option("-q", "--quiet", is_flag=True, help="No progress on stderr."),
     ]
-    return quantize_options(_apply(options, f))
+    return _apply(options, quantize_options(f))
 
 
 def configs_from_options(kw: dict[str, Any]) -> tuple[Any, Any]:

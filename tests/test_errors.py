@@ -333,10 +333,12 @@ def test_validation_split_larger_than_the_data(tmp_path: Path) -> None:
         (["--verify-samples", "0"], "verify_samples must be >= 1, got 0: pass e.g. 1000"),
         (
             ["--precision", ""],
-            "no precision given: pass at least one of float32, float16, int8, dynamic, int16x8",
+            "no precision given: pass at least one of float32, float16, int8, dynamic, int16x8, "
+            "int4, int4_weight_only, int4_int8",
         ),
         (["--precision", "float64"],
-         "unknown precision 'float64': expected one of float32, float16, int8, dynamic, int16x8"),
+         "unknown precision 'float64': expected one of float32, float16, int8, dynamic, int16x8, "
+         "int4, int4_weight_only, int4_int8"),
         (["--hidden", "300,a"], "--hidden must be comma-separated sizes like 300,100, got '300,a'"),
         (["--hidden", "0"], "hidden_units must be positive sizes, got (0,): e.g. 300,100"),
     ],

@@ -171,8 +171,8 @@ def test_rerun_replaces_previous_files_as_a_whole(pipeline_run: Any, tmp_path: P
 
 
 def test_unknown_precision_is_refused() -> None:
-    with pytest.raises(EdgekitError, match="unknown precision 'int4'"):
-        ExportConfig(precisions=("float32", "int4"))
+    with pytest.raises(EdgekitError, match="unknown precision 'int3'"):
+        ExportConfig(precisions=("float32", "int3"))
 
 
 def test_too_small_calibration_set_is_refused() -> None:
