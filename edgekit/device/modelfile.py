@@ -26,6 +26,7 @@ _NUMPY_TYPES = {
     "FLOAT32": np.float32, "FLOAT16": np.float16, "FLOAT64": np.float64,
     "INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "INT32": np.int32,
     "INT64": np.int64, "UINT16": np.uint16, "UINT32": np.uint32, "BOOL": np.bool_,
+    "INT4": np.int8,  # packed two per byte: unpacked by _values
 }  # fmt: skip
 
 
@@ -261,7 +262,7 @@ def _weight(
     if counted is not None and buffer_index >= 0 and key in counted:
         size, zeros = counted[key]
     else:
-        values = np.frombuffer(raw, dtype=np_type)
+        values = _values(raw, dtype, np_type, elements, sparse)
         size, zeros = int(values.size), int((values == zero).sum())
         if counted is not None and buffer_index >= 0:
             counted[key] = (size, zeros)
@@ -272,3 +273,20 @@ def _weight(
             f"tensor {name!r} of shape {shape} holds {size} values, expected {elements}"
         )
     return WeightTensor(name, shape, dtype, elements, zeros, False)
+
+
+def _values(raw: bytes, dtype: str, np_type: np.dtype, elements: int, sparse: bool) -> np.ndarray:
+    """A constant's values; INT4 ones are unpacked from two per byte (element 2i in the low
+    nibble, 2i+1 in the high one, as LiteRT's UnpackDenseInt4IntoInt8 and the quantizer's
+    packing have it) and sign-extended, so a symmetric zero is 0."""
+    if dtype.upper() != "INT4":
+        return np.frombuffer(raw, dtype=np_type)
+    packed = np.frombuffer(raw, dtype=np.int8)
+    # An odd count leaves the last high nibble unused; any other size is left for the caller's
+    # size check to report.
+    fits = not sparse and len(packed) == (elements + 1) // 2
+    count = elements if fits else 2 * len(packed)
+    nibbles = np.empty((len(packed), 2), dtype=np.int8)
+    nibbles[:, 0] = (packed << 4) >> 4  # int8 shifts are arithmetic: sign-extended
+    nibbles[:, 1] = packed >> 4
+    return nibbles.reshape(-1)[:count]

@@ -1,8 +1,8 @@
 """Workstation side: TFLite conversion by recipe, verification before writing, the manifest.
 
-`recipes` and `model_path` need no TensorFlow; the names below are imported from the modules
-that do (`tflite`, `convert`, `model_io`) only when first used, so `edgekit.export.recipes` can be
-read on a device.
+`recipes`, `model_path`, `calibration` and `aeq` (ai-edge-quantizer's int4) need no TensorFlow;
+the names below are imported from the modules that do (`tflite`, `convert`, `model_io`) only
+when first used, so `edgekit.export.recipes` can be read on a device.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ _LAZY = {
     "convert": "edgekit.export.converter",
     "load_keras_model": "edgekit.export.model_io",
     "save_keras_atomic": "edgekit.export.model_io",
+    "quantize_int4": "edgekit.export.aeq",
+    "quantize_mixed": "edgekit.export.aeq",
+    "aeq_available": "edgekit.export.aeq",
     "RECIPES": "edgekit.export.recipes",
     "ExportRecipe": "edgekit.export.recipes",
     "recipe_for": "edgekit.export.recipes",

@@ -10,21 +10,14 @@ import numpy as np
 
 from edgekit._keras import keras, tf
 from edgekit.errors import ExportError
+from edgekit.export.calibration import calibration_indices
 from edgekit.export.recipes import ExportRecipe
 from edgekit.files import quiet_native_stderr
-
-# Calibration draws use seed + this offset, so they are not the draws that shuffled the data.
-_CALIBRATION_SEED_OFFSET = 1
 
 
 def representative_dataset(x: np.ndarray, n: int, seed: int) -> Any:
     """A generator of `n` training samples drawn with `seed`, one at a time (batch 1)."""
-    if len(x) == 0:
-        raise ExportError(
-            "int8 calibration needs training samples, got 0: pass data with a training set"
-        )
-    rng = np.random.default_rng(seed + _CALIBRATION_SEED_OFFSET)
-    idx = np.sort(rng.choice(len(x), size=min(n, len(x)), replace=False))
+    idx = calibration_indices(len(x), n, seed)
 
     def gen() -> Iterator[list[np.ndarray]]:
         for i in idx:  # one sample at a time: the batch-1 shape the file is used with
