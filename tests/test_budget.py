@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import run_edgekit
 
 from edgekit.config import DataConfig, ExportConfig
 from edgekit.errors import ExportError
-
-from .conftest import run_edgekit
 
 pytestmark = pytest.mark.slow
 
@@ -119,3 +118,68 @@ def test_budget_search_writes_a_recommended_file_smaller_than_float16(
     # Every file listed is on disk with its hash; nothing else was written.
     on_disk = {p.name for p in out.glob("*.tflite")}
     assert on_disk == set(files)
+
+
+def test_quantize_report_names_the_selu_layers_first(selu: Any, tmp_path: Path) -> None:
+    _, _, path = selu
+    r = run_edgekit("quantize-report", str(path), "--samples", "50", "-q", "--json",
+                    str(tmp_path / "q.json"), "--markdown", str(tmp_path / "q.md"), "--plot",
+                    str(tmp_path / "q.png"), *SELU_ARGS[:-2])  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "q.json").read_text())
+    worst = report["layers"][0]
+    # SELU becomes EXP/MUL/SELECT ops in TFLite; they, not the Dense kernels, lose accuracy.
+    assert worst["op"] != "FULLY_CONNECTED" and worst["rmse_scale"] > 3 * 0.29
+    assert worst["layer"] in r.stdout.replace("\n", " ") or worst["name"][:20] in r.stdout
+    assert (tmp_path / "q.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "rmse" in (tmp_path / "q.md").read_text().lower()
+
+
+def test_float_layers_auto_buys_back_the_accuracy(selu: Any, tmp_path: Path) -> None:
+    _, _, path = selu
+    out = tmp_path / "out"
+    r = run_edgekit("export", str(path), "-o", str(out), "--precision", "float32",
+                    "--float-layers", "auto:2", "-q", *SELU_ARGS)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    files = {f["file"]: f for f in manifest["files"]}
+    fb = files["selu_int8_float2.tflite"]
+    assert fb["variant"]["float_layers"] and fb["variant"]["accuracy_drop_points"] <= 1.0
+    # The kernels stay int8 (export checked every FULLY_CONNECTED from the file): far
+    # smaller than float32.
+    assert fb["bytes"] < 0.4 * files["selu_float32.tflite"]["bytes"]
+    assert fb["inputs"][0]["dtype"] == "int8"
+
+
+def test_unknown_float_layer_is_a_one_line_error_and_writes_nothing(
+    selu: Any, tmp_path: Path
+) -> None:
+    _, _, path = selu
+    out = tmp_path / "out"
+    r = run_edgekit("export", str(path), "-o", str(out), "--precision", "float32",
+                    "--float-layers", "hidden9", "-q", *SELU_ARGS)  # fmt: skip
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: no layer named hidden9 in the model:")
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--clusters", "1"], "clusters must be >= 2, got 1: weight clustering with one "
+         "centroid makes every weight equal; pass e.g. 16"),
+        (["--float-layers", "auto:0"], "--float-layers auto:0: K must be an integer >= 1, got "
+         "'0'; e.g. auto:3 keeps the 3 worst layers float"),
+        (["--max-accuracy-drop", "-1"], "max_accuracy_drop must be in [0, 100] points, got "
+         "-1.0: e.g. 1 to allow a file one point below the float model"),
+        (["--int4-layers", "("], "int4_layers '(' is not a regular expression (missing ), "
+         "unterminated subpattern at position 0): pass e.g. 'dense1' or 'dense1|dense2'"),
+    ],
+)
+def test_bad_quantization_options_are_one_line_errors(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    r = run_edgekit("export", "-o", str(tmp_path / "o"), *args)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [f"Error: {message}"]

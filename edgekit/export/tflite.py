@@ -316,6 +316,9 @@ def export_tflite(
         return m
 
     for v in requested:
+        if v.check is not None:
+            v.check()  # a bad setting fails the export before anything is written
+    for v in requested:
         measure(v)
     if ladder:
         say(f"searching for the smallest file within {config.max_accuracy_drop:g} points")

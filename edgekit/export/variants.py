@@ -36,6 +36,9 @@ class Variant:
     # Names of the layers kept float (filled in by `build` for auto:K).
     float_layers: list[str] = field(default_factory=list)
     note: str = ""
+    # Run before any file is made: a bad setting (a layer name the model lacks) fails the
+    # whole export with one line instead of leaving that file out.
+    check: Callable[[], object] | None = field(default=None, repr=False)
 
     def info(self) -> dict[str, Any]:
         d: dict[str, Any] = {"tag": self.tag, "engine": self.engine}
@@ -126,13 +129,18 @@ def plan_variants(
         chosen: list[str] = list(names)
 
         def build() -> bytes:
-            if k:
-                chosen[:] = worst_layer_nodes(layer_report(), k)
-            return convert_int8_with_float_layers(model, chosen, x_train, samples, seed)
+            def make() -> bytes:
+                if k:
+                    chosen[:] = worst_layer_nodes(layer_report(), k)
+                return convert_int8_with_float_layers(model, chosen, x_train, samples, seed)
+
+            blob: bytes = memo.get(tag, make)
+            return blob
 
         what = f"the {k} worst layer(s)" if k else ", ".join(names)
         return Variant(tag, Precision.INT8, _DEBUGGER, build, requested,
-                       f"int8 with {what} kept float", chosen)  # fmt: skip
+                       f"int8 with {what} kept float", chosen,
+                       check=None if k else build)  # fmt: skip
 
     def qat_variant(requested: bool) -> Variant:
         assert qat_model is not None
@@ -151,8 +159,11 @@ def plan_variants(
         requested.append(fallback_variant(names, k, True))
     if qat_requested:
         if qat_model is None:
-            raise ExportError("--qat needs training data and a tf_keras model: pass --data "
-                              "with a training set")  # fmt: skip
+            raise ExportError(
+                "--qat needs a tf_keras model TF-MOT can train and training data: this model "
+                "is a Keras 3 model without a faithful tf_keras rebuild, or the data has no "
+                "training set; drop --qat"
+            )
         requested.append(qat_variant(True))
     ladder: list[Variant] = []
     if config.search:

@@ -42,7 +42,7 @@ def export_table(result: Any) -> Table:
             _size(row["gzip_bytes"]),
             "-" if sparsity is None else f"{sparsity:.1%}",
             _percent(row["accuracy"]),
-            "-" if drop is None else f"{-drop:+.2f}",
+            "-" if drop is None else f"{0.0 - drop + 0.0:+.2f}",
             _percent(row["agreement"]),
         )
     for r in getattr(result.export, "rejected", []):
@@ -53,7 +53,7 @@ def export_table(result: Any) -> Table:
             _size(r.gzip_bytes),
             "-",
             _percent(r.accuracy),
-            "-" if r.accuracy_drop_points is None else f"{-r.accuracy_drop_points:+.2f}",
+            "-" if r.accuracy_drop_points is None else f"{0.0 - r.accuracy_drop_points + 0.0:+.2f}",
             _percent(r.agreement),
         )
     return table
