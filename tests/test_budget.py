@@ -118,6 +118,13 @@ def test_budget_search_writes_a_recommended_file_smaller_than_float16(
     # Every file listed is on disk with its hash; nothing else was written.
     on_disk = {p.name for p in out.glob("*.tflite")}
     assert on_disk == set(files)
+    # bench names the recommended file in its verdict.
+    b = run_edgekit("bench", str(out), "--samples", "300", "--min-runs", "20", "--min-time",
+                    "0.05", "--rounds", "1", "--no-save", "-q")  # fmt: skip
+    assert b.returncode == 0, b.stderr
+    assert f"Recommended by export: {sel['recommended']}, the smallest file within 0.5" in (
+        b.stdout.replace("\n", " ")
+    )
 
 
 def test_quantize_report_names_the_selu_layers_first(selu: Any, tmp_path: Path) -> None:
