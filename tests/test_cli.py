@@ -121,10 +121,11 @@ def test_zero_epochs(tmp_path: Path) -> None:
 
 
 def test_unknown_precision(tmp_path: Path) -> None:
-    code, out = _err(["export", "--precision", "float32,int4", "-o", str(tmp_path)])
+    code, out = _err(["export", "--precision", "float32,int3", "-o", str(tmp_path)])
     assert code == 1
     assert out == (
-        "Error: unknown precision 'int4': expected one of float32, float16, int8, dynamic, int16x8"
+        "Error: unknown precision 'int3': expected one of float32, float16, int8, dynamic, "
+        "int16x8, int4, int4_weight_only, int4_int8"
     )
 
 

@@ -202,11 +202,14 @@ def _gate(
 def _measure(
     variant: Variant, stem: str, x_eval: np.ndarray, y_eval: np.ndarray,
     keras_outputs: np.ndarray, keras_acc: float, config: ExportConfig, model_sparsity: float,
+    say: Any,
 ) -> ExportedFile | RejectedFile:  # fmt: skip
     """Build one variant and check it; the file's record, or why it is left out."""
     name = file_name(stem, variant.tag)
     try:
+        say(f"converting {variant.tag}")
         blob = variant.build()
+        say(f"verifying {variant.tag} on {len(y_eval)} test samples")
         check = verify_tflite(blob, variant.tag, x_eval, y_eval, keras_outputs,
                               config.min_agreement)  # fmt: skip
     except EdgekitError as e:
@@ -307,9 +310,8 @@ def export_tflite(
     measured: dict[str, ExportedFile | RejectedFile] = {}
 
     def measure(variant: Any) -> ExportedFile | RejectedFile:
-        say(f"converting {variant.tag}, checking it on {len(y_eval)} test samples")
         m = _measure(variant, stem, x_eval, y_eval, keras_outputs, keras_acc, config,
-                     model_sparsity)  # fmt: skip
+                     model_sparsity, say)  # fmt: skip
         if isinstance(m, RejectedFile):
             say(f"  {variant.tag} left out: {m.reason}")
         measured[variant.tag] = m
