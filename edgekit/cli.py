@@ -162,8 +162,9 @@ def export(model: str | None, **kw: Any) -> None:
         cluster=cluster,
     )  # fmt: skip
     result = run_pipeline(
-        config, model_path=model, unsafe=kw["unsafe"], progress=stderr_progress(kw["quiet"])
-    )
+        config, model_path=model, unsafe=kw["unsafe"], progress=stderr_progress(kw["quiet"]),
+        wait_for_lock=kw["wait"],
+    )  # fmt: skip
     from edgekit.report.export import print_export_summary
 
     print_export_summary(result, console())

@@ -227,6 +227,12 @@ def export_options(f: Any) -> Any:
             help="Folder for the .tflite files, the folded .keras model and manifest.json.",
         ),
         click.option(
+            "--wait",
+            is_flag=True,
+            help="If another edgekit run is writing into the output folder, wait for it to "
+            "finish (default: stop at once, naming its pid).",
+        ),
+        click.option(
             "--prune/--no-prune",
             default=None,
             help="Prune with TF-MOT (default: on when training, off for a given MODEL).",

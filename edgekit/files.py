@@ -1,4 +1,8 @@
-"""Atomic file output: write to a temporary name in the same folder, flush, fsync, rename."""
+"""Atomic file output: write to a temporary name in the same folder, flush, fsync, rename.
+
+The output-folder lock (one run per folder) lives in edgekit.folder_lock; lock_output_dir is
+imported here too, next to the writes it protects.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +19,18 @@ from pathlib import Path
 from typing import IO, Any
 
 from edgekit.errors import EdgekitError
+from edgekit.folder_lock import (  # noqa: F401  (lock_output_dir, LOCK_NAME: public here too)
+    LOCK_NAME,
+    holds_output_lock,
+    lock_output_dir,
+    machine_tag,
+    pid_alive,
+)
 
 TMP_PREFIX = ".edgekit-tmp-"
+# Names of the temporaries this process is writing now (atomic_open), in any thread.
+_in_flight: set[str] = set()
+_in_flight_guard = threading.Lock()
 
 
 Progress = Callable[[str], None]
@@ -56,7 +70,12 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
     keeps its previous content.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX + path.name + ".")
+    # The writer's pid and machine in the name: remove_stale_temporaries can tell a temporary
+    # being written from one a killed run left (the name cut to stay within 255 bytes).
+    prefix = f"{TMP_PREFIX}{path.name[:200]}.{os.getpid()}-{machine_tag()}."
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix)
+    with _in_flight_guard:
+        _in_flight.add(Path(tmp).name)
     try:
         text = "b" not in mode  # text outputs (JSON, Markdown, CSV) are UTF-8 on any locale
         with os.fdopen(fd, mode, encoding="utf-8" if text else None) as f:
@@ -64,12 +83,36 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except FileNotFoundError:
+            if os.path.exists(tmp):
+                raise
+            raise _vanished(path, Path(tmp)) from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    finally:
+        with _in_flight_guard:
+            _in_flight.discard(Path(tmp).name)
     _fsync_dir(path.parent)
+
+
+def _vanished(path: Path, tmp: Path) -> EdgekitError:
+    """The error for a temporary file removed by someone else before its rename."""
+    folder = path.parent
+    if not folder.is_dir():
+        return EdgekitError(
+            f"the output folder {folder} vanished while this run wrote {path.name} into it: "
+            "another program removed it; keep other programs out of the folder while edgekit "
+            "writes into it, then run again"
+        )
+    return EdgekitError(
+        f"a temporary file of this run vanished from {folder} before it became {path.name}: "
+        f"another program removed it ({tmp.name}); keep other programs (clean-up jobs, older "
+        f"edgekit versions) out of {folder} while edgekit writes into it, then run again"
+    )
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -145,11 +188,43 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def remove_stale_temporaries(folder: str | os.PathLike[str]) -> None:
-    """Remove temporaries a killed run (SIGKILL cannot be caught) left in `folder`."""
-    for p in Path(folder).glob(TMP_PREFIX + "*"):
-        with contextlib.suppress(OSError):
-            p.unlink()
+# The writer's pid and machine tag in a temporary's name (atomic_open), before mkstemp's suffix.
+_TMP_WRITER = re.compile(r"\.(\d+)-([0-9a-f]{8})\.[^.]*$")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[str]:
+    """Remove the temporaries that runs killed in the middle of a write left in `folder`.
+
+    A temporary is removed only when its writer is gone: its name carries the writer's pid and
+    machine (atomic_open), and that process no longer exists here (or it is this process and
+    the file is not one it is writing: an earlier process had the same pid). A temporary whose
+    writer cannot be checked (written on another machine, in another pid namespace, before a
+    reboot, or by an edgekit that did not name its pid) is removed only while this thread holds
+    the folder's lock (lock_output_dir), when no other edgekit run can be writing it.
+
+    Returns:
+        The names of the files removed.
+    """
+    folder = Path(folder)
+    locked = holds_output_lock(folder)
+    removed = []
+    for p in sorted(folder.glob(TMP_PREFIX + "*")):
+        if _writer_gone(p.name, locked):
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed.append(p.name)
+    return removed
+
+
+def _writer_gone(name: str, locked: bool) -> bool:
+    m = _TMP_WRITER.search(name)
+    pid = int(m.group(1)) if m else 0
+    if m is None or m.group(2) != machine_tag() or pid <= 0:
+        return locked  # a writer this process cannot see
+    if pid == os.getpid():
+        with _in_flight_guard:
+            return name not in _in_flight
+    return not pid_alive(pid)
 
 
 # A file name stem: letters, digits, '-', '_' and '.', not starting with '.' (no hidden files,

@@ -19,6 +19,7 @@ from edgekit.export.model_path import (
     model_takes_raw_pixels,
 )
 from edgekit.files import Progress, check_file_stem, ensure_writable_dir, stderr_progress
+from edgekit.folder_lock import lock_output_dir
 
 # Test samples a Keras 3 model and its tf_keras rebuild are compared on.
 REBUILD_CHECK_SAMPLES = 1000
@@ -90,11 +91,14 @@ def run_pipeline(
     model_path: str | os.PathLike[str] | None = None,
     unsafe: bool = False,
     progress: Progress | None = None,
+    wait_for_lock: bool = False,
 ) -> PipelineResult:
     """Run every stage and write the verified files plus manifest.json to config.output_dir.
 
     Without `model_path` the configured architecture is trained from scratch; with it, the
     user's tf_keras model is loaded (safe mode) and pruned only if `config.prune` is set.
+    The output folder is locked for the whole run: another run into it fails at once (its
+    holder's pid named) or, with `wait_for_lock`, waits for the holder to finish.
     """
     config = config or PipelineConfig()
     say = progress or stderr_progress()
@@ -105,6 +109,18 @@ def run_pipeline(
     if config.export.name is not None:
         check_file_stem(config.export.name)  # outputs stay inside the output folder
     out = ensure_writable_dir(config.output_dir)  # fail before minutes of training
+    with lock_output_dir(out, wait=wait_for_lock, on_wait=say):  # one run per folder
+        return _run_stages(config, model_path, unsafe, say, out)
+
+
+def _run_stages(
+    config: PipelineConfig,
+    model_path: str | os.PathLike[str] | None,
+    unsafe: bool,
+    say: Progress,
+    out: Path,
+) -> PipelineResult:
+    """The stages of run_pipeline, run while it holds the output folder."""
     times: dict[str, float] = {}
     acc: dict[str, float] = {}
 

@@ -31,6 +31,7 @@ from edgekit.files import (
     check_file_stem,
     deferred_signals,
     ensure_writable_dir,
+    lock_output_dir,
     quiet_native_stderr,
     remove_stale_temporaries,
     write_bytes_atomic,
@@ -360,7 +361,8 @@ def export_tflite(
     )
     # Ctrl-C or SIGTERM during the commit takes effect once it is complete, so an interrupted
     # run leaves the previous run or this one, never a mix of files without a manifest.
-    with deferred_signals():
+    # The folder's lock (already held when run_pipeline calls): no other run writes meanwhile.
+    with lock_output_dir(out), deferred_signals():
         manifest = _write_run(
             out, exported, manifest, model if keras_model_name else None, keras_model_name
         )
