@@ -102,7 +102,17 @@ def data_options(f: Any) -> Any:
 
 
 def train_options(f: Any) -> Any:
+    from edgekit.presets import PRESETS
+
     options = [
+        click.option(
+            "--preset",
+            type=click.Choice(list(PRESETS)),
+            help="The guidance's configurations: default (He, ELU, BN, l2, Nadam, 1cycle), "
+            "self-normalizing (LeCun, SELU, no BN, alpha dropout, standardized inputs, "
+            "1cycle), sparse (default + L1 + pruning), fast (ReLU, BN folded, L1 + pruning: "
+            "edgekit's defaults). Printed when used; options given explicitly override it.",
+        ),
         click.option(
             "--arch",
             type=click.Choice(["mlp", "cnn"]),
@@ -124,11 +134,53 @@ def train_options(f: Any) -> Any:
             help="L1 kernel regularization factor (0 turns it off).",
         ),
         click.option(
+            "--l2", default=0.0, show_default=True, type=float,
+            help="L2 kernel regularization factor (0 turns it off).",
+        ),
+        click.option("--l1-l2", help="L1 and L2 factors together (l1_l2), e.g. 1e-5,1e-4."),
+        click.option(
+            "--dropout", type=float,
+            help="Dropout rate after the top --dropout-layers hidden layers [default: 0 (mlp), "
+            "0.3 (cnn)].",
+        ),
+        click.option(
+            "--dropout-layers", default=TrainConfig.dropout_layers, show_default=True, type=int,
+            help="Hidden Dense layers, from the top, followed by (alpha) dropout.",
+        ),
+        click.option(
+            "--alpha-dropout", default=0.0, show_default=True, type=float,
+            help="AlphaDropout rate (keeps SELU's self-normalization; --activation selu only).",
+        ),
+        click.option("--max-norm", type=float,
+                     help="Max-norm constraint on the hidden kernels' columns, e.g. 1."),
+        click.option("--init", type=click.Choice(["he", "lecun"]), default="he",
+                     show_default=True, help="Hidden kernel initialization (lecun for selu)."),
+        click.option(
             "--activation",
-            type=click.Choice(["relu", "leaky_relu"]),
+            type=click.Choice(["relu", "leaky_relu", "elu", "selu"]),
             default="relu",
             show_default=True,
-            help="Fast activation after each batch norm.",
+            help="Activation after each batch norm (elu stays float in int8 files: edgekit "
+            "says so; selu is built to quantize well).",
+        ),
+        click.option(
+            "--batch-norm/--no-batch-norm", default=True, show_default=True,
+            help="BatchNormalization after each hidden layer (folded at export).",
+        ),
+        click.option(
+            "--standardize/--no-standardize", default=False, show_default=True,
+            help="Standardize the inputs (mean 0, std 1 of the training set) inside the model.",
+        ),
+        click.option(
+            "--optimizer", type=click.Choice(["adam", "nadam", "momentum", "rmsprop"]),
+            default="adam", show_default=True,
+            help="momentum: SGD with Nesterov momentum 0.9.",
+        ),
+        click.option(
+            "--lr-schedule", type=click.Choice(["cosine", "constant", "1cycle"]),
+            default="cosine", show_default=True,
+            help="cosine: decay to 2%; 1cycle: up over 30% of the steps to --learning-rate, "
+            "then down.",
         ),
         click.option(
             "--epochs",
@@ -147,7 +199,7 @@ def train_options(f: Any) -> Any:
             type=int,
             help="Early-stopping patience in epochs.",
         ),
-    ]
+    ]  # fmt: skip
     return _apply(options, f)
 
 
@@ -287,7 +339,44 @@ def export_options(f: Any) -> Any:
     return _apply(options, quantize_options(f))
 
 
+# TrainConfig fields read from options of the same name.
+_TRAIN_FIELDS = (
+    "arch", "l1", "l2", "dropout", "dropout_layers", "alpha_dropout", "max_norm", "init",
+    "activation", "batch_norm", "standardize", "optimizer", "lr_schedule", "epochs",
+    "batch_size", "learning_rate", "patience", "seed",
+)  # fmt: skip
+
+
+def explicit_options() -> set[str]:
+    """Names of the parameters given on the command line (or by environment) in this command."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return set()
+    given = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT)
+    return {name for name in ctx.params if ctx.get_parameter_source(name) in given}
+
+
+def _l1_l2(value: str) -> tuple[float, float]:
+    try:
+        l1, l2 = (float(v) for v in value.split(","))
+    except ValueError:
+        raise EdgekitError(
+            f"--l1-l2 must be two factors L1,L2, e.g. 1e-5,1e-4, got {value!r}"
+        ) from None
+    return l1, l2
+
+
 def configs_from_options(kw: dict[str, Any]) -> tuple[Any, Any]:
+    """DataConfig and TrainConfig of the data and train options, `--preset` applied.
+
+    A preset's settings replace the options not given explicitly, and are printed on stderr
+    (unless --quiet). For `export`, `kw["prune"]` is set from the preset when --prune/--no-prune
+    is not given, and pruning a SELU network prints the guidance's warning.
+    """
+    from edgekit.presets import describe_settings, preset_settings, pruning_warning
+
     data = data_config_from_options(kw)
     try:
         hidden = tuple(int(h) for h in str(kw["hidden"]).split(",") if h.strip())
@@ -295,19 +384,31 @@ def configs_from_options(kw: dict[str, Any]) -> tuple[Any, Any]:
         raise EdgekitError(
             f"--hidden must be comma-separated sizes like 300,100, got {kw['hidden']!r}"
         ) from None
-    train = TrainConfig(
-        arch=kw["arch"],
-        hidden_units=hidden,
-        l1=kw["l1"],
-        activation=kw["activation"],
-        epochs=kw["epochs"],
-        batch_size=kw["batch_size"],
-        learning_rate=kw["learning_rate"],
-        patience=kw["patience"],
-        seed=kw["seed"],
-    )
+    explicit = explicit_options()
+    values = {name: kw[name] for name in _TRAIN_FIELDS}
+    if kw.get("l1_l2"):
+        if {"l1", "l2"} & explicit:
+            raise EdgekitError("--l1-l2 sets both factors: pass it or --l1/--l2, not both")
+        values["l1"], values["l2"] = _l1_l2(kw["l1_l2"])
+        explicit |= {"l1", "l2"}
+    say = None if kw.get("quiet") else (lambda msg: click.echo(msg, err=True))
+    if kw.get("preset"):
+        settings = preset_settings(kw["preset"])
+        if "prune" not in kw:  # `edgekit train` does not prune
+            settings.pop("prune")
+        elif "prune" not in explicit:
+            kw["prune"] = settings["prune"]
+        values.update({k: v for k, v in settings.items() if k != "prune" and k not in explicit})
+        if say:
+            over = sorted(k for k in settings if k in explicit)
+            note = f" (overridden by options: {', '.join(over)})" if over else ""
+            say(f"preset {kw['preset']}: {describe_settings(settings)}{note}")
+    train = TrainConfig(hidden_units=hidden, **values)
+    # `export` prunes when training unless --no-prune (kw["prune"] None: on when training).
+    warning = pruning_warning(train, kw["prune"] is not False) if "prune" in kw else None
+    if warning:  # a warning, not progress: shown with --quiet too
+        click.echo(warning, err=True)
     return data, train
-
 
 
 def progress_printer(quiet: bool) -> Any:

@@ -22,6 +22,36 @@ class Activation(str, Enum):
 
     RELU = "relu"
     LEAKY_RELU = "leaky_relu"
+    # The guidance's default (ELU) and self-normalizing (SELU) activations. In an int8 file an
+    # ELU stays float between DEQUANTIZE/QUANTIZE (the export says so); SELU is built in a form
+    # that quantizes well (edgekit.train.activations.SELU).
+    ELU = "elu"
+    SELU = "selu"
+
+
+class Init(str, Enum):
+    """Kernel initialization of the hidden layers: He (ReLU family, ELU) or LeCun (SELU)."""
+
+    HE = "he"
+    LECUN = "lecun"
+
+
+class Optimizer(str, Enum):
+    """Optimizer of training (pruning and clustering fine-tune with Adam)."""
+
+    ADAM = "adam"
+    NADAM = "nadam"
+    MOMENTUM = "momentum"  # SGD with Nesterov momentum 0.9
+    RMSPROP = "rmsprop"
+
+
+class LrSchedule(str, Enum):
+    """Learning-rate schedule of training; `learning_rate` is its starting (cosine, constant)
+    or peak (1cycle) rate."""
+
+    COSINE = "cosine"  # cosine decay to 2% over the epochs (edgekit's pipeline so far)
+    CONSTANT = "constant"
+    ONE_CYCLE = "1cycle"  # linear up over 30% of the steps, then linear down (see schedules.py)
 
 
 class Precision(str, Enum):
@@ -47,6 +77,9 @@ DEFAULT_MAX_ACCURACY_DROP = 1.0
 # mlp per epoch and converges in fewer epochs.
 DEFAULT_EPOCHS: dict[str, tuple[int, int]] = {"mlp": (20, 8), "cnn": (10, 6)}
 
+# Dropout after the cnn's dense head when `dropout` is not given (the mlp has none by default).
+DEFAULT_CNN_DROPOUT = 0.3
+
 DEFAULT_PRECISIONS: tuple[Precision, ...] = (Precision.FLOAT32, Precision.FLOAT16, Precision.INT8)
 
 
@@ -63,6 +96,14 @@ def _choice(enum: type[Enum], value: Any, what: str) -> Any:
 def parse_precision(value: Any) -> Precision:
     """Turn a string such as 'int8' into a Precision, with a clear error for unknown ones."""
     return _choice(Precision, value, "precision")
+
+
+def _rate(name: str, value: float, example: str) -> None:
+    if not 0.0 <= value < 1.0:
+        raise EdgekitError(
+            f"{name} must be in [0, 1), got {value}: it is the fraction of units dropped; "
+            f"pass e.g. {example} (0 turns it off)"
+        )
 
 
 def _positive(name: str, value: float) -> None:
@@ -138,7 +179,20 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The guidance's regularized network and how it is trained."""
+    """The guidance's regularized network and how it is trained.
+
+    Args:
+        l1, l2: kernel regularization factors of the hidden layers (both > 0: l1_l2).
+        dropout: Dropout rate after the top `dropout_layers` hidden layers; None: the
+            architecture's default (0 for mlp, 0.3 after the cnn's dense head).
+        dropout_layers: how many hidden Dense layers, from the top, get (alpha) dropout.
+        alpha_dropout: AlphaDropout rate (keeps SELU's self-normalization; SELU only).
+        max_norm: max-norm constraint on every hidden kernel's columns (None: off).
+        init: 'he' (he_normal) or 'lecun' (lecun_normal) for the hidden kernels.
+        optimizer: adam, nadam, momentum (SGD, Nesterov 0.9) or rmsprop.
+        lr_schedule: cosine (decay to 2%), constant, or 1cycle (learning_rate is the peak).
+        standardize: a Normalization layer first, adapted to the training set (mean 0, std 1).
+    """
 
     arch: Arch = Arch.MLP
     hidden_units: tuple[int, ...] = (300, 100)
@@ -151,18 +205,40 @@ class TrainConfig:
     learning_rate: float = 1e-3
     patience: int = 8
     seed: int = 42
+    l2: float = 0.0
+    dropout: float | None = None
+    dropout_layers: int = 1
+    alpha_dropout: float = 0.0
+    max_norm: float | None = None
+    init: Init = Init.HE
+    optimizer: Optimizer = Optimizer.ADAM
+    lr_schedule: LrSchedule = LrSchedule.COSINE
+    standardize: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "arch", _choice(Arch, self.arch, "architecture"))
         object.__setattr__(self, "activation", _choice(Activation, self.activation, "activation"))
+        object.__setattr__(self, "init", _choice(Init, self.init, "initialization"))
+        object.__setattr__(self, "optimizer", _choice(Optimizer, self.optimizer, "optimizer"))
+        object.__setattr__(
+            self, "lr_schedule", _choice(LrSchedule, self.lr_schedule, "learning-rate schedule")
+        )
         object.__setattr__(self, "hidden_units", tuple(int(u) for u in self.hidden_units))
         if not self.hidden_units or min(self.hidden_units) <= 0:
             raise EdgekitError(
                 f"hidden_units must be positive sizes, got {self.hidden_units}: e.g. 300,100"
             )
-        if self.l1 < 0:
+        for name in ("l1", "l2"):
+            if getattr(self, name) < 0:
+                raise EdgekitError(
+                    f"{name} must be >= 0, got {getattr(self, name)}: pass e.g. 1e-5, or 0 to "
+                    f"turn {name.upper()} off"
+                )
+        self._check_dropout()
+        if self.max_norm is not None and not self.max_norm > 0:
             raise EdgekitError(
-                f"l1 must be >= 0, got {self.l1}: pass e.g. 1e-5, or 0 to turn L1 off"
+                f"max_norm must be > 0, got {self.max_norm}: pass e.g. 1 (the largest norm a "
+                "kernel column may have), or omit it"
             )
         _positive("epochs", self.max_epochs)
         _positive("batch_size", self.batch_size)
@@ -172,10 +248,44 @@ class TrainConfig:
                 f"patience must be >= 0, got {self.patience}: pass the epochs to wait, e.g. 8"
             )
 
+    def _check_dropout(self) -> None:
+        if self.dropout is not None:
+            _rate("dropout", self.dropout, "0.2")
+        _rate("alpha_dropout", self.alpha_dropout, "0.1")
+        if self.alpha_dropout > 0 and self.activation is not Activation.SELU:
+            raise EdgekitError(
+                f"alpha_dropout={self.alpha_dropout:g} with the {self.activation.value} "
+                "activation: alpha dropout keeps SELU's self-normalization; with "
+                f"{self.activation.value} use --dropout (--alpha-dropout 0 turns it off)"
+            )
+        if self.alpha_dropout > 0 and (self.dropout or 0) > 0:
+            raise EdgekitError(
+                f"both dropout={self.dropout:g} and alpha_dropout={self.alpha_dropout:g}: pass "
+                "one of them (alpha dropout for selu, dropout for the others)"
+            )
+        hidden = self.dense_hidden_layers
+        if not 1 <= self.dropout_layers <= hidden:
+            raise EdgekitError(
+                f"dropout_layers must be in [1, {hidden}] (the {self.arch.value}'s hidden Dense "
+                f"layers), got {self.dropout_layers}: pass e.g. 1 for the top one"
+            )
+
     @property
     def max_epochs(self) -> int:
         """Epochs to train at most (early stopping may end sooner)."""
         return DEFAULT_EPOCHS[self.arch.value][0] if self.epochs is None else self.epochs
+
+    @property
+    def dense_hidden_layers(self) -> int:
+        """Hidden Dense layers of the architecture (dropout goes after the top ones)."""
+        return len(self.hidden_units) if self.arch is Arch.MLP else 1
+
+    @property
+    def dropout_rate(self) -> float:
+        """The Dropout rate used: `dropout`, or the architecture's default when it is None."""
+        if self.dropout is not None:
+            return self.dropout
+        return DEFAULT_CNN_DROPOUT if self.arch is Arch.CNN else 0.0
 
 
 @dataclass(frozen=True)

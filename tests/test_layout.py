@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "edgekit"
 GENERATED = PACKAGE / "device" / "tflite_schema" / "schema_py_generated.py"
 DEVICE_PACKAGES = ("device", "bench", "report", "data")
-SHARED_MODULES = ("__init__", "config", "errors", "files", "cli", "cli_options")
+SHARED_MODULES = ("__init__", "config", "errors", "files", "cli", "cli_options", "presets")
 WORKSTATION = (
     "edgekit._keras", "edgekit.train", "edgekit.optimize", "edgekit.pipeline",
     "edgekit.export.tflite", "edgekit.export.converter", "edgekit.export.model_io",

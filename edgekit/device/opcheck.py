@@ -142,3 +142,50 @@ def _matches(name: str, layer: ComputeLayer) -> bool:
     """A float-layer name covers the op whose output or weight tensor it names or prefixes."""
     parts = [*layer.name.split(";"), layer.weight_name]
     return any(p == name or p.startswith(name + "/") or f"/{name}/" in f"/{p}/" for p in parts)
+
+
+# Ops that only convert between integer and float: no computation of their own.
+_CONVERSIONS = ("QUANTIZE", "DEQUANTIZE")
+_INTEGER_ACTIVATIONS = ("int8", "int16")
+
+
+def float_ops(data: bytes) -> list[str]:
+    """Non-compute ops left in float32 inside an integer file, e.g. an ELU the converter kept
+    between DEQUANTIZE and QUANTIZE in an "int8" file ("ELU name"). Empty for a float file.
+
+    Raises:
+        ModelFileError: the flatbuffer cannot be read.
+    """
+    try:
+        if not any(c.activation_dtype in _INTEGER_ACTIVATIONS for c in compute_layers(data)):
+            return []
+        schema = _schema()
+        op_names = _enum_names(schema.BuiltinOperator)
+        type_names = _enum_names(schema.TensorType)
+        model = schema.Model.GetRootAs(data, 0)
+        codes = [
+            op_names.get(max(c.BuiltinCode(), c.DeprecatedBuiltinCode()), "?")
+            for c in (model.OperatorCodes(i) for i in range(model.OperatorCodesLength()))
+        ]
+        sub = model.Subgraphs(0)
+        ops = [sub.Operators(i) for i in range(sub.OperatorsLength())]
+        # Activations: the subgraph's inputs and every op's outputs (not constant weights).
+        live = set(sub.InputsAsNumpy().tolist()) if sub.InputsLength() else set()
+        for op in ops:
+            live.update(op.OutputsAsNumpy().tolist() if op.OutputsLength() else ())
+        found = []
+        for op in ops:
+            name = codes[op.OpcodeIndex()]
+            if name in COMPUTE_OPS or name in _CONVERSIONS or not op.OutputsLength():
+                continue
+            inputs = [int(i) for i in op.InputsAsNumpy()] if op.InputsLength() else []
+            floats = [i for i in inputs if type_names.get(sub.Tensors(i).Type()) == "FLOAT32"]
+            if any(i in live for i in floats):
+                out = sub.Tensors(int(op.Outputs(0)))
+                found.append(f"{name} {(out.Name() or b'').decode(errors='replace')}")
+        return found
+    except ModelFileError:
+        raise
+    except Exception as e:  # a damaged flatbuffer raises anything from struct.error to IndexError
+        what = f"{type(e).__name__}: {e}"
+        raise ModelFileError(f"cannot read the file's operators ({what})") from None

@@ -16,6 +16,8 @@ from edgekit._keras import keras
 from edgekit.errors import ModelError
 from edgekit.export.model_path import check_model_path, keras_major_version, lambda_refused
 from edgekit.files import write_bytes_atomic
+from edgekit.train import activations as _activations  # noqa: F401  (registers edgekit>SELU)
+from edgekit.train import schedules as _schedules  # noqa: F401  (registers edgekit>OneCycle)
 
 # The class name in tf_keras' "Cannot deserialize object of type `X`" / "Unknown layer: 'X'".
 _CUSTOM_NAME = re.compile(
@@ -130,6 +132,8 @@ def load_keras_model(path: str | os.PathLike[str], unsafe: bool = False) -> kera
 
 # Modules a .keras config may name: tf_keras' own (saved as `keras.*`) and builtins.
 _SAFE_MODULE = re.compile(r"(?:tf_)?keras(?:\..+)?|builtins")
+# And edgekit's own serializable objects (SELU, OneCycle), registered by the imports above.
+_EDGEKIT_MODULES = frozenset({_activations.__name__, _schedules.__name__})
 
 
 def _refuse_foreign_modules(path: Path) -> None:
@@ -154,6 +158,7 @@ def _refuse_foreign_modules(path: Path) -> None:
                 "class_name" in node
                 and isinstance(module, str)
                 and not _SAFE_MODULE.fullmatch(module)
+                and module not in _EDGEKIT_MODULES
             ):
                 foreign[f"{node['class_name']} from module {module}"] = None
             for value in node.values():

@@ -234,9 +234,19 @@ def _measure(
         weight_sparsity=round(info.weight_sparsity, 6),
         operators=info.operators,
         accuracy=check,
-        variant={**variant.info(), "accuracy_drop_points": drop},
+        variant={**variant.info(), "accuracy_drop_points": drop, **_float_ops(variant, blob)},
     )
     return ExportedFile(name, variant.precision, blob, record)
+
+
+def _float_ops(variant: Variant, blob: bytes) -> dict[str, list[str]]:
+    """{'float_ops': [...]} for an int8 file keeping ops in float (an ELU), else {}."""
+    from edgekit.device.opcheck import float_ops
+
+    if variant.precision is not Precision.INT8 or variant.float_layers:
+        return {}
+    ops = float_ops(blob)
+    return {"float_ops": ops} if ops else {}
 
 
 def environment_versions() -> dict[str, str]:

@@ -81,6 +81,16 @@ def print_export_summary(result: Any, console: Console | None = None) -> None:
     total = sum(result.stage_seconds.values())
     for r in getattr(result.export, "rejected", []):
         console.print(f"not written: {r.file}: {r.reason}", highlight=False)
+    for f in result.export.files:
+        ops = f.record.variant.get("float_ops") or []
+        if ops:
+            more = f" and {len(ops) - 1} more" if len(ops) > 1 else ""
+            console.print(
+                f"note: {f.file} keeps {ops[0]}{more} in float between DEQUANTIZE and QUANTIZE "
+                "(no int8 kernel, e.g. ELU): for an all-int8 file train with --activation relu, "
+                "leaky_relu or selu",
+                highlight=False,
+            )
     budget = result.export.manifest.selection.get("max_accuracy_drop_points")
     if result.export.recommended:
         console.print(

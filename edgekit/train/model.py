@@ -10,46 +10,90 @@ from typing import Any
 import numpy as np
 
 from edgekit._keras import keras, set_determinism
-from edgekit.config import Activation, Arch, TrainConfig
+from edgekit.config import Activation, Arch, Init, LrSchedule, Optimizer, TrainConfig
 from edgekit.data import Dataset
-from edgekit.errors import DataError
+from edgekit.errors import DataError, ModelError
 from edgekit.files import Progress, stderr_progress
+from edgekit.train.activations import SELU
 from edgekit.train.batches import ShuffledBatches
+from edgekit.train.schedules import learning_rate as learning_rate_schedule
+from edgekit.train.schedules import make_optimizer
 
 # CNN feature maps: two blocks of two 3x3 convolutions, then the dense head of hidden_units[-1].
 CNN_FILTERS: tuple[int, ...] = (32, 64)
 
 
+_INITIALIZERS = {Init.HE: "he_normal", Init.LECUN: "lecun_normal"}
+
+
+def kernel_regularizer(config: TrainConfig) -> Any:
+    """l1, l2 or l1_l2 of the config's factors (None when both are 0)."""
+    if config.l1 > 0 and config.l2 > 0:
+        return keras.regularizers.l1_l2(l1=config.l1, l2=config.l2)
+    if config.l1 > 0:
+        return keras.regularizers.l1(config.l1)
+    if config.l2 > 0:
+        return keras.regularizers.l2(config.l2)
+    return None
+
+
+def _hidden_kwargs(config: TrainConfig, norm_axis: int | list[int]) -> dict[str, Any]:
+    """Initializer, regularizer and max-norm constraint of every hidden kernel."""
+    constraint = (
+        keras.constraints.MaxNorm(config.max_norm, axis=norm_axis)
+        if config.max_norm is not None
+        else None
+    )
+    return {
+        "kernel_initializer": _INITIALIZERS[config.init],
+        "kernel_regularizer": kernel_regularizer(config),
+        "kernel_constraint": constraint,
+        "use_bias": not config.batch_norm,
+    }
+
+
 def regularized_dense(config: TrainConfig) -> Callable[..., Any]:
-    """The guidance's reusable Dense: He initialization and L1 kernel regularization.
+    """The guidance's reusable Dense: He (or LeCun) initialization, L1/L2 kernel regularization
+    and an optional max-norm constraint.
 
     Dense layers followed by batch norm get no activation and no bias (BN's beta replaces it);
     the activation comes after BN, so BN can be folded into the Dense.
     """
-    return functools.partial(
-        keras.layers.Dense,
-        kernel_initializer="he_normal",
-        kernel_regularizer=keras.regularizers.l1(config.l1) if config.l1 > 0 else None,
-        use_bias=not config.batch_norm,
-    )
+    return functools.partial(keras.layers.Dense, **_hidden_kwargs(config, 0))
 
 
 def _activation(config: TrainConfig, name: str) -> keras.layers.Layer:
     if config.activation is Activation.LEAKY_RELU:
         return keras.layers.LeakyReLU(alpha=config.leaky_alpha, name=name)
+    if config.activation is Activation.ELU:
+        return keras.layers.ELU(name=name)
+    if config.activation is Activation.SELU:
+        return SELU(name=name)
     return keras.layers.ReLU(name=name)
+
+
+def _dropout(config: TrainConfig, name: str) -> keras.layers.Layer | None:
+    if config.alpha_dropout > 0:
+        return keras.layers.AlphaDropout(config.alpha_dropout, name=f"alpha_{name}")
+    if config.dropout_rate > 0:
+        return keras.layers.Dropout(config.dropout_rate, name=name)
+    return None
 
 
 def build_model(config: TrainConfig, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """The default network for `config.arch`: `mlp` (hidden 300-100) or `cnn`.
 
-    Every hidden block is Dense/Conv (linear) -> BatchNormalization -> fast activation.
+    Every hidden block is Dense/Conv (linear) -> BatchNormalization (if `batch_norm`) ->
+    activation; (alpha) dropout follows the top `dropout_layers` hidden Dense blocks; with
+    `standardize`, a Normalization layer (adapted by `train_model`) comes first.
     """
     if num_classes < 2:
         raise DataError(f"a classifier needs >= 2 classes, got {num_classes}")
     set_determinism(config.seed)
     dense = regularized_dense(config)
     layers: list[keras.layers.Layer] = [keras.layers.Input(shape=input_shape, name="image")]
+    if config.standardize:
+        layers.append(keras.layers.Normalization(axis=None, name="standardize"))
 
     def block(layer: keras.layers.Layer, i: int) -> None:
         layers.append(layer)
@@ -59,8 +103,12 @@ def build_model(config: TrainConfig, input_shape: tuple[int, ...], num_classes: 
 
     if config.arch is Arch.MLP:
         layers.append(keras.layers.Flatten(name="flatten"))
+        first_dropout = len(config.hidden_units) - config.dropout_layers + 1
         for i, units in enumerate(config.hidden_units, start=1):
             block(dense(units, name=f"dense{i}"), i)
+            drop = _dropout(config, f"dropout{i}") if i >= first_dropout else None
+            if drop is not None:
+                layers.append(drop)
     else:
         if len(input_shape) == 2:
             layers.append(keras.layers.Reshape((*input_shape, 1), name="add_channel"))
@@ -70,12 +118,7 @@ def build_model(config: TrainConfig, input_shape: tuple[int, ...], num_classes: 
                 " use --arch mlp for other data"
             )
         conv = functools.partial(
-            keras.layers.Conv2D,
-            kernel_size=3,
-            padding="same",
-            kernel_initializer="he_normal",
-            kernel_regularizer=keras.regularizers.l1(config.l1) if config.l1 > 0 else None,
-            use_bias=not config.batch_norm,
+            keras.layers.Conv2D, kernel_size=3, padding="same", **_hidden_kwargs(config, [0, 1, 2])
         )
         i = 0
         for filters in CNN_FILTERS:
@@ -86,25 +129,34 @@ def build_model(config: TrainConfig, input_shape: tuple[int, ...], num_classes: 
         layers.append(keras.layers.Flatten(name="flatten"))
         i += 1
         block(dense(config.hidden_units[-1], name=f"dense{i}"), i)
-        layers.append(keras.layers.Dropout(0.3, name="dropout"))
+        drop = _dropout(config, "dropout")
+        if drop is not None:
+            layers.append(drop)
     layers.append(
         keras.layers.Dense(
             num_classes, activation="softmax", kernel_initializer="glorot_uniform", name="output"
         )
     )
     model = keras.Sequential(layers, name=f"edgekit_{config.arch.value}")
-    compile_model(model, config.learning_rate)
+    compile_model(model, config.learning_rate, optimizer=config.optimizer)
     return model
 
 
-def compile_model(model: keras.Model, learning_rate: float, decay_steps: int | None = None) -> None:
-    """Compile for sparse-label classification with Adam; cosine-decay the rate if given steps."""
-    lr: Any = learning_rate
-    if decay_steps:
-        # Decaying to a small rate settles the BN statistics and the weights at the end of training.
-        lr = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps, alpha=0.02)
+def compile_model(
+    model: keras.Model,
+    learning_rate: float,
+    decay_steps: int | None = None,
+    optimizer: Optimizer | str = Optimizer.ADAM,
+    lr_schedule: LrSchedule | str = LrSchedule.COSINE,
+) -> None:
+    """Compile for sparse-label classification with `optimizer` (Adam by default).
+
+    Given `decay_steps`, the rate follows `lr_schedule` over them: cosine decay to 2% (a small
+    final rate settles the BN statistics and the weights), constant, or 1cycle.
+    """
+    rate = learning_rate_schedule(learning_rate, lr_schedule, decay_steps)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=lr),
+        optimizer=make_optimizer(optimizer, rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
@@ -158,7 +210,10 @@ def train_model(
     set_determinism(config.seed)
     epochs = config.max_epochs
     steps = -(-len(data.x_train) // config.batch_size) * epochs
-    compile_model(model, config.learning_rate, decay_steps=steps)
+    compile_model(model, config.learning_rate, decay_steps=steps, optimizer=config.optimizer,
+                  lr_schedule=config.lr_schedule)  # fmt: skip
+    if config.standardize:
+        standardize_inputs(model, data.x_train)
     early = keras.callbacks.EarlyStopping(
         monitor="val_accuracy", patience=config.patience, restore_best_weights=True
     )
@@ -172,6 +227,21 @@ def train_model(
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     val = history.get("val_accuracy", [float("nan")])
     return TrainResult(model, len(val), float(np.nanmax(val)), history)
+
+
+def standardize_inputs(model: keras.Model, x: np.ndarray) -> None:
+    """Adapt the model's 'standardize' Normalization layer to `x` (mean 0, variance 1 after).
+
+    Raises:
+        ModelError: the model has no Normalization layer named 'standardize'.
+    """
+    layer = next((lyr for lyr in model.layers if lyr.name == "standardize"), None)
+    if not isinstance(layer, keras.layers.Normalization):
+        raise ModelError(
+            "the model has no Normalization layer named 'standardize' to adapt: build it with "
+            "TrainConfig(standardize=True)"
+        )
+    layer.adapt(np.asarray(x, dtype=np.float32), batch_size=4096)
 
 
 def keras_accuracy(
