@@ -12,9 +12,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from edgekit.errors import EdgekitError
-from edgekit.files import write_bytes_atomic, write_text_atomic
-from edgekit.report.formats import _kb, _mb, _num, _pct, _times, dumps_json
+from edgekit.report.formats import _kb, _mb, _num, _pct, _times, dumps_json, write_report_files
 from edgekit.report.plot import bench_plot_png
 
 if TYPE_CHECKING:
@@ -202,29 +200,12 @@ def write_bench_outputs(
     plot_path: str | os.PathLike[str] | None = None,
 ) -> list[Path]:
     """Write the requested files atomically; returns the paths written."""
-    written: list[Path] = []
     jobs: Sequence[tuple[str | os.PathLike[str] | None, Any]] = (
         (json_path, lambda: bench_json(result)),
         (csv_path, lambda: bench_csv(result)),
         (markdown_path, lambda: bench_markdown(result)),
         (plot_path, lambda: bench_plot_png(result)),
     )
-    for path, make in jobs:
-        if path is None:
-            continue
-        content = make()
-        target = Path(path)
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, bytes):
-                write_bytes_atomic(target, content)
-            else:
-                write_text_atomic(target, content)
-        except OSError as e:
-            raise EdgekitError(
-                f"cannot write {target}: {e.strerror or e}; pass a writable path"
-            ) from None
-        written.append(target)
-    return written
+    return write_report_files(jobs)
 
 

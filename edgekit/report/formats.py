@@ -57,3 +57,33 @@ def dumps_json(obj: Any, indent: int = 2) -> str:
     return dump(_json_safe(obj), 0) + "\n"
 
 
+
+
+def write_report_files(jobs: Any) -> list[Any]:
+    """Write each (path, make-content) pair whose path is given, atomically; the paths written.
+
+    `make()` returns str (text) or bytes. Raises EdgekitError for a path that cannot be written.
+    """
+    from pathlib import Path
+
+    from edgekit.errors import EdgekitError
+    from edgekit.files import write_bytes_atomic, write_text_atomic
+
+    written = []
+    for path, make in jobs:
+        if path is None:
+            continue
+        content = make()
+        target = Path(path)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                write_bytes_atomic(target, content)
+            else:
+                write_text_atomic(target, content)
+        except OSError as e:
+            raise EdgekitError(
+                f"cannot write {target}: {e.strerror or e}; pass a writable path"
+            ) from None
+        written.append(target)
+    return written

@@ -16,9 +16,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from edgekit.errors import EdgekitError
-from edgekit.files import write_bytes_atomic, write_text_atomic
-from edgekit.report.formats import _num, dumps_json
+from edgekit.report.formats import _num, dumps_json, write_report_files
 from edgekit.report.plot import require_matplotlib
 
 QUANTIZE_OUTPUT_NAMES = {
@@ -185,21 +183,4 @@ def write_quantize_outputs(
         (markdown_path, lambda: quantize_markdown(errors, meta)),
         (plot_path, lambda: quantize_plot_png(errors)),
     )
-    written: list[Path] = []
-    for path, make in jobs:
-        if path is None:
-            continue
-        content: str | bytes = make()
-        target = Path(path)
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, bytes):
-                write_bytes_atomic(target, content)
-            else:
-                write_text_atomic(target, content)
-        except OSError as e:
-            raise EdgekitError(
-                f"cannot write {target}: {e.strerror or e}; pass a writable path"
-            ) from None
-        written.append(target)
-    return written
+    return write_report_files(jobs)
