@@ -226,7 +226,27 @@ def predict(
 
     With `preprocessing` (a manifest's `input`), x holds raw samples (decoded uint8 images)
     and is turned into the model's input by `preprocess` first, as export did. Data is
-    streamed through the interpreter in batches.
+    streamed through the interpreter in batches. For an MC-dropout file (see
+    `edgekit.device.mc`) the output is `mc_mean`, found by name: its mean class probabilities.
+    """
+    from edgekit.device.mc import MC_MEAN, mc_output_indices
+
+    mc = mc_output_indices(interpreter)
+    index = mc[MC_MEAN] if mc else output_details(interpreter)[0].index
+    return predict_outputs(interpreter, x, [index], batch_size, preprocessing)[0]
+
+
+def predict_outputs(
+    interpreter: Any,
+    x: np.ndarray,
+    output_indices: list[int],
+    batch_size: int = EVAL_BATCH_SIZE,
+    preprocessing: dict[str, Any] | None = None,
+) -> list[np.ndarray]:
+    """Float values of the output tensors `output_indices` (tensor indices), as `predict`.
+
+    Raises:
+        EdgekitError: an index is not an output of the file, or x does not fit its input.
     """
     if preprocessing is not None:
         x = preprocess(x, preprocessing)
@@ -237,17 +257,23 @@ def predict(
             f"data samples have shape {tuple(x.shape[1:])} but the model expects {expected}: "
             "pass data shaped like the model's input"
         )
-    out_info = output_details(interpreter)[0]
-    outputs = []
+    infos = {o.index: o for o in output_details(interpreter)}
+    unknown = [i for i in output_indices if i not in infos]
+    if unknown:
+        raise EdgekitError(f"tensor(s) {unknown} are not outputs of the file: expected "
+                           f"one of {sorted(infos)}")  # fmt: skip
+    outputs: list[list[np.ndarray]] = [[] for _ in output_indices]
     for start in range(0, len(x), batch_size):
         chunk = x[start : start + batch_size]
         inp = _resize_batch(interpreter, inp, len(chunk))
         interpreter.set_tensor(inp.index, quantize(chunk, inp))
         interpreter.invoke()
-        outputs.append(dequantize(interpreter.get_tensor(out_info.index), out_info))
-    if not outputs:
-        return np.zeros((0, *output_details(interpreter)[0].shape[1:]), np.float32)
-    return np.concatenate(outputs)
+        for out, i in zip(outputs, output_indices, strict=True):
+            out.append(dequantize(interpreter.get_tensor(i), infos[i]))
+    return [
+        np.concatenate(out) if out else np.zeros((0, *infos[i].shape[1:]), np.float32)
+        for out, i in zip(outputs, output_indices, strict=True)
+    ]
 
 
 @dataclass(frozen=True)

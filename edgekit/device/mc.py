@@ -1,0 +1,120 @@
+"""MC-dropout files on the device: mean class probabilities and their spread, picked by name.
+
+A file written by `edgekit.export.mc` runs N dropout passes batched inside its graph and has
+three outputs: `mc_mean` (mean class probabilities), `mc_std` (their per-class standard deviation
+over the N passes) and `mc_entropy` (predictive entropy of the mean, in nats). The converter
+stores outputs in an order of its own (the MLP here: std, entropy, mean), so they are found by
+their signature output names (or tensor names), never by position. No TensorFlow.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgekit.device.runtime import (
+    EVAL_BATCH_SIZE,
+    Runtime,
+    load_interpreter,
+    output_details,
+    predict_outputs,
+)
+from edgekit.errors import EdgekitError
+
+MC_MEAN, MC_STD, MC_ENTROPY = "mc_mean", "mc_std", "mc_entropy"
+MC_OUTPUTS = (MC_MEAN, MC_STD, MC_ENTROPY)
+# Added to the mean before its log: entropy = -sum(p * log(p + eps)); p = 0 adds nothing.
+ENTROPY_EPS = 1e-7
+
+
+def predictive_entropy(probs: np.ndarray, eps: float = ENTROPY_EPS) -> np.ndarray:
+    """Entropy in nats of each row of class probabilities, computed as the MC files do."""
+    p = np.asarray(probs, dtype=np.float64)
+    return (-(p * np.log(p + eps)).sum(axis=-1)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class McPrediction:
+    """What an MC-dropout file returns for n samples."""
+
+    mean: np.ndarray  # (n, classes): mean class probabilities over the N dropout passes
+    std: np.ndarray  # (n, classes): their standard deviation over the passes (ddof 0)
+    entropy: np.ndarray  # (n,): predictive entropy of `mean`, nats
+
+    @property
+    def predictions(self) -> np.ndarray:
+        """Top-1 class of the mean, per sample."""
+        return self.mean.argmax(axis=1)
+
+
+def _signature_outputs(interpreter: Any) -> dict[str, int]:
+    """Output name -> tensor index of the first signature naming all MC outputs, else {}."""
+    try:
+        signatures = interpreter.get_signature_list()
+    except (AttributeError, RuntimeError, ValueError):  # old runtimes, files without signatures
+        return {}
+    for key, spec in signatures.items():
+        if not set(MC_OUTPUTS) <= set(spec.get("outputs", ())):
+            continue
+        details = interpreter.get_signature_runner(key).get_output_details()
+        return {name: int(details[name]["index"]) for name in MC_OUTPUTS}
+    return {}
+
+
+def mc_output_indices(interpreter: Any) -> dict[str, int] | None:
+    """Tensor index of `mc_mean`, `mc_std` and `mc_entropy`, or None for a file without them.
+
+    Looked up by signature output name first, then by a tensor name containing the output name
+    (files converted without a signature); never by position.
+    """
+    found = _signature_outputs(interpreter)
+    if not found:
+        by_tensor = {}
+        for info in output_details(interpreter):
+            hits = [n for n in MC_OUTPUTS if n in info.name]
+            if len(hits) == 1:
+                by_tensor[hits[0]] = info.index
+        found = by_tensor if set(by_tensor) == set(MC_OUTPUTS) else {}
+    return found or None
+
+
+def is_mc_file(interpreter: Any) -> bool:
+    """True when the loaded file has the three MC-dropout outputs."""
+    return mc_output_indices(interpreter) is not None
+
+
+def predict_mc(
+    model: str | os.PathLike[str] | bytes | Any,
+    x: np.ndarray,
+    batch_size: int = EVAL_BATCH_SIZE,
+    preprocessing: dict[str, Any] | None = None,
+    runtime: str | Runtime = "auto",
+) -> McPrediction:
+    """Mean class probabilities, per-class std and entropy of an MC-dropout file for inputs x.
+
+    Args:
+        model: a .tflite path, its bytes, or a loaded interpreter.
+        x: float inputs shaped like the model's input (int8 files are quantized as needed), or
+            raw samples when `preprocessing` (a manifest's `input`) is given.
+        batch_size: samples per invoke (the files take any batch; fixed masks give the same
+            numbers at every batch size).
+
+    Raises:
+        EdgekitError: the file has no MC outputs, or x does not fit its input.
+        ModelFileError: the file cannot be loaded.
+    """
+    interpreter = model if hasattr(model, "invoke") else load_interpreter(model, runtime)
+    indices = mc_output_indices(interpreter)
+    if indices is None:
+        names = ", ".join(i.name for i in output_details(interpreter))
+        raise EdgekitError(
+            f"the file has no MC-dropout outputs ({', '.join(MC_OUTPUTS)}; it has {names}): "
+            "export one with --mc-samples N from a model with Dropout layers"
+        )
+    mean, std, entropy = predict_outputs(
+        interpreter, x, [indices[n] for n in MC_OUTPUTS], batch_size, preprocessing
+    )
+    return McPrediction(mean=mean, std=std, entropy=entropy.reshape(len(mean)))
