@@ -23,6 +23,7 @@ from edgekit.cli_options import (
     data_config_from_options,
     data_options,
     export_options,
+    mc_samples,
     progress_printer,
     thread_counts,
     train_options,
@@ -150,6 +151,8 @@ def export(model: str | None, **kw: Any) -> None:
         search=budget is not None,
         float_layers=kw["float_layers"],
         int4_layers=kw["int4_layers"],
+        mc_samples=mc_samples(kw["mc_samples"]),
+        mc_masks=kw["mc_masks"],
     )
     qat = QatConfig(epochs=kw["qat_epochs"], seed=kw["seed"]) if kw["qat"] else None
     cluster = (
@@ -168,9 +171,8 @@ def export(model: str | None, **kw: Any) -> None:
     from edgekit.report.export import print_export_summary
 
     print_export_summary(result, console())
-    defaults = {f"_{p.value}.tflite" for p in DEFAULT_PRECISIONS}
-    left_out = [r for r in result.export.requested_left_out
-                if named or not any(r.file.endswith(t) for t in defaults)]  # fmt: skip
+    defaults = {p.value for p in DEFAULT_PRECISIONS}  # not asked for by name unless --precision
+    left_out = [r for r in result.export.requested_left_out if named or r.tag not in defaults]
     if left_out:
         raise click.ClickException(
             f"{len(left_out)} file(s) asked for were not written: "

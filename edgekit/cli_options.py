@@ -245,6 +245,16 @@ def quantize_options(f: Any) -> Any:
             help="Cluster each kernel's weights to N values (sparsity-preserving when pruned), "
             "after pruning and before export: smaller gzipped files.",
         ),
+        click.option(
+            "--mc-samples",
+            help="MC dropout: also write float32 and int8 files returning the mean, std and "
+            "entropy of N dropout passes in one invoke; a list (1,5,10,30) writes one per N. "
+            "Needs a model with Dropout (--dropout RATE).",
+        ),
+        click.option("--mc-masks", type=click.Choice(["fixed", "random"]), default="fixed",
+                     show_default=True,
+                     help="fixed: N seeded masks stored in the file (same outputs every run); "
+                     "random: drawn in the graph at every invoke."),  # fmt: skip
         click.option("--cluster-epochs", type=int, default=2, show_default=True,
                      help="Fine-tuning epochs of --clusters."),  # fmt: skip
     ]
@@ -366,6 +376,18 @@ def _l1_l2(value: str) -> tuple[float, float]:
             f"--l1-l2 must be two factors L1,L2, e.g. 1e-5,1e-4, got {value!r}"
         ) from None
     return l1, l2
+
+
+def mc_samples(value: str | None) -> tuple[int, ...]:
+    """'1,5,10' -> (1, 5, 10)."""
+    if not value:
+        return ()
+    try:
+        return tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise EdgekitError(
+            f"--mc-samples must be whole numbers like 10 or 1,5,10,30, got {value!r}"
+        ) from None
 
 
 def configs_from_options(kw: dict[str, Any]) -> tuple[Any, Any]:

@@ -359,6 +359,9 @@ class ExportConfig:
     float_layers: str | None = None
     # int4_int8 files: regex of the layers given int4 weights; None = the largest layer.
     int4_layers: str | None = None
+    # MC dropout: also write float32 and int8 files averaging N dropout passes, for each N.
+    mc_samples: tuple[int, ...] = ()
+    mc_masks: str = "fixed"  # "fixed" (seeded, stored in the file) or "random" (in the graph)
 
     def __post_init__(self) -> None:
         precisions = tuple(parse_precision(p) for p in self.precisions)
@@ -377,6 +380,12 @@ class ExportConfig:
             raise EdgekitError(
                 f"min_agreement must be in [0, 1], got {self.min_agreement}: e.g. 0.98"
             )
+        object.__setattr__(self, "mc_samples", tuple(dict.fromkeys(self.mc_samples)))
+        for n in self.mc_samples:
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise EdgekitError(f"--mc-samples must be >= 1, got {n!r}: e.g. 10 or 1,5,10,30")
+        if self.mc_masks not in ("fixed", "random"):
+            raise EdgekitError(f"--mc-masks must be fixed or random, got {self.mc_masks!r}")
         if not (0.0 <= self.max_accuracy_drop <= 100.0):
             raise EdgekitError(
                 f"max_accuracy_drop must be in [0, 100] points, got {self.max_accuracy_drop}: "

@@ -106,6 +106,11 @@ def run_pipeline(
         check_model_path(model_path)  # before seconds of TensorFlow import and data loading
         config = dataclasses.replace(config, data=data_config_for_model(config.data, model_path,
                                                                         say))  # fmt: skip
+    if model_path is None and config.export.mc_samples and not _has_dropout(config):
+        raise EdgekitError(
+            "--mc-samples needs a model with Dropout layers, and this mlp has none: add "
+            "--dropout 0.2 (or --alpha-dropout with --activation selu)"
+        )
     if config.export.name is not None:
         check_file_stem(config.export.name)  # outputs stay inside the output folder
     out = ensure_writable_dir(config.output_dir)  # fail before minutes of training
@@ -236,6 +241,14 @@ def _run_stages(
         if f.record.accuracy is not None:
             acc[f"tflite_{f.precision.value}"] = f.record.accuracy.accuracy
     return PipelineResult(data, result, folded, acc, sparsity, times, info, models)
+
+
+def _has_dropout(config: PipelineConfig) -> bool:
+    """Whether the network `config.train` builds has (alpha) dropout layers."""
+    t = config.train
+    if t.alpha_dropout:
+        return True
+    return bool(t.dropout) if t.dropout is not None else t.arch.value != "mlp"
 
 
 def _qat_factory(model: Any, data: Dataset, config: PipelineConfig, say: Progress,

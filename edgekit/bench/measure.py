@@ -36,6 +36,7 @@ from edgekit.bench.records import (
     ProgressFn,
 )
 from edgekit.bench.testdata import load_bench_data
+from edgekit.bench.uncertainty import annotate_uncertainty
 from edgekit.device.manifest import MANIFEST_NAME, FileRecord, Manifest, read_manifest
 from edgekit.device.modelfile import ModelFile, read_model_file
 from edgekit.device.runtime import get_runtime
@@ -223,6 +224,7 @@ def run_bench(
         machine = machine_info()
         machine["xnnpack"] = config.xnnpack
         _compare(rows, outputs, machine, data_info)
+        annotate_uncertainty(rows, outputs, y_test)
 
     runtimes = sorted({r.runtime for r in rows if r.runtime and r.kind == "tflite"})
     machine["runtime"] = ", ".join(runtimes) if runtimes else "unknown (no file loaded)"

@@ -163,6 +163,8 @@ class BenchRow:
     accuracy: float | None = None
     accuracy_samples: int | None = None
     accuracy_note: str | None = None
+    # MC-dropout files: calibration and risk-coverage against the deterministic file.
+    uncertainty: dict[str, Any] | None = None
     # The interpreter options accuracy was measured with (the row's own, as its latency).
     accuracy_threads: int | None = None
     accuracy_xnnpack: bool | None = None

@@ -8,8 +8,10 @@ Certainty is the top mean probability by default, or low predictive entropy. Num
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -226,3 +228,29 @@ def compare_uncertainty(
         mc=uncertainty_metrics(a, labels, bins, coverages, certainty),
         deterministic=uncertainty_metrics(b, labels, bins, coverages, certainty),
     )
+
+
+_MC_NAME = re.compile(r"^(?P<stem>.+)_mc(?P<n>\d+)_(?P<precision>[a-z0-9_]+)\.tflite$")
+
+
+def annotate_uncertainty(rows: Sequence[Any], outputs: dict[str, np.ndarray], labels: Any) -> None:
+    """Set `row.uncertainty` of every MC-dropout row (`<stem>_mcN_<precision>.tflite`): its
+    mean's accuracy, ECE, NLL and risk-coverage next to the deterministic file of the same
+    model and precision (`<stem>_<precision>.tflite`, same folder and thread count)."""
+    if labels is None:
+        return
+    by_key = {(Path(r.path).parent, r.file, r.threads): r for r in rows if r.ok}
+    for row in rows:
+        m = _MC_NAME.match(row.file)
+        if m is None or not row.ok or row.id not in outputs:
+            continue
+        det_file = f"{m['stem']}_{m['precision']}.tflite"
+        det = by_key.get((Path(row.path).parent, det_file, row.threads))
+        if det is None or det.id not in outputs:
+            continue
+        try:
+            cmp = compare_uncertainty(outputs[row.id], outputs[det.id], labels)
+        except EdgekitError:
+            continue
+        row.uncertainty = {"mc_samples": int(m["n"]), "deterministic_file": det_file,
+                           **cmp.to_dict()}  # fmt: skip

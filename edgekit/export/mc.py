@@ -176,7 +176,7 @@ def _mc_layer(layer: Any, features: tuple[Any, ...], samples: int, masks: str, s
     return _fixed_mask_layer(layer, tuple(int(d) for d in features), samples, seed, k)
 
 
-def _check_mc_args(model: Any, samples: int, masks: str) -> None:
+def check_mc_args(model: Any, samples: int, masks: str) -> None:
     if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
         raise ExportError(f"--mc-samples must be >= 1, got {samples!r}")
     if masks not in MC_MASKS:
@@ -227,7 +227,7 @@ def build_mc_model(
         ExportError: samples < 1, unknown masks, no Dropout layers, no softmax output, or
             Dropout inputs without a fixed shape.
     """
-    _check_mc_args(model, samples, masks)
+    check_mc_args(model, samples, masks)
     n = int(samples)
     try:
         shape = tuple(model.input_shape[1:])

@@ -72,6 +72,7 @@ class RejectedFile:
     precision: str
     reason: str
     requested: bool
+    tag: str = ""
     accuracy: float | None = None
     accuracy_drop_points: float | None = None
     agreement: float | None = None
@@ -214,13 +215,14 @@ def _measure(
         check = verify_tflite(blob, variant.tag, x_eval, y_eval, keras_outputs,
                               config.min_agreement)  # fmt: skip
     except EdgekitError as e:
-        return RejectedFile(name, variant.precision.value, str(e), variant.requested)
+        return RejectedFile(name, variant.precision.value, str(e), variant.requested, variant.tag)
     info = parse_model_bytes(blob, name)
     drop = round(100 * (keras_acc - check.accuracy), 4)
     why = _gate(variant, blob, info, check, keras_acc, config, model_sparsity)
     if why is not None:
         return RejectedFile(
-            name, variant.precision.value, why, variant.requested, check.accuracy, drop,
+            name, variant.precision.value, why, variant.requested, variant.tag, check.accuracy,
+            drop,
             check.top1_agreement_with_keras, info.bytes, info.gzip_bytes,
         )  # fmt: skip
     record = FileRecord(
@@ -243,8 +245,8 @@ def _float_ops(variant: Variant, blob: bytes) -> dict[str, list[str]]:
     """{'float_ops': [...]} for an int8 file keeping ops in float (an ELU), else {}."""
     from edgekit.device.opcheck import float_ops
 
-    if variant.precision is not Precision.INT8 or variant.float_layers:
-        return {}
+    if variant.precision is not Precision.INT8 or variant.float_layers or "mc" in variant.extra:
+        return {}  # asked for, or (MC dropout) statistics in float by design
     ops = float_ops(blob)
     return {"float_ops": ops} if ops else {}
 

@@ -39,9 +39,10 @@ class Variant:
     # Run before any file is made: a bad setting (a layer name the model lacks) fails the
     # whole export with one line instead of leaving that file out.
     check: Callable[[], object] | None = field(default=None, repr=False)
+    extra: dict[str, Any] = field(default_factory=dict)  # more for the manifest (MC: N, outputs)
 
     def info(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"tag": self.tag, "engine": self.engine}
+        d: dict[str, Any] = {"tag": self.tag, "engine": self.engine, **self.extra}
         if self.description:
             d["description"] = self.description
         if self.float_layers:
@@ -151,7 +152,23 @@ def plan_variants(
             "int8 from quantization-aware training",
         )  # fmt: skip
 
+    def mc_variant(n: int, p: Precision) -> Variant:
+        from edgekit.export.mc import MC_OUTPUTS, build_mc_model, check_mc_args, convert_mc
+
+        def build() -> bytes:
+            mc = build_mc_model(model, n, config.mc_masks, seed)
+            return convert_mc(mc, p.value, x_train, samples, seed)
+
+        v = Variant(f"mc{n}_{p.value}", p, ENGINES["converter"] + " (MC dropout)", build, True,
+                    f"mean, std and entropy of {n} dropout passes in one invoke",
+                    check=lambda: check_mc_args(model, n, config.mc_masks))  # fmt: skip
+        v.extra = {"mc": {"samples": n, "masks": config.mc_masks, "seed": seed,
+                          "outputs": list(MC_OUTPUTS)}}  # fmt: skip
+        return v
+
     requested = [make(p, True) for p in config.precisions]
+    requested += [mc_variant(n, p) for n in config.mc_samples
+                  for p in (Precision.FLOAT32, Precision.INT8)]  # fmt: skip
     if config.float_layers:
         from edgekit.export.float_layers_spec import parse_float_layers
 

@@ -104,6 +104,7 @@ def overall_verdict(result: BenchResult) -> list[str]:
             f"{row.accuracy:.2%} here)." if row.accuracy is not None else
             f"Recommended by export: {row.file}, the smallest file{within}."
         )  # fmt: skip
+    lines += _uncertainty_lines(ok)
     seen: set[str] = set()
     for row in ok:
         if row.path in seen or row.kind != "tflite" or row.reference in (None, row.file):
@@ -220,3 +221,27 @@ def manifest_difference(
         "the file and the data are those of export, so the runtime or the CPU made the "
         f"difference: here {here}; at export {there}"
     )
+
+
+def _uncertainty_lines(rows: list[BenchRow]) -> list[str]:
+    """MC-dropout files against their deterministic file: accuracy, ECE, NLL, risk-coverage."""
+    lines = []
+    for row in {r.path: r for r in rows if r.uncertainty}.values():
+        u = row.uncertainty or {}
+        mc, det = u["mc"], u["deterministic"]
+
+        def lower(key: str) -> str:
+            a, b = mc[key], det[key]
+            return "lower" if a < b else ("equal" if a == b else "HIGHER")
+
+        cov = ", ".join(
+            f"{c['coverage']:.0%}: {c['accuracy']:.2%} vs {d['accuracy']:.2%}"
+            for c, d in zip(mc["risk_coverage"], det["risk_coverage"], strict=False)
+        )
+        lines.append(
+            f"MC dropout, {u['mc_samples']} passes ({row.file}) against {u['deterministic_file']}:"
+            f" accuracy of the mean {mc['accuracy']:.2%} vs {det['accuracy']:.2%}; ECE "
+            f"{mc['ece']:.4f} vs {det['ece']:.4f} ({lower('ece')}); NLL {mc['nll']:.4f} vs "
+            f"{det['nll']:.4f} ({lower('nll')}); accuracy on the most certain {cov}."
+        )
+    return lines
