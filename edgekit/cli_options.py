@@ -115,10 +115,11 @@ def train_options(f: Any) -> Any:
         ),
         click.option(
             "--arch",
-            type=click.Choice(["mlp", "cnn"]),
+            type=click.Choice(["mlp", "cnn", "cnn_gap"]),
             default="mlp",
             show_default=True,
-            help="mlp: Dense 300-100; cnn: 4 Conv2D + Dense (both with BN).",
+            help="mlp: Dense 300-100; cnn: 4 Conv2D + Dense; cnn_gap: 5 Conv2D + global "
+            "average pooling, no dense head (all with BN).",
         ),
         click.option(
             "--hidden",

@@ -245,10 +245,7 @@ def _run_stages(
 
 def _has_dropout(config: PipelineConfig) -> bool:
     """Whether the network `config.train` builds has (alpha) dropout layers."""
-    t = config.train
-    if t.alpha_dropout:
-        return True
-    return bool(t.dropout) if t.dropout is not None else t.arch.value != "mlp"
+    return config.train.alpha_dropout > 0 or config.train.dropout_rate > 0
 
 
 def _qat_factory(model: Any, data: Dataset, config: PipelineConfig, say: Progress,

@@ -21,6 +21,10 @@ from edgekit.train.schedules import make_optimizer
 
 # CNN feature maps: two blocks of two 3x3 convolutions, then the dense head of hidden_units[-1].
 CNN_FILTERS: tuple[int, ...] = (32, 64)
+# cnn_gap: stages of 3x3 convolutions with 2x2 max pooling between them, then global average
+# pooling straight into the softmax layer. Nearly every weight is in a conv kernel; the
+# dense head of the cnn (3136 x 100) is gone. Filters per convolution, one tuple per stage.
+GAP_STAGES: tuple[tuple[int, ...], ...] = ((32, 32), (64, 64), (128,))
 
 
 _INITIALIZERS = {Init.HE: "he_normal", Init.LECUN: "lecun_normal"}
@@ -81,7 +85,7 @@ def _dropout(config: TrainConfig, name: str) -> keras.layers.Layer | None:
 
 
 def build_model(config: TrainConfig, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
-    """The default network for `config.arch`: `mlp` (hidden 300-100) or `cnn`.
+    """The default network for `config.arch`: `mlp` (hidden 300-100), `cnn` or `cnn_gap`.
 
     Every hidden block is Dense/Conv (linear) -> BatchNormalization (if `batch_norm`) ->
     activation; (alpha) dropout follows the top `dropout_layers` hidden Dense blocks; with
@@ -114,21 +118,27 @@ def build_model(config: TrainConfig, input_shape: tuple[int, ...], num_classes: 
             layers.append(keras.layers.Reshape((*input_shape, 1), name="add_channel"))
         elif len(input_shape) != 3:
             raise DataError(
-                f"the cnn architecture needs images shaped (H, W) or (H, W, C), got {input_shape}:"
-                " use --arch mlp for other data"
+                f"the {config.arch.value} architecture needs images shaped (H, W) or (H, W, C), "
+                f"got {input_shape}: use --arch mlp for other data"
             )
         conv = functools.partial(
             keras.layers.Conv2D, kernel_size=3, padding="same", **_hidden_kwargs(config, [0, 1, 2])
         )
+        gap = config.arch is Arch.CNN_GAP
+        stages = GAP_STAGES if gap else tuple((f, f) for f in CNN_FILTERS)
         i = 0
-        for filters in CNN_FILTERS:
-            for _ in range(2):
+        for s, filters in enumerate(stages, start=1):
+            for f in filters:
                 i += 1
-                block(conv(filters, name=f"conv{i}"), i)
-            layers.append(keras.layers.MaxPooling2D(2, name=f"pool{i}"))
-        layers.append(keras.layers.Flatten(name="flatten"))
-        i += 1
-        block(dense(config.hidden_units[-1], name=f"dense{i}"), i)
+                block(conv(f, name=f"conv{i}"), i)
+            if not gap or s < len(stages):
+                layers.append(keras.layers.MaxPooling2D(2, name=f"pool{i}"))
+        if gap:
+            layers.append(keras.layers.GlobalAveragePooling2D(name="gap"))
+        else:
+            layers.append(keras.layers.Flatten(name="flatten"))
+            i += 1
+            block(dense(config.hidden_units[-1], name=f"dense{i}"), i)
         drop = _dropout(config, "dropout")
         if drop is not None:
             layers.append(drop)
