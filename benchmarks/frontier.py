@@ -37,7 +37,7 @@ LATENCY_WARMUP = 50
 LATENCY_RUNS = 500
 
 # (arch, sparsity, epochs, prune_epochs, clusters); epochs None = the architecture's default
-# (edgekit.config.DEFAULT_EPOCHS). clusters is a hook: used only once edgekit.train.cluster exists.
+# (edgekit.config.DEFAULT_EPOCHS). clusters: `--clusters N` after pruning (edgekit.train.cluster).
 POINTS: dict[str, list[dict[str, Any]]] = {
     "quick": [
         {"arch": "cnn_gap", "sparsity": 0.0, "epochs": 2, "prune_epochs": 1},
@@ -49,6 +49,11 @@ POINTS: dict[str, list[dict[str, Any]]] = {
         {"arch": "cnn_gap", "sparsity": 0.6, "epochs": None, "prune_epochs": None},
         {"arch": "cnn", "sparsity": 0.8, "epochs": None, "prune_epochs": None},
         {"arch": "cnn", "hidden": [32], "sparsity": 0.8, "epochs": None, "prune_epochs": None},
+        # Clustering (16 values per kernel, zeros kept) buys gzip room for fewer zeros.
+        {"arch": "cnn", "hidden": [32], "sparsity": 0.7, "epochs": None, "prune_epochs": 8,
+         "clusters": 16},
+        {"arch": "cnn", "hidden": [32], "sparsity": 0.8, "epochs": None, "prune_epochs": 8,
+         "clusters": 16},
     ],
 }
 
@@ -107,6 +112,7 @@ def run_points(
     """
     from edgekit.config import (
         DEFAULT_EPOCHS,
+        ClusterConfig,
         DataConfig,
         ExportConfig,
         PipelineConfig,
@@ -162,9 +168,15 @@ def run_points(
             res, wall = base, train_s
         else:
             prune = PruneConfig(target_sparsity=sp, epochs=prune_epochs, seed=seed)
+            cluster = (
+                ClusterConfig(clusters=p["clusters"], seed=seed)
+                if p.get("clusters") and has_cluster
+                else None
+            )
             res = run_pipeline(
                 PipelineConfig(
-                    data=data, train=train, prune=prune, export=export, output_dir=str(out)
+                    data=data, train=train, prune=prune, export=export, output_dir=str(out),
+                    cluster=cluster,
                 ),
                 model_path=path,
             )
@@ -174,6 +186,7 @@ def run_points(
         row |= {
             "float_accuracy": base.accuracy["float_keras"],
             "pruned_accuracy": res.accuracy.get("pruned_keras"),
+            "clustered_accuracy": res.accuracy.get("clustered_keras"),
             "int8_accuracy": res.accuracy["tflite_int8"],
             "bytes": f.record.bytes,
             "gzip_bytes": f.record.gzip_bytes,

@@ -35,7 +35,8 @@ def test_mc_export_writes_named_outputs_and_bench_reports_calibration(tmp_path: 
     a = predict_mc(str(path), data.x_test[:200])
     b = predict_mc(str(path), data.x_test[:200])  # a fresh interpreter: fixed masks
     assert np.array_equal(a.mean, b.mean) and np.array_equal(a.entropy, b.entropy)
-    assert a.mean.shape == (200, 10) and np.allclose(a.mean.sum(1), 1, atol=0.01)  # int8 softmax steps
+    # int8 softmax steps: the mean sums to 1 within a few 1/256 steps
+    assert a.mean.shape == (200, 10) and np.allclose(a.mean.sum(1), 1, atol=0.01)
     assert (a.std > 0).any()
     bench = run_edgekit("bench", str(out), "--min-runs", "20", "--min-time", "0.05", "--rounds",
                         "1", "--json", str(tmp_path / "b.json"), "--no-save", "-q",

@@ -230,7 +230,7 @@ def _uncertainty_lines(rows: list[BenchRow]) -> list[str]:
         u = row.uncertainty or {}
         mc, det = u["mc"], u["deterministic"]
 
-        def lower(key: str) -> str:
+        def lower(key: str, mc: dict[str, Any] = mc, det: dict[str, Any] = det) -> str:
             a, b = mc[key], det[key]
             return "lower" if a < b else ("equal" if a == b else "HIGHER")
 
