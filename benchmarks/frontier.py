@@ -54,6 +54,9 @@ POINTS: dict[str, list[dict[str, Any]]] = {
          "clusters": 16},
         {"arch": "cnn", "hidden": [32], "sparsity": 0.8, "epochs": None, "prune_epochs": 8,
          "clusters": 16},
+        # ... and cluster-preserving QAT on top (the int8_qat file).
+        {"arch": "cnn", "hidden": [32], "sparsity": 0.7, "epochs": None, "prune_epochs": 8,
+         "clusters": 16, "qat": True},
     ],
 }
 
@@ -62,7 +65,8 @@ def point_label(p: dict[str, Any]) -> str:
     """'arch@sparsity' (plus '/cN' with clusters), the name --only selects a point by."""
     hidden = f"/h{'-'.join(str(u) for u in p['hidden'])}" if p.get("hidden") else ""
     label = f"{p['arch']}{hidden}@{p['sparsity']:g}"
-    return label + (f"/c{p['clusters']}" if p.get("clusters") else "")
+    label += f"/c{p['clusters']}" if p.get("clusters") else ""
+    return label + ("/qat" if p.get("qat") else "")
 
 
 def latency_us(tflite: bytes, image: Any) -> dict[str, float]:
@@ -105,10 +109,13 @@ def run_points(
     seed: int,
     workdir: Path,
     on_row: Callable[[list[dict[str, Any]]], None] | None = None,
+    trained_model: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Run every point through run_pipeline; one training per (arch, epochs).
 
-    `on_row` gets the rows done so far (Pareto marked) after each point.
+    `on_row` gets the rows done so far (Pareto marked) after each point. `trained_model`: a
+    model an earlier run of this script trained (its `*_trained.keras`) for the points' arch:
+    it is pruned (and clustered) as it is, not trained again.
     """
     from edgekit.config import (
         DEFAULT_EPOCHS,
@@ -117,6 +124,7 @@ def run_points(
         ExportConfig,
         PipelineConfig,
         PruneConfig,
+        QatConfig,
         TrainConfig,
     )
     from edgekit.pipeline import run_pipeline
@@ -146,6 +154,8 @@ def run_points(
                 "edgekit.train.cluster does not exist in this branch: clustering skipped"
             )
         key = (arch, train.hidden_units, epochs)
+        if trained_model is not None and key not in trained:
+            trained[key] = (trained_model, 0.0, None)
         if key not in trained:  # train once without pruning: the sparsity-0 file
             t0 = time.perf_counter()
             res = run_pipeline(
@@ -168,6 +178,7 @@ def run_points(
             res, wall = base, train_s
         else:
             prune = PruneConfig(target_sparsity=sp, epochs=prune_epochs, seed=seed)
+            qat = QatConfig(seed=seed) if p.get("qat") else None
             cluster = (
                 ClusterConfig(clusters=p["clusters"], seed=seed)
                 if p.get("clusters") and has_cluster
@@ -176,18 +187,25 @@ def run_points(
             res = run_pipeline(
                 PipelineConfig(
                     data=data, train=train, prune=prune, export=export, output_dir=str(out),
-                    cluster=cluster,
+                    cluster=cluster, qat=qat,
                 ),
                 model_path=path,
             )
             wall = time.perf_counter() - t0
-        f = res.export.files[0]
+        base = base or res  # a given trained model: its accuracy as loaded
+        # With qat the point is the QAT int8 file (int8_qat); the post-training one is kept too.
+        f = next(x for x in res.export.files if x.record.variant.get("tag") == (
+            "int8_qat" if p.get("qat") else "int8"))
         image = res.dataset.x_test[0]
         row |= {
             "float_accuracy": base.accuracy["float_keras"],
             "pruned_accuracy": res.accuracy.get("pruned_keras"),
             "clustered_accuracy": res.accuracy.get("clustered_keras"),
-            "int8_accuracy": res.accuracy["tflite_int8"],
+            "int8_accuracy": f.record.accuracy.accuracy,
+            "file": f.file,
+            "other_files": {x.file: {"accuracy": x.record.accuracy.accuracy,
+                                     "gzip_bytes": x.record.gzip_bytes}
+                            for x in res.export.files if x is not f},
             "bytes": f.record.bytes,
             "gzip_bytes": f.record.gzip_bytes,
             "kernel_sparsity": res.kernel_sparsity,
@@ -195,7 +213,9 @@ def run_points(
             "latency": latency_us(f.data, image),
             "train_seconds": round(train_s, 1),  # shared by the points of one (arch, epochs)
             "point_seconds": round(wall, 1),  # sparsity 0: the training run; else prune+export
-            "parameters": int(base.models["trained"].count_params()),
+            "parameters": int(
+                (base.models.get("trained") or base.models["loaded"]).count_params()
+            ),
         }
         row["meets_goal"] = (
             row["int8_accuracy"] >= GOAL_ACCURACY and row["gzip_bytes"] <= GOAL_GZIP_BYTES
@@ -299,6 +319,8 @@ def main() -> int:
         help="run only these points of the list (repeatable), e.g. cnn_gap@0.75",
     )
     ap.add_argument("--seed", type=int, default=42, help="seed of data, training and pruning")
+    ap.add_argument("--trained", type=Path, default=None,
+                    help="a *_trained.keras an earlier run saved: prune it instead of training")
     ap.add_argument("--out", type=Path, default=None, help="JSON path (PNG next to it)")
     ap.add_argument(
         "--combine",
@@ -360,7 +382,7 @@ def main() -> int:
         out.write_text(json.dumps(report, indent=2) + "\n")
 
     with tempfile.TemporaryDirectory() as tmp:
-        rows = run_points(points, args.seed, Path(tmp), on_row=write)
+        rows = run_points(points, args.seed, Path(tmp), on_row=write, trained_model=args.trained)
     png = out.with_suffix(".png")
     plot(rows, png, f"edgekit int8 Fashion-MNIST, seed {args.seed}, {report['machine']['cpu']}")
     print(f"wrote {out} and {png}; meets the goal: {report['meets_goal'] or 'none'}")

@@ -238,8 +238,10 @@ def _run_stages(
             qat_requested=config.qat is not None,
         )
     for f in result.files:
-        if f.record.accuracy is not None:
-            acc[f"tflite_{f.precision.value}"] = f.record.accuracy.accuracy
+        if f.record.accuracy is not None:  # by tag: int8 and int8_qat are both int8 files
+            acc[f"tflite_{f.record.variant.get('tag') or f.precision.value}"] = (
+                f.record.accuracy.accuracy
+            )
     return PipelineResult(data, result, folded, acc, sparsity, times, info, models)
 
 

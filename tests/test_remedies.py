@@ -65,3 +65,24 @@ def test_clusters_after_pruning_keep_zeros_and_few_values(tmp_path: Path) -> Non
     kernels = [w for w in int8.weights if w.elements >= 10000]
     assert all(abs(w.sparsity - 0.80) <= 0.01 for w in kernels)
     assert result.accuracy["tflite_int8"] >= result.accuracy["pruned_keras"] - 0.015
+
+
+def test_qat_of_a_clustered_model_keeps_clusters_and_zeros(tmp_path: Path) -> None:
+    from edgekit.device.modelfile import read_model_file
+
+    result = _run(tmp_path, cluster=ClusterConfig(clusters=16, epochs=1, seed=5),
+                  qat=QatConfig(epochs=1, seed=5))  # fmt: skip
+    files = {f.record.variant["tag"]: f for f in result.export.files}
+    qat, ptq = files["int8_qat"], files["int8"]
+    # Cluster-preserving QAT: the int8 kernels still hold at most 16 values (+ zero) per
+    # output channel, the zeros stay, and the gzipped file is no larger than post-training's.
+    info = read_model_file(tmp_path / qat.file)
+    for w in (w for w in info.weights if w.elements >= 10000):
+        assert abs(w.sparsity - 0.80) <= 0.01
+    raw = qat.data
+    from edgekit.device.opcheck import compute_layers
+
+    assert all(c.weight_dtype == "int8" for c in compute_layers(raw))
+    assert qat.record.gzip_bytes is not None and ptq.record.gzip_bytes is not None
+    assert qat.record.gzip_bytes <= ptq.record.gzip_bytes * 1.02
+    assert "tflite_int8_qat" in result.accuracy and "tflite_int8" in result.accuracy

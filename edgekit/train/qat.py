@@ -47,7 +47,8 @@ class QatResult:
 
     Args:
         model: quantize-wrapped tf_keras model (compiled); convert it with a full-integer recipe.
-        scheme: "default" or "prune_preserve" (chosen because a kernel was sparse).
+        scheme: "default", "prune_preserve" (a kernel was sparse) or "cluster_preserve" (the
+            kernels were clustered: clusters and zeros kept).
         folded_batchnorms: BatchNormalization layers folded before QAT.
         kernel_sparsity: zeros in each kernel as QAT quantizes it, i.e. as the int8 file
             stores it, by layer name.
@@ -144,9 +145,25 @@ def quantized_kernel_sparsity(model: keras.Model) -> dict[str, float]:
     return out
 
 
+# A kernel (of >= this many weights) holding at most CLUSTERED_MAX_VALUES distinct values is
+# taken as clustered (`--clusters`): QAT then keeps its clusters (and zeros).
+CLUSTERED_MIN_WEIGHTS = 1024
+CLUSTERED_MAX_VALUES = 256
+
+
+def is_clustered(kernels: dict[str, np.ndarray]) -> bool:
+    """Whether the large kernels were clustered: few distinct values in each."""
+    big = [k for k in kernels.values() if k.size >= CLUSTERED_MIN_WEIGHTS]
+    return bool(big) and all(len(np.unique(k)) <= CLUSTERED_MAX_VALUES for k in big)
+
+
 def _scheme(name: str) -> Any:
     if name == "prune_preserve":
         return tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
+    if name == "cluster_preserve":
+        return tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme(
+            preserve_sparsity=True
+        )
     return tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme()
 
 
@@ -221,7 +238,11 @@ def quantize_aware_train(
     fused = fuse_relu(folded.model)
     float_model = fused.model
     before = {n: float((k == 0).mean()) for n, k in model_kernels(float_model).items() if k.size}
-    scheme = "prune_preserve" if has_sparse_kernels(before) else "default"
+    kernels = model_kernels(float_model)
+    if is_clustered(kernels):
+        scheme = "cluster_preserve"  # keeps the clusters and (preserve_sparsity) the zeros
+    else:
+        scheme = "prune_preserve" if has_sparse_kernels(before) else "default"
     set_determinism(config.seed)
     qat, unquantized = _apply(float_model, scheme)
 
