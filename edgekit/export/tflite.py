@@ -186,9 +186,10 @@ def _gate(
     if wrong:
         more = f" and {len(wrong) - 1} more" if len(wrong) > 1 else ""
         return f"not the precision it claims: {wrong[0]}{more}"
-    if model_sparsity >= 0.05 and info.weight_sparsity < model_sparsity - SPARSITY_TOLERANCE:
+    kept = _kernel_sparsity(blob, info)
+    if model_sparsity >= 0.05 and kept < model_sparsity - SPARSITY_TOLERANCE:
         return (
-            f"lost the zeros: weight sparsity {info.weight_sparsity:.3f}, the model's "
+            f"lost the zeros: weight sparsity {kept:.3f}, the model's "
             f"{model_sparsity:.3f} (tolerance {SPARSITY_TOLERANCE})"
         )
     drop = 100 * (keras_acc - check.accuracy)
@@ -199,6 +200,17 @@ def _gate(
             f"{config.max_accuracy_drop:g}; --max-accuracy-drop)"
         )
     return None
+
+
+def _kernel_sparsity(blob: bytes, info: Any) -> float:
+    """Zeros over the kernels of the compute layers (not other constants, such as the dropout
+    masks an MC-dropout file stores)."""
+    from edgekit.device.opcheck import compute_layers
+
+    names = {c.weight_name for c in compute_layers(blob)}
+    kernels = [w for w in info.weights if w.name in names] or info.weights
+    total = sum(w.elements for w in kernels)
+    return sum(w.zeros for w in kernels) / total if total else 0.0
 
 
 def _measure(
