@@ -57,6 +57,8 @@ POINTS: dict[str, list[dict[str, Any]]] = {
         # ... and cluster-preserving QAT on top (the int8_qat file).
         {"arch": "cnn", "hidden": [32], "sparsity": 0.7, "epochs": None, "prune_epochs": 8,
          "clusters": 16, "qat": True},
+        {"arch": "cnn", "hidden": [32], "sparsity": 0.7, "epochs": None, "prune_epochs": 8,
+         "clusters": 16, "qat": True, "qat_epochs": 4},
     ],
 }
 
@@ -66,7 +68,8 @@ def point_label(p: dict[str, Any]) -> str:
     hidden = f"/h{'-'.join(str(u) for u in p['hidden'])}" if p.get("hidden") else ""
     label = f"{p['arch']}{hidden}@{p['sparsity']:g}"
     label += f"/c{p['clusters']}" if p.get("clusters") else ""
-    return label + ("/qat" if p.get("qat") else "")
+    qat = f"/qat{p['qat_epochs']}" if p.get("qat_epochs") else "/qat"
+    return label + (qat if p.get("qat") else "")
 
 
 def latency_us(tflite: bytes, image: Any) -> dict[str, float]:
@@ -178,7 +181,7 @@ def run_points(
             res, wall = base, train_s
         else:
             prune = PruneConfig(target_sparsity=sp, epochs=prune_epochs, seed=seed)
-            qat = QatConfig(seed=seed) if p.get("qat") else None
+            qat = QatConfig(epochs=p.get("qat_epochs", 2), seed=seed) if p.get("qat") else None
             cluster = (
                 ClusterConfig(clusters=p["clusters"], seed=seed)
                 if p.get("clusters") and has_cluster
