@@ -97,6 +97,7 @@ def main(ctx: click.Context, debug: bool) -> None:
     edgekit bench             latency, accuracy and size of .tflite files on this CPU
     edgekit inspect FILE      operators, tensors, quantization and sparsity of one file
     edgekit verify DIR        check files against their manifest.json (run it on the device)
+    edgekit sweep             a grid of exports (local processes or Ray) and its frontier
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
@@ -449,6 +450,12 @@ def verify(
     if not result.ok:
         bad = [f.file for f in result.files if not f.ok]
         raise click.ClickException(f"{len(bad)} file(s) failed verification: {', '.join(bad)}")
+
+
+# ---- sweeps: a grid of exports (edgekit/cli_sweep.py, kept apart so this file stays short) ---
+from edgekit.cli_sweep import sweep  # noqa: E402
+
+main.add_command(sweep)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -469,3 +469,30 @@ RUNTIME_OPTION = click.option(
 )
 
 
+
+
+def sweep_options(f: Any) -> Any:
+    """`edgekit sweep`: the grid and where its points run."""
+    options = [
+        click.option(
+            "--grid", "grid", multiple=True, metavar="KEY=V1,V2|FILE",
+            help="Values of one option to sweep, e.g. sparsity=0.5,0.8 or precision=int8,"
+            "float16+int8 (+ joins the parts of one value); or a .toml/.json file of KEY = "
+            "[values]. Repeat it: every combination is a point.",
+        ),
+        click.option("-j", "--jobs", type=int, default=1, show_default=True,
+                     help="Points run at once (worker processes; the CPUs of a local Ray)."),
+        click.option(
+            "--ray", "ray_address", is_flag=False, flag_value="local", default=None,
+            metavar="[ADDRESS]",
+            help="Run the points as Ray tasks: alone, on a local Ray started for the run; with "
+            "an ADDRESS (auto, HOST:PORT, ray://HEAD:10001), on that cluster. pip install "
+            "'edgekit[ray]'.",
+        ),
+        click.option("--threads-per-point", type=int, default=1, show_default=True,
+                     help="TensorFlow threads of each point (pinned: engines cannot change "
+                     "the numbers)."),
+        click.option("--bench/--no-bench", default=True, show_default=True,
+                     help="Measure p50 latency of every file (1 thread) after the points."),
+    ]  # fmt: skip
+    return _apply(options, f)

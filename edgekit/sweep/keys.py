@@ -1,0 +1,280 @@
+"""Grid keys and values: `--grid KEY=V1,V2`, TOML/JSON grid files, values as typed.
+
+Keys are `edgekit export`'s option names (dashes or underscores). No TensorFlow.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgekit.config import parse_precision
+from edgekit.errors import EdgekitError
+
+# Inside one grid value: the parts of a list-valued key (`hidden=300+100`, `precision=int8+int4`).
+PART_SEPARATOR = "+"
+
+
+@dataclass(frozen=True)
+class GridKey:
+    """Where a grid key lands: a field of one config section, parsed as `kind`."""
+
+    section: str  # data, train, prune, export, qat, cluster; "" = handled by name (switches)
+    field: str
+    kind: str  # int, float, bool, str, sizes, precisions, image_size
+    optional: bool = False  # "none" is a value (the option's default)
+
+
+def _k(section: str, field: str, kind: str, optional: bool = False) -> GridKey:
+    return GridKey(section, field, kind, optional)
+
+
+GRID_KEYS: dict[str, GridKey] = {
+    # data
+    "data": _k("data", "source", "str"),
+    "data_dir": _k("data", "data_dir", "str", True),
+    "validation_size": _k("data", "validation_size", "int"),
+    "train_samples": _k("data", "train_samples", "int", True),
+    "test_samples": _k("data", "test_samples", "int", True),
+    "test_split": _k("data", "test_split", "float"),
+    "image_size": _k("data", "image_size", "image_size", True),
+    "pixel_scale": _k("data", "pixel_scale", "float", True),
+    "seed": _k("", "seed", "int"),  # data, training, pruning, calibration, QAT, clustering
+    # training
+    "preset": _k("", "preset", "str"),
+    "arch": _k("train", "arch", "str"),
+    "hidden": _k("train", "hidden_units", "sizes"),
+    "l1": _k("train", "l1", "float"),
+    "l2": _k("train", "l2", "float"),
+    "dropout": _k("train", "dropout", "float", True),
+    "dropout_layers": _k("train", "dropout_layers", "int"),
+    "alpha_dropout": _k("train", "alpha_dropout", "float"),
+    "max_norm": _k("train", "max_norm", "float", True),
+    "init": _k("train", "init", "str"),
+    "activation": _k("train", "activation", "str"),
+    "batch_norm": _k("train", "batch_norm", "bool"),
+    "standardize": _k("train", "standardize", "bool"),
+    "optimizer": _k("train", "optimizer", "str"),
+    "lr_schedule": _k("train", "lr_schedule", "str"),
+    "epochs": _k("train", "epochs", "int", True),
+    "batch_size": _k("", "batch_size", "int"),  # training and pruning, as `edgekit export`
+    "learning_rate": _k("train", "learning_rate", "float"),
+    "patience": _k("train", "patience", "int"),
+    # pruning: its keys turn pruning on; prune=false turns it off
+    "prune": _k("", "prune", "bool"),
+    "sparsity": _k("prune", "target_sparsity", "float"),
+    "prune_epochs": _k("prune", "epochs", "int", True),
+    "min_weights": _k("prune", "min_weights", "int"),
+    # export
+    "precision": _k("export", "precisions", "precisions"),
+    "calibration_samples": _k("export", "calibration_samples", "int"),
+    "verify_samples": _k("export", "verify_samples", "int", True),
+    "min_agreement": _k("export", "min_agreement", "float", True),
+    "max_accuracy_drop": _k("export", "max_accuracy_drop", "float", True),
+    "float_layers": _k("export", "float_layers", "str", True),
+    "int4_layers": _k("export", "int4_layers", "str", True),
+    "name": _k("export", "name", "str", True),
+    # QAT and clustering: their keys turn them on; qat=false / clusters=none turn them off
+    "qat": _k("", "qat", "bool"),
+    "qat_epochs": _k("qat", "epochs", "int"),
+    "clusters": _k("", "clusters", "int", True),
+    "cluster_epochs": _k("cluster", "epochs", "int"),
+}
+_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false"}
+
+
+def normalize_key(key: str) -> str:
+    """Grid keys are option names: `prune-epochs`, `--prune-epochs` and `prune_epochs` agree."""
+    return key.strip().lstrip("-").replace("-", "_").lower()
+
+
+def check_key(key: str) -> str:
+    """The normalized key, or a one-line error listing the valid keys."""
+    name = normalize_key(key)
+    if name in GRID_KEYS:
+        return name
+    close = difflib.get_close_matches(name, GRID_KEYS, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise EdgekitError(
+        f"unknown grid key {key!r}{hint}: valid keys are {', '.join(sorted(GRID_KEYS))}"
+    )
+
+
+def parse_value(key: str, value: Any) -> Any:
+    """One grid value of `key` (a string from the command line, or a TOML/JSON value)."""
+    spec = GRID_KEYS[key]
+    if isinstance(value, str):
+        value = value.strip()
+        if spec.optional and value.lower() in ("none", "null", "default"):
+            return None
+    elif value is None:
+        if spec.optional:
+            return None
+        raise EdgekitError(f"grid key {key} needs a value, got none: pass e.g. {_example(key)}")
+    try:
+        return _convert(spec, value)
+    except EdgekitError as e:  # e.g. an unknown precision: its own words
+        raise EdgekitError(f"grid value {key}={value!r}: {e}") from None
+    except (ValueError, TypeError):
+        want = _NAMES.get(spec.kind, "a value")
+        raise EdgekitError(
+            f"grid value {key}={value!r} is not {want}: pass e.g. {_example(key)}"
+        ) from None
+
+
+def _convert(spec: GridKey, value: Any) -> Any:
+    if spec.kind == "int":
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError(value)
+        return int(value) if not isinstance(value, str) else int(value, 10)
+    if spec.kind == "float":
+        if isinstance(value, bool):
+            raise ValueError(value)
+        return float(value)
+    if spec.kind == "bool":
+        if isinstance(value, bool):
+            return value
+        words = {"true": True, "yes": True, "on": True, "1": True,
+                 "false": False, "no": False, "off": False, "0": False}  # fmt: skip
+        return words[str(value).lower()] if str(value).lower() in words else _fail(value)
+    if spec.kind == "sizes":
+        parts = _parts(value)
+        return tuple(int(p) for p in parts)
+    if spec.kind == "precisions":
+        return tuple(parse_precision(p).value for p in _parts(value))
+    if spec.kind == "image_size":
+        if isinstance(value, (list, tuple)):
+            h, w = (int(v) for v in value)
+        else:
+            h, w = (int(v) for v in str(value).lower().split("x"))
+        return (h, w)
+    return str(value)
+
+
+def _fail(value: Any) -> Any:
+    raise ValueError(value)
+
+
+def _parts(value: Any) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    parts = [p.strip() for p in str(value).split(PART_SEPARATOR) if p.strip()]
+    if not parts:
+        raise ValueError(value)
+    return parts
+
+
+_EXAMPLES = {
+    "sparsity": "sparsity=0.5,0.8", "precision": "precision=int8,float16+int8",
+    "hidden": "hidden=300+100,64+32", "arch": "arch=mlp,cnn", "epochs": "epochs=5,10",
+    "image_size": "image_size=96x96", "prune": "prune=true,false",
+    "clusters": "clusters=none,16", "preset": "preset=fast,sparse",
+}  # fmt: skip
+
+
+def _example(key: str) -> str:
+    if key in _EXAMPLES:
+        return _EXAMPLES[key]
+    kind = GRID_KEYS[key].kind
+    sample = {"int": "1,2", "float": "0.1,0.2", "bool": "true,false"}.get(kind, "A,B")
+    return f"{key}={sample}"
+
+
+def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
+    """`--grid` values: `KEY=V1,V2,...` or the path of a .toml/.json grid file (see load_grid_file).
+
+    Raises:
+        EdgekitError: a malformed item, an unknown key, a key given twice, a bad value.
+    """
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        if "=" not in item:
+            if item.lower().endswith((".toml", ".json")) or Path(item).is_file():
+                _merge(grid, load_grid_file(item), f"grid file {item}")
+                continue
+            raise EdgekitError(
+                f"--grid {item!r} is neither KEY=V1,V2 nor a .toml/.json grid file: pass e.g. "
+                "--grid sparsity=0.5,0.8"
+            )
+        raw_key, _, raw_values = item.partition("=")
+        key = check_key(raw_key)
+        values = [v for v in raw_values.split(",") if v.strip()]
+        if not values:
+            raise EdgekitError(f"--grid {item!r} has no values: pass e.g. {_example(key)}")
+        _merge(grid, {key: [parse_value(key, v) for v in values]}, "--grid")
+    return grid
+
+
+def _merge(grid: dict[str, list[Any]], more: dict[str, list[Any]], where: str) -> None:
+    for key, values in more.items():
+        if key in grid:
+            raise EdgekitError(
+                f"grid key {key} is given twice ({where} repeats it): give all its values once, "
+                f"e.g. {_example(key)}"
+            )
+        grid[key] = values
+
+
+def load_grid_file(path: str | os.PathLike[str]) -> dict[str, list[Any]]:
+    """A grid from TOML or JSON: `key = [values]` (a single value is a fixed setting).
+
+    The keys may sit at the top level or in a `grid` table. A list-valued key takes a list per
+    value: `hidden = [[300, 100], [64, 32]]`, `precision = ["int8", ["float16", "int8"]]`.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise EdgekitError(
+            f"cannot read grid file {p} ({e.strerror or e}): pass an existing .toml or .json file"
+        ) from None
+    try:
+        if p.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import tomllib  # Python >= 3.11
+            data = tomllib.loads(text)
+    except ImportError:
+        raise EdgekitError(
+            f"grid file {p}: TOML needs Python >= 3.11 here; write the grid as JSON instead"
+        ) from None
+    except ValueError as e:  # json.JSONDecodeError and tomllib.TOMLDecodeError
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise EdgekitError(f"grid file {p} is not valid {p.suffix[1:].upper()}: {first}") from None
+    if isinstance(data, dict) and set(data) == {"grid"}:
+        data = data["grid"]
+    if not isinstance(data, dict) or not data:
+        raise EdgekitError(
+            f"grid file {p} must map keys to lists of values, e.g. sparsity = [0.5, 0.8]"
+        )
+    grid: dict[str, list[Any]] = {}
+    for raw_key, values in data.items():
+        key = check_key(str(raw_key))
+        values = values if isinstance(values, list) else [values]
+        if not values:
+            raise EdgekitError(f"grid file {p}: key {key} has no values: e.g. {_example(key)}")
+        _merge(grid, {key: [parse_value(key, v) for v in values]}, f"grid file {p}")
+    return grid
+
+
+def format_value(value: Any) -> str:
+    """A grid value as it is written on the command line."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        return PART_SEPARATOR.join(format_value(v) for v in value)
+    return str(value)
+
+
+def describe_params(params: dict[str, Any]) -> str:
+    """'sparsity=0.8 precision=int8'."""
+    return " ".join(f"{k}={format_value(v)}" for k, v in params.items()) or "(base config)"

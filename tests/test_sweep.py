@@ -1,0 +1,272 @@
+"""`edgekit sweep`: grids, engines, failures and resuming, with real tiny pipeline runs.
+
+Each point is a real train -> prune -> fold -> int8 export on 2000 Fashion-MNIST samples, in a
+fresh process. A sweep killed with SIGINT after its first point resumes with the second only;
+the same grid through a local Ray (2 CPUs, no dashboard) gives the same table and files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from edgekit.cli import main
+from edgekit.config import PipelineConfig, PruneConfig
+from edgekit.errors import EdgekitError
+from edgekit.sweep import (
+    REPRODUCIBLE_COLUMNS,
+    SweepRow,
+    expand_grid,
+    load_grid_file,
+    mark_frontier,
+    parse_grid,
+)
+
+# Big enough that every int8 file stays within export's 1-point accuracy budget.
+TINY = [
+    "--train-samples", "2000", "--test-samples", "500", "--validation-size", "200",
+    "--epochs", "2", "--prune-epochs", "1", "--hidden", "64,32", "--precision", "int8",
+    "--calibration-samples", "100",
+]  # fmt: skip
+GRID = ["--grid", "sparsity=0.5,0.8"]
+PRUNE_TOO_SHORT = (
+    "1 pruning epoch(s) of 1 batches are too few to reach the target sparsity: raise "
+    "--prune-epochs or use more data"
+)
+
+
+def _sweep(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edgekit.cli", "sweep", *args],
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    """point/file -> sha256 of every model file of a sweep folder."""
+    return {
+        f"{p.parent.name}/{p.name}": hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.glob("*/*"))
+        if p.suffix in (".tflite", ".keras")
+    }
+
+
+def _table(folder: Path) -> list[dict[str, Any]]:
+    rows = json.loads((folder / "sweep.json").read_text())["rows"]
+    return [{k: r[k] for k in REPRODUCIBLE_COLUMNS} for r in rows]
+
+
+# ---- grids: checked before anything runs ---------------------------------------------------
+
+
+def test_a_bad_grid_key_is_one_line_error_before_anything_runs(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["sweep", "--grid", "sparsty=0.5,0.8", "-o", str(out)])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(
+        "Error: unknown grid key 'sparsty' (did you mean sparsity?): valid keys are activation, "
+    )
+    assert "precision" in lines[0] and "qat" in lines[0] and "seed" in lines[0]
+    assert not out.exists()  # nothing created, nothing run
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--grid", "sparsity=0.5,1.5"],
+         "grid point sparsity=1.5: sparsity must be in [0, 1), got 1.5: e.g. 0.8 for 80% zeros"),
+        (["--grid", "epochs=two"],
+         "grid value epochs='two' is not an integer: pass e.g. epochs=5,10"),
+        (["--grid", "precision=int8,int9"],
+         "grid value precision='int9': unknown precision 'int9': expected one of float32, "),
+        (["--sparsity", "0.5", "--grid", "sparsity=0.8"],
+         "sparsity is given both as --sparsity and as a grid key: pass it in one place"),
+        (["--grid", "sparsity"],
+         "--grid 'sparsity' is neither KEY=V1,V2 nor a .toml/.json grid file"),
+        ([], "no --grid given: pass the values to sweep, e.g. --grid sparsity=0.5,0.8"),
+    ],
+)  # fmt: skip
+def test_bad_grids_are_refused_with_their_reason(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["sweep", *args, "-o", str(out)])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(f"Error: {message}")
+    assert len(result.output.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_grid_keys_map_onto_the_configs(tmp_path: Path) -> None:
+    base = PipelineConfig(prune=None)
+    grid = parse_grid(["arch=mlp,cnn", "sparsity=0.5", "seed=3", "precision=float16+int8"])
+    points = expand_grid(grid, base, tmp_path)
+    assert [p.label for p in points] == [
+        "arch=mlp sparsity=0.5 seed=3 precision=float16+int8",
+        "arch=cnn sparsity=0.5 seed=3 precision=float16+int8",
+    ]
+    mlp, cnn = (p.config for p in points)
+    assert isinstance(mlp.prune, PruneConfig) and mlp.prune.target_sparsity == 0.5  # on by key
+    assert (mlp.prune.epochs, cnn.prune.epochs) == (8, 6)  # each architecture's default
+    assert (mlp.data.seed, mlp.train.seed, mlp.prune.seed, mlp.export.calibration_seed) == (3,) * 4
+    assert [p.value for p in mlp.export.precisions] == ["float16", "int8"]
+    assert all(p.config.output_dir == str(tmp_path / p.id) for p in points)
+    assert len({p.id for p in points}) == 2 and all(len(p.id) == 12 for p in points)
+    # Combinations that make the same config run once.
+    same = expand_grid(parse_grid(["prune=false", "sparsity=0.5,0.8"]), base, tmp_path)
+    assert len(same) == 1 and same[0].config.prune is None
+    # The ids depend on the settings only: the same grid again gives the same ids.
+    assert [p.id for p in expand_grid(grid, base, tmp_path / "x")] == [p.id for p in points]
+
+
+def test_a_grid_file_in_toml_or_json(tmp_path: Path) -> None:
+    toml = tmp_path / "grid.toml"
+    toml.write_text('[grid]\nsparsity = [0.5, 0.9]\nhidden = [[64, 32], "32+16"]\nqat = true\n')
+    assert load_grid_file(toml) == {
+        "sparsity": [0.5, 0.9], "hidden": [(64, 32), (32, 16)], "qat": [True],
+    }  # fmt: skip
+    js = tmp_path / "grid.json"
+    js.write_text('{"prune-epochs": [1, 2], "sparsity": 0.8}')
+    assert parse_grid([str(js), "arch=mlp"]) == {
+        "prune_epochs": [1, 2], "sparsity": [0.8], "arch": ["mlp"],
+    }  # fmt: skip
+    js.write_text('{"sparsity": [0.5], "spartsity": [1]}')
+    with pytest.raises(EdgekitError, match=r"unknown grid key 'spartsity' \(did you mean"):
+        load_grid_file(js)
+
+
+def test_the_frontier_keeps_files_nothing_beats_on_all_three() -> None:
+    def row(name: str, acc: float, gz: int, p50: float) -> SweepRow:
+        return SweepRow(point=name, params={}, label=name, file=f"{name}.tflite",
+                        accuracy=acc, gzip_bytes=gz, p50_us=p50)  # fmt: skip
+
+    rows = [
+        row("best_acc", 0.90, 300, 5.0),
+        row("smallest", 0.80, 100, 5.0),
+        row("fastest", 0.85, 200, 1.0),
+        row("beaten", 0.85, 250, 2.0),  # fastest is as accurate, smaller and faster
+        SweepRow(point="failed", params={}, label="failed", status="error", error="x"),
+    ]
+    assert mark_frontier(rows) == ["accuracy", "gzip_bytes", "p50_us"]
+    assert [r.point for r in rows if r.frontier] == ["best_acc", "smallest", "fastest"]
+    rows[0].p50_us = None  # latency not measured for every file: size and accuracy only
+    assert mark_frontier(rows) == ["accuracy", "gzip_bytes"]
+    assert [r.point for r in rows if r.frontier] == ["best_acc", "smallest", "fastest"]
+
+
+# ---- real sweeps ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def resumed_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A 2-point sweep (default engine, one worker) stopped with SIGINT once its first point
+    finished, then run again with the same command."""
+    out = tmp_path_factory.mktemp("sweep") / "local"
+    args = [*TINY, *GRID, "--jobs", "1", "-o", str(out)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgekit.cli", "sweep", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not list(out.glob("*/point.json")) and proc.poll() is None:
+        assert time.monotonic() < deadline, "the first point did not finish"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, stopped_err = proc.communicate(timeout=60)
+    after_stop = {p.relative_to(out).as_posix(): p.stat().st_mtime_ns
+                  for p in out.rglob("*") if p.is_file()}  # fmt: skip
+    again = _sweep(*args)
+    return {
+        "out": out, "stopped_rc": proc.returncode, "stopped_err": stopped_err,
+        "after_stop": after_stop, "again": again,
+    }  # fmt: skip
+
+
+def test_a_killed_sweep_keeps_finished_points_and_resumes_with_the_rest(
+    resumed_sweep: dict[str, Any],
+) -> None:
+    out, again = resumed_sweep["out"], resumed_sweep["again"]
+    assert resumed_sweep["stopped_rc"] == 130, resumed_sweep["stopped_err"]
+    assert "stopped: 1 of 2 point(s) finished and kept in" in resumed_sweep["stopped_err"]
+    # Only the finished point's folder, complete; no temporaries, no half-written results.
+    kept = {f: t for f, t in resumed_sweep["after_stop"].items() if "/" in f}
+    (done,) = {f.split("/")[0] for f in kept}
+    assert sorted(f.split("/", 1)[1] for f in kept) == [
+        "fashion_mnist_mlp_sp50_folded.keras", "fashion_mnist_mlp_sp50_int8.tflite",
+        "manifest.json", "point.json", "point.log",
+    ]  # fmt: skip
+
+    assert again.returncode == 0, again.stderr
+    assert "1 of 2 point(s) already done" in again.stderr
+    assert "running 1 point(s)" in again.stderr and again.stderr.count(": ok (") == 1
+    # The finished point was not run or written again.
+    assert {f"{done}/{p.name}": p.stat().st_mtime_ns for p in (out / done).iterdir()} == kept
+    report = json.loads((out / "sweep.json").read_text())
+    assert report["counts"] == {"points": 2, "ok": 2, "failed": 0, "resumed": 1}
+    assert [r["resumed"] for r in report["rows"]] == [True, False]
+    assert [r["label"] for r in report["rows"]] == ["sparsity=0.5", "sparsity=0.8"]
+
+
+def test_the_default_engine_and_ray_give_the_same_table_and_files(
+    resumed_sweep: dict[str, Any],
+) -> None:
+    pytest.importorskip("ray")
+    local = resumed_sweep["out"]
+    ray_out = local.parent / "ray"
+    result = _sweep(*TINY, *GRID, "--jobs", "2", "--ray", "-o", str(ray_out), "--quiet")
+    assert result.returncode == 0, result.stderr
+
+    assert _table(ray_out) == _table(local)
+    digests = _digests(ray_out)
+    assert len(digests) == 4 and digests == _digests(local)
+    report = {name: json.loads((d / "sweep.json").read_text()) for name, d in
+              (("local", local), ("ray", ray_out))}  # fmt: skip
+    assert report["ray"]["engine"]["name"] == "ray"
+    assert report["ray"]["engine"]["cluster_cpus"] == 2.0
+    for name, rep in report.items():
+        rows = rep["rows"]
+        assert all(r["status"] == "ok" and r["p50_us"] > 0 for r in rows), name
+        assert any(r["frontier"] for r in rows)
+        # Each point in a fresh process, TensorFlow pinned to one thread.
+        assert len({p["pid"] for p in rep["points"]}) == 2
+        assert all(p["tf_threads"] == {"intra_op": 1, "inter_op": 1} for p in rep["points"])
+    assert [p["engine"] for p in report["ray"]["points"]] == ["ray", "ray"]
+    # The manifests name the folder the files are in, not the worker's temporary one.
+    for point in report["ray"]["points"]:
+        manifest = json.loads((ray_out / point["id"] / "manifest.json").read_text())
+        assert manifest["config"]["output_dir"] == str(ray_out / point["id"])
+    assert (ray_out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len((ray_out / "sweep.csv").read_text().splitlines()) == 3
+
+
+def test_a_failing_point_is_a_row_with_its_error_and_exit_1(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    # A batch larger than the training set leaves one pruning step: pruning cannot work.
+    result = _sweep(*TINY, "--grid", "batch_size=64,4096", "--jobs", "2", "--no-bench",
+                    "-o", str(out))  # fmt: skip
+    assert result.returncode == 1
+    report = json.loads((out / "sweep.json").read_text())
+    ok, failed = report["rows"]
+    assert ok["status"] == "ok" and ok["label"] == "batch_size=64" and ok["sha256"]
+    assert failed["status"] == "error" and failed["label"] == "batch_size=4096"
+    assert failed["error"] == PRUNE_TOO_SHORT and failed["file"] is None
+    assert report["counts"] == {"points": 2, "ok": 1, "failed": 1, "resumed": 0}
+    assert f"{failed['point']} batch_size=4096: {PRUNE_TOO_SHORT}" in result.stdout
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"Error: 1 of 2 point(s) failed: {failed['point']} (see the error rows"
+    )
+    assert (out / failed["point"] / "point.log").read_text().strip().endswith(PRUNE_TOO_SHORT)
+    assert "| **error** |" in (out / "sweep.md").read_text()
