@@ -169,6 +169,9 @@ def export(model: str | None, **kw: Any) -> None:
         config, model_path=model, unsafe=kw["unsafe"], progress=stderr_progress(kw["quiet"]),
         wait_for_lock=kw["wait"],
     )  # fmt: skip
+    if result.export is None:  # --distributed, not the chief: it writes nothing
+        click.echo(result.worker.done_message, err=True)
+        return
     from edgekit.report.export import print_export_summary
 
     print_export_summary(result, console())
@@ -204,13 +207,30 @@ def train(**kw: Any) -> None:
     out = Path(kw["output"])
     if out.suffix != ".keras":
         raise EdgekitError(f"--output must end in .keras, got {out.name!r}")
-    ensure_writable_dir(out.parent)
+    role = None
+    if train_cfg.distributed:
+        from edgekit.tf_config import read_tf_config
+
+        role = read_tf_config()  # a one-line error before TensorFlow is imported
+    if role is None or role.is_chief:  # only the chief writes
+        ensure_writable_dir(out.parent)
     data = load_dataset(data_cfg)
     from edgekit.export.model_io import save_keras_atomic
     from edgekit.train import build_model, keras_accuracy, train_model
 
-    model = build_model(train_cfg, data.input_shape, data.num_classes)
-    result = train_model(model, data, train_cfg, progress=stderr_progress(kw["quiet"]))
+    say = stderr_progress(kw["quiet"])
+    if role is not None:
+        from edgekit.train.distributed import start_workers
+
+        workers = start_workers(role, progress=say)
+        result = workers.train(train_cfg, data, progress=say)
+        workers.report(result.model, say)
+        if not role.is_chief:
+            click.echo(role.done_message, err=True)
+            return
+    else:
+        model = build_model(train_cfg, data.input_shape, data.num_classes)
+        result = train_model(model, data, train_cfg, progress=say)
     save_keras_atomic(result.model, out)
     acc = keras_accuracy(result.model, data.x_test, data.y_test)
     click.echo(

@@ -200,6 +200,12 @@ def train_options(f: Any) -> Any:
             type=int,
             help="Early-stopping patience in epochs.",
         ),
+        click.option(
+            "--distributed", is_flag=True,
+            help="Train and prune on several machines (MultiWorkerMirroredStrategy): run the "
+            "same command on each, with TF_CONFIG naming the workers and this one's task; the "
+            "chief (worker 0) writes the files.",
+        ),
     ]  # fmt: skip
     return _apply(options, f)
 
@@ -354,7 +360,7 @@ def export_options(f: Any) -> Any:
 _TRAIN_FIELDS = (
     "arch", "l1", "l2", "dropout", "dropout_layers", "alpha_dropout", "max_norm", "init",
     "activation", "batch_norm", "standardize", "optimizer", "lr_schedule", "epochs",
-    "batch_size", "learning_rate", "patience", "seed",
+    "batch_size", "learning_rate", "patience", "seed", "distributed",
 )  # fmt: skip
 
 

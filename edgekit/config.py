@@ -194,6 +194,8 @@ class TrainConfig:
         optimizer: adam, nadam, momentum (SGD, Nesterov 0.9) or rmsprop.
         lr_schedule: cosine (decay to 2%), constant, or 1cycle (learning_rate is the peak).
         standardize: a Normalization layer first, adapted to the training set (mean 0, std 1).
+        distributed: train (and prune) on several workers with MultiWorkerMirroredStrategy,
+            as TF_CONFIG describes them (edgekit.train.distributed); the chief writes files.
     """
 
     arch: Arch = Arch.MLP
@@ -216,6 +218,7 @@ class TrainConfig:
     optimizer: Optimizer = Optimizer.ADAM
     lr_schedule: LrSchedule = LrSchedule.COSINE
     standardize: bool = False
+    distributed: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "arch", _choice(Arch, self.arch, "architecture"))

@@ -38,6 +38,9 @@ class PipelineResult:
     info: dict[str, Any] = field(default_factory=dict)
     # The Keras model after each stage ("trained" or "loaded", "pruned", "folded").
     models: dict[str, Any] = field(default_factory=dict, repr=False)
+    # A --distributed run: this process's WorkerRole. On a worker other than the chief the run
+    # stops once the weights are final: `export` and `fold` are None, nothing was written.
+    worker: Any = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -45,8 +48,8 @@ class PipelineResult:
             "accuracy": self.accuracy,
             "kernel_sparsity": self.kernel_sparsity,
             "stage_seconds": self.stage_seconds,
-            "fold": self.fold.to_dict(),
-            "files": self.export.rows(),
+            "fold": self.fold.to_dict() if self.fold is not None else None,
+            "files": self.export.rows() if self.export is not None else [],
             **self.info,
         }
 
@@ -99,6 +102,8 @@ def run_pipeline(
     user's tf_keras model is loaded (safe mode) and pruned only if `config.prune` is set.
     The output folder is locked for the whole run: another run into it fails at once (its
     holder's pid named) or, with `wait_for_lock`, waits for the holder to finish.
+    With `config.train.distributed`, training and pruning run on every worker of TF_CONFIG's
+    cluster; only the chief takes the folder and writes files (see edgekit.train.distributed).
     """
     config = config or PipelineConfig()
     say = progress or stderr_progress()
@@ -113,9 +118,16 @@ def run_pipeline(
         )
     if config.export.name is not None:
         check_file_stem(config.export.name)  # outputs stay inside the output folder
+    role = None
+    if config.train.distributed:
+        from edgekit.tf_config import read_tf_config
+
+        role = read_tf_config()  # a one-line error before anything runs
+        if not role.is_chief:  # writes nothing: no folder, no lock
+            return _run_stages(config, model_path, unsafe, say, None, role)
     out = ensure_writable_dir(config.output_dir)  # fail before minutes of training
     with lock_output_dir(out, wait=wait_for_lock, on_wait=say):  # one run per folder
-        return _run_stages(config, model_path, unsafe, say, out)
+        return _run_stages(config, model_path, unsafe, say, out, role)
 
 
 def _run_stages(
@@ -123,9 +135,11 @@ def _run_stages(
     model_path: str | os.PathLike[str] | None,
     unsafe: bool,
     say: Progress,
-    out: Path,
+    out: Path | None,
+    role: Any = None,
 ) -> PipelineResult:
-    """The stages of run_pipeline, run while it holds the output folder."""
+    """The stages of run_pipeline, run while it holds the output folder (`out` None: a worker
+    other than the chief, which stops once training and pruning are done)."""
     times: dict[str, float] = {}
     acc: dict[str, float] = {}
 
@@ -147,11 +161,20 @@ def _run_stages(
         )
 
     info: dict[str, Any] = {}
+    workers = None
+    if role is not None:  # before any other TensorFlow work (collective ops are set up once)
+        from edgekit.train.distributed import start_workers
+
+        with _Timer(times, "join workers", say):
+            workers = start_workers(role, progress=say)
     if model_path is None:
         base_name = f"{data.name}_{config.train.arch.value}"
         with _Timer(times, "train", say):
-            model = build_model(config.train, data.input_shape, data.num_classes)
-            trained = train_model(model, data, config.train, progress=say)
+            if workers is not None:
+                trained = workers.train(config.train, data, progress=say)
+            else:
+                model = build_model(config.train, data.input_shape, data.num_classes)
+                trained = train_model(model, data, config.train, progress=say)
             model = trained.model
             info["epochs_trained"] = trained.epochs_run
         models = {"trained": model}
@@ -178,7 +201,10 @@ def _run_stages(
     target = None
     if config.prune is not None:
         with _Timer(times, "prune", say):
-            pruned = prune_model(model, data, config.prune, progress=say)
+            if workers is not None:
+                pruned = workers.prune(model, data, config.prune, progress=say)
+            else:
+                pruned = prune_model(model, data, config.prune, progress=say)
             model = pruned.model
             models["pruned"] = model
             sparsity = pruned.kernel_sparsity
@@ -192,6 +218,10 @@ def _run_stages(
         per_kernel = ", ".join(f"{k} {v:.3f}" for k, v in sparsity.items())
         say(f"  pruned model: test accuracy {acc['pruned_keras']:.4f}; sparsity {per_kernel}")
 
+    if workers is not None:
+        info["distributed"] = workers.report(model, say)
+    if out is None:  # a worker other than the chief: the weights are final, nothing to write
+        return PipelineResult(data, None, None, acc, sparsity, times, info, models, role)
     if config.cluster is not None:
         if not isinstance(model, keras.Model):
             raise EdgekitError("--clusters needs a tf_keras model (TF-MOT): this Keras 3 model "
@@ -242,7 +272,7 @@ def _run_stages(
             acc[f"tflite_{f.record.variant.get('tag') or f.precision.value}"] = (
                 f.record.accuracy.accuracy
             )
-    return PipelineResult(data, result, folded, acc, sparsity, times, info, models)
+    return PipelineResult(data, result, folded, acc, sparsity, times, info, models, role)
 
 
 def _has_dropout(config: PipelineConfig) -> bool:

@@ -15,7 +15,7 @@ from edgekit.data import Dataset
 from edgekit.errors import DataError, ModelError
 from edgekit.files import Progress, stderr_progress
 from edgekit.train.activations import SELU
-from edgekit.train.batches import ShuffledBatches
+from edgekit.train.batches import training_batches
 from edgekit.train.schedules import learning_rate as learning_rate_schedule
 from edgekit.train.schedules import make_optimizer
 
@@ -228,7 +228,7 @@ def train_model(
         monitor="val_accuracy", patience=config.patience, restore_best_weights=True
     )
     hist = model.fit(
-        ShuffledBatches(data.x_train, data.y_train, config.batch_size, config.seed),
+        training_batches(model, data.x_train, data.y_train, config.batch_size, config.seed),
         validation_data=(data.x_val, data.y_val),
         epochs=epochs,
         verbose=0,

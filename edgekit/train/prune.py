@@ -13,7 +13,7 @@ from edgekit.config import PruneConfig
 from edgekit.data import Dataset
 from edgekit.errors import EdgekitError, ModelError
 from edgekit.files import Progress
-from edgekit.train.batches import ShuffledBatches
+from edgekit.train.batches import training_batches
 from edgekit.train.model import ProgressLogger, check_data_fits, compile_model
 
 # Tolerance between the sparsity asked for and the one every pruned kernel must end at.
@@ -168,7 +168,7 @@ def prune_model(
     # The wrapper drops the optimizer: compile again.
     compile_model(wrapped, config.learning_rate, decay_steps=plan.total_steps)
     hist = wrapped.fit(
-        ShuffledBatches(data.x_train, data.y_train, config.batch_size, config.seed),
+        training_batches(wrapped, data.x_train, data.y_train, config.batch_size, config.seed),
         validation_data=(data.x_val, data.y_val),
         epochs=config.max_epochs,
         verbose=0,
