@@ -333,18 +333,11 @@ def export_options(f: Any) -> Any:
             "(int16 activations; no fast kernels), int4, int4_weight_only, int4_int8 (int4 by "
             "ai-edge-quantizer) [default: float32,float16,int8]. Exit status 1 if one is left out.",
         ),
-        click.option(
-            "--calibration-samples",
-            default=ExportConfig.calibration_samples,
-            show_default=True,
-            type=int,
-            help="Training samples used to calibrate int8.",
-        ),
-        click.option(
-            "--verify-samples",
-            type=int,
-            help="Test samples each file is checked on (default: the whole test set).",
-        ),
+        click.option("--calibration-samples", default=ExportConfig.calibration_samples,
+                     show_default=True, type=int,
+                     help="Training samples used to calibrate int8."),  # fmt: skip
+        click.option("--verify-samples", type=int,
+                     help="Test samples each file is checked on (default: all)."),  # fmt: skip
         click.option("--name", help="File name stem (default: <data>_<arch>_sp<NN>)."),
         click.option(
             "--unsafe",
