@@ -1,6 +1,7 @@
 """What does each sweep engine cost? One 12-point grid on Fashion-MNIST run by every engine.
 
     python benchmarks/sweep.py            # quick: a data slice, few epochs (a few minutes)
+    python benchmarks/sweep.py --engines local1,local,ray,local,ray   # alternate engines
     python benchmarks/sweep.py --full     # full data, default epochs (~1 min per point)
     -> results/sweep.json (+ sweep.md, sweep.png: the frontier of the last engine's run)
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -94,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--full", action="store_true", help="Full data, default epochs.")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--engines", default="local1,local,ray",
-                    help="Comma-separated: local1 (1 worker), local (--jobs), ray.")  # fmt: skip
+                    help="Comma-separated: local1 (1 worker), local (--jobs), ray; repeat one "
+                    "to alternate engines (e.g. local,ray,local,ray: the machine's drift "
+                    "then hits both).")  # fmt: skip
     ap.add_argument("--keep", type=Path, help="Keep the sweep folders here.")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args(argv)
@@ -105,19 +109,25 @@ def main(argv: list[str] | None = None) -> int:
     grid = parse_grid(GRID)
     base = base_config(args.full)
     root = args.keep or Path(tempfile.mkdtemp(prefix="edgekit-sweep-bench-"))
-    engines = {
-        "local1": SweepConfig(str(root / "local1"), jobs=1, bench=False),
-        "local": SweepConfig(str(root / f"local{args.jobs}"), jobs=args.jobs, bench=False),
-        "ray": SweepConfig(str(root / "ray"), jobs=args.jobs, ray=True, bench=False),
-    }
+    names = args.engines.split(",")
+    if set(names) - {"local1", "local", "ray"}:
+        raise SystemExit(f"unknown engine in {args.engines!r}: local1, local, ray")
+
+    def engine(i: int, name: str) -> SweepConfig:  # a fresh folder per run: nothing resumed
+        folder = str(root / f"{i}_{name}")
+        if name == "local1":
+            return SweepConfig(folder, jobs=1, bench=False)
+        return SweepConfig(folder, jobs=args.jobs, ray=name == "ray", bench=False)
+
     runs = []
+    configs = [engine(i, name) for i, name in enumerate(names)]
     try:
-        for name in args.engines.split(","):
+        for name, config in zip(names, configs, strict=True):
             say(f"== engine {name}")
-            info, _ = run_engine(name, engines[name], grid, base, say)
+            info, _ = run_engine(name, config, grid, base, say)
             runs.append(info)
             say(f"== {name}: {info['wall_s']} s, overhead {info['overhead_per_point_s']} s/point")
-        first = engines[args.engines.split(",")[0]]
+        first = configs[0]
         say("== p50 of every file (resuming the first engine's sweep)")
         bench_config = SweepConfig(first.output_dir, jobs=1, bench=True)
         points = expand_grid(grid, base, first.output_dir, salt=point_salt(1))
@@ -147,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         "same_files_on_every_engine": all(d == digests[0] for d in digests),
         "files_compared": len(digests[0]) if digests else 0,
         "engines": runs,
+        "median_wall_s": {n: statistics.median(r["wall_s"] for r in runs if r["engine"] == n)
+                          for n in dict.fromkeys(names)},  # fmt: skip
         "frontier": [
             {"point": r.point, "label": r.label, "precision": r.precision,
              "accuracy": r.accuracy, "gzip_bytes": r.gzip_bytes, "p50_us": r.p50_us}

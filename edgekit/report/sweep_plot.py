@@ -33,8 +33,8 @@ def _panel(ax: Any, rows: list[SweepRow], x_of: Any, xlabel: str) -> None:
     front = [r for r in rows if r.frontier]
     points = [(x_of(r), 100 * (r.accuracy or 0)) for r in front]
     for r, xy, slot in zip(front, points, _label_slots(points), strict=True):
-        ax.annotate(f"{r.label} {r.precision}", xy, textcoords="offset points",
-                    xytext=(7, 3 - 9 * slot), fontsize=6)  # fmt: skip
+        label = r.label if "precision" in r.params else f"{r.label} {r.precision}"
+        ax.annotate(label, xy, textcoords="offset points", xytext=(7, 3 - 9 * slot), fontsize=6)
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
     ax.set_xlabel(xlabel)
