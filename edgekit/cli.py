@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from edgekit import __version__
+from edgekit.cli_config import pipeline_config_from_options
 from edgekit.cli_options import (
     IMAGE_OPTIONS,
     RUNTIME_OPTION,
@@ -23,18 +24,13 @@ from edgekit.cli_options import (
     data_config_from_options,
     data_options,
     export_options,
-    mc_samples,
     progress_printer,
     thread_counts,
     train_options,
 )
 from edgekit.config import (
-    DEFAULT_MAX_ACCURACY_DROP,
     DEFAULT_PRECISIONS,
-    ClusterConfig,
     ExportConfig,
-    PruneConfig,
-    QatConfig,
 )
 from edgekit.errors import EdgekitError
 
@@ -118,53 +114,11 @@ def export(model: str | None, **kw: Any) -> None:
     Every file is loaded in LiteRT and checked on real test samples before it is written;
     a run replaces the previous run's files and manifest.json as a whole.
     """
-    from edgekit.config import PipelineConfig
     from edgekit.files import stderr_progress
     from edgekit.pipeline import run_pipeline
 
-    data, train = configs_from_options(kw)
-    do_prune = kw["prune"] if kw["prune"] is not None else model is None
-    prune = (
-        PruneConfig(
-            target_sparsity=kw["sparsity"],
-            epochs=kw["prune_epochs"],  # None: the architecture's default (PipelineConfig)
-            min_weights=kw["min_weights"],
-            batch_size=kw["batch_size"],
-            seed=kw["seed"],
-        )
-        if do_prune
-        else None
-    )
     named = kw["precisions"] is not None
-    budget = kw["max_accuracy_drop"]
-    exp = ExportConfig(
-        precisions=(
-            tuple(p.strip() for p in kw["precisions"].split(",") if p.strip())
-            if named
-            else DEFAULT_PRECISIONS
-        ),
-        calibration_samples=kw["calibration_samples"],
-        calibration_seed=kw["seed"],
-        verify_samples=kw["verify_samples"],
-        name=kw["name"],
-        min_agreement=kw["min_agreement"],
-        max_accuracy_drop=DEFAULT_MAX_ACCURACY_DROP if budget is None else budget,
-        search=budget is not None,
-        float_layers=kw["float_layers"],
-        int4_layers=kw["int4_layers"],
-        mc_samples=mc_samples(kw["mc_samples"]),
-        mc_masks=kw["mc_masks"],
-    )
-    qat = QatConfig(epochs=kw["qat_epochs"], seed=kw["seed"]) if kw["qat"] else None
-    cluster = (
-        ClusterConfig(clusters=kw["clusters"], epochs=kw["cluster_epochs"], seed=kw["seed"])
-        if kw["clusters"] is not None
-        else None
-    )
-    config = PipelineConfig(
-        data=data, train=train, prune=prune, export=exp, output_dir=kw["output"], qat=qat,
-        cluster=cluster,
-    )  # fmt: skip
+    config = pipeline_config_from_options(kw, model)
     result = run_pipeline(
         config, model_path=model, unsafe=kw["unsafe"], progress=stderr_progress(kw["quiet"]),
         wait_for_lock=kw["wait"],
