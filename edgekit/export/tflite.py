@@ -412,8 +412,8 @@ def _none_passed(rejected: list[RejectedFile], config: ExportConfig) -> str:
         return (
             f"no file passed its checks, nothing written: the closest, {best.file}, "
             f"{best.reason}" + (f" ({over:.2f} points over)" if over > 0 else "")
-            + "; raise --max-accuracy-drop, add --max-accuracy-drop search variants, or "
-            "retrain the model"
+            + "; allow more with --max-accuracy-drop PP (given, it also tries int4, float "
+            "layers and QAT), or retrain the model"
         )
     first = rejected[0]
     return f"no file passed its checks, nothing written: {first.file}: {first.reason}"

@@ -35,7 +35,6 @@ class Variant:
     description: str = ""
     # Names of the layers kept float (filled in by `build` for auto:K).
     float_layers: list[str] = field(default_factory=list)
-    note: str = ""
     # Run before any file is made: a bad setting (a layer name the model lacks) fails the
     # whole export with one line instead of leaving that file out.
     check: Callable[[], object] | None = field(default=None, repr=False)
@@ -47,8 +46,6 @@ class Variant:
             d["description"] = self.description
         if self.float_layers:
             d["float_layers"] = list(self.float_layers)
-        if self.note:
-            d["note"] = self.note
         return d
 
 
