@@ -25,20 +25,14 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def p50_us(interpreter: Any, x: np.ndarray, seconds: float) -> float:
+    """p50 of invoke() at batch 1 on the first sample of x (contention.py's timing loop)."""
+    from contention import p50_us as timed_p50  # benchmarks/ is sys.path[0]
+
     from edgekit.device.runtime import input_details, quantize
 
     inp = input_details(interpreter)[0]
     interpreter.set_tensor(inp.index, quantize(x[:1], inp))
-    invoke, clock = interpreter.invoke, time.perf_counter_ns
-    for _ in range(50):
-        invoke()
-    samples: list[int] = []
-    end = clock() + int(seconds * 1e9)
-    while clock() < end:
-        t0 = clock()
-        invoke()
-        samples.append(clock() - t0)
-    return float(np.median(samples)) / 1e3
+    return timed_p50(interpreter, seconds)
 
 
 def undelegated_ops(interpreter: Any) -> list[str]:

@@ -23,8 +23,7 @@ from edgekit.data import Dataset
 from edgekit.errors import EdgekitError, ModelError
 from edgekit.files import Progress
 from edgekit.optimize.fold import fold_batchnorm
-from edgekit.train.batches import ShuffledBatches
-from edgekit.train.model import ProgressLogger, check_data_fits, compile_model
+from edgekit.train.model import check_data_fits, compile_model, fine_tune
 from edgekit.train.prune import SPARSITY_TOLERANCE
 from edgekit.train.qat import (
     has_sparse_kernels,
@@ -155,16 +154,8 @@ def cluster_weights(
             f"no kernel of the model has >= {config.min_weights} weights to cluster: lower "
             "min_weights or export without clustering"
         )
-    steps = -(-len(data.x_train) // config.batch_size) * config.epochs
-    compile_model(wrapped, config.learning_rate, decay_steps=steps)
-    has_val = data.x_val is not None and len(data.x_val) > 0
-    hist = wrapped.fit(
-        ShuffledBatches(data.x_train, data.y_train, config.batch_size, config.seed),
-        validation_data=(data.x_val, data.y_val) if has_val else None,
-        epochs=config.epochs,
-        verbose=0,
-        callbacks=[ProgressLogger("cluster", config.epochs, progress)],
-    )
+    hist = fine_tune(wrapped, data, config.epochs, config.batch_size, config.learning_rate,
+                     config.seed, "cluster", progress)
     stripped = tfmot.clustering.keras.strip_clustering(wrapped)
     compile_model(stripped, config.learning_rate)
     kernels = model_kernels(stripped)

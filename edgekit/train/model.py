@@ -239,6 +239,23 @@ def train_model(
     return TrainResult(model, len(val), float(np.nanmax(val)), history)
 
 
+def fine_tune(model: keras.Model, data: Dataset, epochs: int, batch_size: int,
+              learning_rate: float, seed: int, stage: str,
+              progress: Progress | None = None) -> Any:  # fmt: skip
+    """Compile `model` with a cosine-decayed rate and fit it on `data` (seeded batches, the
+    validation split when there is one); the Keras History. QAT and clustering use it."""
+    steps = -(-len(data.x_train) // batch_size) * epochs
+    compile_model(model, learning_rate, decay_steps=steps)
+    has_val = data.x_val is not None and len(data.x_val) > 0
+    return model.fit(
+        training_batches(model, data.x_train, data.y_train, batch_size, seed),
+        validation_data=(data.x_val, data.y_val) if has_val else None,
+        epochs=epochs,
+        verbose=0,
+        callbacks=[ProgressLogger(stage, epochs, progress)],
+    )
+
+
 def standardize_inputs(model: keras.Model, x: np.ndarray) -> None:
     """Adapt the model's 'standardize' Normalization layer to `x` (mean 0, variance 1 after).
 

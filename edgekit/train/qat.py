@@ -27,8 +27,7 @@ from edgekit.errors import EdgekitError, ModelError
 from edgekit.files import Progress
 from edgekit.optimize.fold import fold_batchnorm
 from edgekit.optimize.fuse import fuse_relu
-from edgekit.train.batches import ShuffledBatches
-from edgekit.train.model import ProgressLogger, check_data_fits, compile_model
+from edgekit.train.model import check_data_fits, fine_tune
 from edgekit.train.prune import SPARSITY_TOLERANCE
 
 __all__ = [
@@ -237,8 +236,8 @@ def quantize_aware_train(
     folded = fold_batchnorm(model)
     fused = fuse_relu(folded.model)
     float_model = fused.model
-    before = {n: float((k == 0).mean()) for n, k in model_kernels(float_model).items() if k.size}
     kernels = model_kernels(float_model)
+    before = {n: float((k == 0).mean()) for n, k in kernels.items() if k.size}
     if is_clustered(kernels):
         scheme = "cluster_preserve"  # keeps the clusters and (preserve_sparsity) the zeros
     else:
@@ -246,16 +245,8 @@ def quantize_aware_train(
     set_determinism(config.seed)
     qat, unquantized = _apply(float_model, scheme)
 
-    steps = -(-len(data.x_train) // config.batch_size) * config.epochs
-    compile_model(qat, config.learning_rate, decay_steps=steps)
-    has_val = data.x_val is not None and len(data.x_val) > 0
-    hist = qat.fit(
-        ShuffledBatches(data.x_train, data.y_train, config.batch_size, config.seed),
-        validation_data=(data.x_val, data.y_val) if has_val else None,
-        epochs=config.epochs,
-        verbose=0,
-        callbacks=[ProgressLogger("qat", config.epochs, progress)],
-    )
+    hist = fine_tune(qat, data, config.epochs, config.batch_size, config.learning_rate,
+                     config.seed, "qat", progress)
     after = quantized_kernel_sparsity(qat)
     lost = {
         n: (v, after.get(n, 0.0))
