@@ -3,7 +3,8 @@
     python benchmarks/aeq_int4.py [--int4-layers dense1]   # -> results/aeq_int4.json
 
 Runs the default pipeline (MLP, full Fashion-MNIST) in a temporary folder, then quantizes its
-float32 file with `edgekit.export.aeq`: int4 dynamic, int4 weight-only and mixed (int4 in the
+float32 file with `edgekit.workstation.export.aeq`: int4 dynamic, int4 weight-only and mixed (int4
+in the
 layers `--int4-layers` names, static int8 elsewhere). For every file: bytes, gzip -9 bytes,
 weight sparsity and dtypes, accuracy on the whole test set, which ops XNNPACK takes (LiteRT's
 default delegate) and which run on the built-in kernels, and p50 latency at batch 1, 1 thread,
@@ -84,11 +85,11 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=RESULTS / "aeq_int4.json")
     args = ap.parse_args()
 
-    from edgekit.bench import machine_info
-    from edgekit.config import PipelineConfig
-    from edgekit.export.aeq import quantize_int4, quantize_mixed
-    from edgekit.files import write_json_atomic
-    from edgekit.pipeline import run_pipeline
+    from edgekit.core.config import PipelineConfig
+    from edgekit.core.io.files import write_json_atomic
+    from edgekit.device.bench import machine_info
+    from edgekit.workstation.export.aeq import quantize_int4, quantize_mixed
+    from edgekit.workstation.pipeline import run_pipeline
 
     with tempfile.TemporaryDirectory() as tmp:
         result = run_pipeline(PipelineConfig(output_dir=tmp))

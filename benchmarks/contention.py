@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.bench import DEFAULT_BENCH_DIR, discover_models, machine_info
+from edgekit.core.io.files import write_json_atomic
+from edgekit.device.bench import DEFAULT_BENCH_DIR, discover_models, machine_info
 from edgekit.device.runtime import get_runtime, input_details
-from edgekit.files import write_json_atomic
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "contention.json"
 

@@ -32,8 +32,8 @@ DEFAULT_OUT = RESULTS / "distributed.json"
 # One pipeline run (a worker of a cluster when TF_CONFIG is set); prints one JSON line.
 _CHILD = r"""
 import json, sys
-from edgekit.config import DataConfig, ExportConfig, PipelineConfig, PruneConfig, TrainConfig
-from edgekit.pipeline import run_pipeline
+from edgekit.core.config import DataConfig, ExportConfig, PipelineConfig, PruneConfig, TrainConfig
+from edgekit.workstation.pipeline import run_pipeline
 a = json.loads(sys.argv[1])
 config = PipelineConfig(
     data=DataConfig(train_samples=a["train_samples"], test_samples=a["test_samples"],
@@ -75,9 +75,15 @@ def _run(args: dict[str, Any], workers: int, folder: Path) -> dict[str, Any]:
             child_env["TF_CONFIG"] = json.dumps(
                 {"cluster": cluster, "task": {"type": "worker", "index": i}}
             )
-        procs.append(subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(child_args)],
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True, env=child_env))  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", _CHILD, json.dumps(child_args)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=child_env,
+            )
+        )
     outs = []
     for p in procs:
         out, err = p.communicate(timeout=1800)
@@ -109,16 +115,21 @@ def main() -> None:
     parser.add_argument("--prune-epochs", type=int, default=1)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ns = parser.parse_args()
-    args = {k: getattr(ns, k) for k in ("train_samples", "test_samples", "validation_size",
-                                        "epochs", "prune_epochs")}  # fmt: skip
+    args = {
+        k: getattr(ns, k)
+        for k in ("train_samples", "test_samples", "validation_size", "epochs", "prune_epochs")
+    }
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(ns.reps):
             for workers in (1, 2):
                 row = _run(args, workers, Path(tmp) / f"r{rep}_{workers}")
                 runs.append(row)
-                print(f"rep {rep} workers {workers}: {row['wall_s']} s, stages "
-                      f"{row['stage_seconds']}", file=sys.stderr)  # fmt: skip
+                print(
+                    f"rep {rep} workers {workers}: {row['wall_s']} s, stages "
+                    f"{row['stage_seconds']}",
+                    file=sys.stderr,
+                )
     summary = {}
     for workers in (1, 2):
         rows = [r for r in runs if r["workers"] == workers]
@@ -132,7 +143,7 @@ def main() -> None:
             "cpu_count": os.cpu_count(),
             "processor": platform.processor(),
             "load_average_1m": os.getloadavg()[0],
-        },  # fmt: skip
+        },
         "median_seconds": summary,
         "workers_equal_weights": all(len(set(r["weights_sha256"])) == 1 for r in two),
         "same_weights_every_distributed_run": len({r["weights_sha256"][0] for r in two}) == 1,

@@ -5,7 +5,8 @@
     python benchmarks/frontier.py --points full --only cnn_gap@0.75   # one point of the list
     python benchmarks/frontier.py --combine a.json b.json   # merge runs into frontier.json
 
-Every point goes through edgekit.pipeline.run_pipeline on the full data (55,000 train, 5,000
+Every point goes through edgekit.workstation.pipeline.run_pipeline on the full data (55,000 train,
+5,000
 validation, 10,000 test images) and exports int8 only. Points of one (arch, epochs) share one
 training run: the first trains without pruning (that is the sparsity-0 point), the trained
 model is saved, and each pruned point gives run_pipeline that file (model_path) to prune,
@@ -37,7 +38,8 @@ LATENCY_WARMUP = 50
 LATENCY_RUNS = 500
 
 # (arch, sparsity, epochs, prune_epochs, clusters); epochs None = the architecture's default
-# (edgekit.config.DEFAULT_EPOCHS). clusters: `--clusters N` after pruning (edgekit.train.cluster).
+# (edgekit.core.config.DEFAULT_EPOCHS). clusters: `--clusters N` after pruning
+# (edgekit.workstation.train.cluster).
 POINTS: dict[str, list[dict[str, Any]]] = {
     "quick": [
         {"arch": "cnn_gap", "sparsity": 0.0, "epochs": 2, "prune_epochs": 1},
@@ -50,15 +52,42 @@ POINTS: dict[str, list[dict[str, Any]]] = {
         {"arch": "cnn", "sparsity": 0.8, "epochs": None, "prune_epochs": None},
         {"arch": "cnn", "hidden": [32], "sparsity": 0.8, "epochs": None, "prune_epochs": None},
         # Clustering (16 values per kernel, zeros kept) buys gzip room for fewer zeros.
-        {"arch": "cnn", "hidden": [32], "sparsity": 0.7, "epochs": None, "prune_epochs": 8,
-         "clusters": 16},
-        {"arch": "cnn", "hidden": [32], "sparsity": 0.8, "epochs": None, "prune_epochs": 8,
-         "clusters": 16},
+        {
+            "arch": "cnn",
+            "hidden": [32],
+            "sparsity": 0.7,
+            "epochs": None,
+            "prune_epochs": 8,
+            "clusters": 16,
+        },
+        {
+            "arch": "cnn",
+            "hidden": [32],
+            "sparsity": 0.8,
+            "epochs": None,
+            "prune_epochs": 8,
+            "clusters": 16,
+        },
         # ... and cluster-preserving QAT on top (the int8_qat file).
-        {"arch": "cnn", "hidden": [32], "sparsity": 0.7, "epochs": None, "prune_epochs": 8,
-         "clusters": 16, "qat": True},
-        {"arch": "cnn", "hidden": [32], "sparsity": 0.7, "epochs": None, "prune_epochs": 8,
-         "clusters": 16, "qat": True, "qat_epochs": 4},
+        {
+            "arch": "cnn",
+            "hidden": [32],
+            "sparsity": 0.7,
+            "epochs": None,
+            "prune_epochs": 8,
+            "clusters": 16,
+            "qat": True,
+        },
+        {
+            "arch": "cnn",
+            "hidden": [32],
+            "sparsity": 0.7,
+            "epochs": None,
+            "prune_epochs": 8,
+            "clusters": 16,
+            "qat": True,
+            "qat_epochs": 4,
+        },
     ],
 }
 
@@ -120,7 +149,7 @@ def run_points(
     model an earlier run of this script trained (its `*_trained.keras`) for the points' arch:
     it is pruned (and clustered) as it is, not trained again.
     """
-    from edgekit.config import (
+    from edgekit.core.config import (
         DEFAULT_EPOCHS,
         ClusterConfig,
         DataConfig,
@@ -130,9 +159,9 @@ def run_points(
         QatConfig,
         TrainConfig,
     )
-    from edgekit.pipeline import run_pipeline
+    from edgekit.workstation.pipeline import run_pipeline
 
-    has_cluster = importlib.util.find_spec("edgekit.train.cluster") is not None
+    has_cluster = importlib.util.find_spec("edgekit.workstation.train.cluster") is not None
     trained: dict[tuple[Any, ...], tuple[Path, float, Any]] = {}
     rows: list[dict[str, Any]] = []
     export = ExportConfig(precisions=("int8",))
@@ -154,7 +183,8 @@ def run_points(
         }
         if p.get("clusters") and not has_cluster:
             row["clusters_note"] = (
-                "edgekit.train.cluster does not exist in this branch: clustering skipped"
+                "edgekit.workstation.train.cluster does not exist in this branch: "
+                "clustering skipped"
             )
         key = (arch, train.hidden_units, epochs)
         if trained_model is not None and key not in trained:
@@ -189,16 +219,24 @@ def run_points(
             )
             res = run_pipeline(
                 PipelineConfig(
-                    data=data, train=train, prune=prune, export=export, output_dir=str(out),
-                    cluster=cluster, qat=qat,
+                    data=data,
+                    train=train,
+                    prune=prune,
+                    export=export,
+                    output_dir=str(out),
+                    cluster=cluster,
+                    qat=qat,
                 ),
                 model_path=path,
             )
             wall = time.perf_counter() - t0
         base = base or res  # a given trained model: its accuracy as loaded
         # With qat the point is the QAT int8 file (int8_qat); the post-training one is kept too.
-        f = next(x for x in res.export.files if x.record.variant.get("tag") == (
-            "int8_qat" if p.get("qat") else "int8"))
+        f = next(
+            x
+            for x in res.export.files
+            if x.record.variant.get("tag") == ("int8_qat" if p.get("qat") else "int8")
+        )
         image = res.dataset.x_test[0]
         row |= {
             "float_accuracy": base.accuracy["float_keras"],
@@ -206,9 +244,11 @@ def run_points(
             "clustered_accuracy": res.accuracy.get("clustered_keras"),
             "int8_accuracy": f.record.accuracy.accuracy,
             "file": f.file,
-            "other_files": {x.file: {"accuracy": x.record.accuracy.accuracy,
-                                     "gzip_bytes": x.record.gzip_bytes}
-                            for x in res.export.files if x is not f},
+            "other_files": {
+                x.file: {"accuracy": x.record.accuracy.accuracy, "gzip_bytes": x.record.gzip_bytes}
+                for x in res.export.files
+                if x is not f
+            },
             "bytes": f.record.bytes,
             "gzip_bytes": f.record.gzip_bytes,
             "kernel_sparsity": res.kernel_sparsity,
@@ -216,9 +256,7 @@ def run_points(
             "latency": latency_us(f.data, image),
             "train_seconds": round(train_s, 1),  # shared by the points of one (arch, epochs)
             "point_seconds": round(wall, 1),  # sparsity 0: the training run; else prune+export
-            "parameters": int(
-                (base.models.get("trained") or base.models["loaded"]).count_params()
-            ),
+            "parameters": int((base.models.get("trained") or base.models["loaded"]).count_params()),
         }
         row["meets_goal"] = (
             row["int8_accuracy"] >= GOAL_ACCURACY and row["gzip_bytes"] <= GOAL_GZIP_BYTES
@@ -322,8 +360,12 @@ def main() -> int:
         help="run only these points of the list (repeatable), e.g. cnn_gap@0.75",
     )
     ap.add_argument("--seed", type=int, default=42, help="seed of data, training and pruning")
-    ap.add_argument("--trained", type=Path, default=None,
-                    help="a *_trained.keras an earlier run saved: prune it instead of training")
+    ap.add_argument(
+        "--trained",
+        type=Path,
+        default=None,
+        help="a *_trained.keras an earlier run saved: prune it instead of training",
+    )
     ap.add_argument("--out", type=Path, default=None, help="JSON path (PNG next to it)")
     ap.add_argument(
         "--combine",
@@ -343,10 +385,10 @@ def main() -> int:
             labels = ", ".join(point_label(p) for p in POINTS[args.points])
             ap.error(f"--only matched no point of --points {args.points}: choose from {labels}")
 
-    from edgekit._keras import keras, tf, tfmot
-    from edgekit.bench import machine_info
+    from edgekit.device.bench import machine_info
     from edgekit.device.runtime import get_runtime
-    from edgekit.train.model import GAP_STAGES
+    from edgekit.workstation._keras import keras, tf, tfmot
+    from edgekit.workstation.train.model import GAP_STAGES
 
     rt = get_runtime()
     report: dict[str, Any] = {

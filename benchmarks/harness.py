@@ -32,7 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.bench import (
+from edgekit.core.data import load_test_set
+from edgekit.core.io.files import write_json_atomic
+from edgekit.device.bench import (
     DEFAULT_BENCH_DIR,
     DEFAULT_MIN_RUNS,
     DEFAULT_MIN_TIME_S,
@@ -44,9 +46,7 @@ from edgekit.bench import (
     machine_info,
     run_bench,
 )
-from edgekit.data import load_test_set
 from edgekit.device.runtime import get_runtime, input_details, quantize
-from edgekit.files import write_json_atomic
 
 TOLERANCE = 0.05
 DEFAULT_OUT = Path(__file__).parent / "results" / "harness.json"

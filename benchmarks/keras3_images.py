@@ -5,7 +5,8 @@ files, then `edgekit export model.keras --data DIR --prune` as a user runs it.
 
 1. Writes the 60,000 training and 10,000 test images of Fashion-MNIST as PNGs into
    DIR/train/<class>/ and DIR/test/<class>/ (what a user's image folder looks like).
-2. Trains a Keras 3 Functional CNN on that folder (read with edgekit.data, as raw 0..255 pixels:
+2. Trains a Keras 3 Functional CNN on that folder (read with edgekit.core.data, as raw 0..255
+pixels:
    the model starts with Rescaling(1/255)): Conv2D+BN, a DepthwiseConv2D block with a residual
    Add, a second Conv2D+BN, Dense head. Saved as .keras.
 3. Runs `edgekit export model.keras --data DIR --prune --sparsity 0.8` in a child process and
@@ -31,12 +32,14 @@ MB = 1024 * 1024
 def write_folder(root: Path) -> dict[str, int]:
     from PIL import Image
 
-    from edgekit.data import FASHION_MNIST_LABELS, load_fashion_mnist_arrays
+    from edgekit.core.data import FASHION_MNIST_LABELS, load_fashion_mnist_arrays
 
     raw, _ = load_fashion_mnist_arrays()
     counts = {}
-    for split, x, y in (("train", raw["x_train"], raw["y_train"]),
-                        ("test", raw["x_test"], raw["y_test"])):  # fmt: skip
+    for split, x, y in (
+        ("train", raw["x_train"], raw["y_train"]),
+        ("test", raw["x_test"], raw["y_test"]),
+    ):
         for i, (image, label) in enumerate(zip(x, y, strict=True)):
             folder = root / split / FASHION_MNIST_LABELS[int(label)].replace("/", "-")
             folder.mkdir(parents=True, exist_ok=True)
@@ -46,9 +49,9 @@ def write_folder(root: Path) -> dict[str, int]:
 
 
 def train_model(folder: Path, path: Path, epochs: int) -> dict[str, Any]:
-    from edgekit._keras import import_keras3
-    from edgekit.config import DataConfig
-    from edgekit.data import load_dataset
+    from edgekit.core.config import DataConfig
+    from edgekit.core.data import load_dataset
+    from edgekit.workstation._keras import import_keras3
 
     k3 = import_keras3()
     data = load_dataset(DataConfig(source=str(folder), input_shape=(28, 28, 1), pixel_scale=1.0))
@@ -76,13 +79,23 @@ def train_model(folder: Path, path: Path, epochs: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     import numpy as np
 
-    model.fit(np.asarray(data.x_train), data.y_train, validation_data=(data.x_val, data.y_val),
-              epochs=epochs, batch_size=128, verbose=0)  # fmt: skip
+    model.fit(
+        np.asarray(data.x_train),
+        data.y_train,
+        validation_data=(data.x_val, data.y_val),
+        epochs=epochs,
+        batch_size=128,
+        verbose=0,
+    )
     seconds = time.perf_counter() - t0
     _, acc = model.evaluate(data.x_test, data.y_test, verbose=0)
     model.save(path)
-    return {"epochs": epochs, "seconds": round(seconds, 1), "test_accuracy": float(acc),
-            "parameters": int(model.count_params())}  # fmt: skip
+    return {
+        "epochs": epochs,
+        "seconds": round(seconds, 1),
+        "test_accuracy": float(acc),
+        "parameters": int(model.count_params()),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prune-epochs", type=int, default=4)
     args = ap.parse_args(argv)
 
-    from edgekit.bench import machine_info
+    from edgekit.device.bench import machine_info
 
     with tempfile.TemporaryDirectory(prefix="edgekit-k3img-") as tmp:
         root = Path(tmp)
@@ -101,9 +114,22 @@ def main(argv: list[str] | None = None) -> int:
         write_s = time.perf_counter() - t0
         trained = train_model(root / "images", root / "model.keras", args.epochs)
         out = root / "out"
-        cmd = [sys.executable, "-m", "edgekit.cli", "export", str(root / "model.keras"),
-               "--data", str(root / "images"), "--prune", "--sparsity", "0.8",
-               "--prune-epochs", str(args.prune_epochs), "-o", str(out)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "edgekit.cli.main",
+            "export",
+            str(root / "model.keras"),
+            "--data",
+            str(root / "images"),
+            "--prune",
+            "--sparsity",
+            "0.8",
+            "--prune-epochs",
+            str(args.prune_epochs),
+            "-o",
+            str(out),
+        ]
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -128,20 +154,28 @@ def main(argv: list[str] | None = None) -> int:
         "keras_accuracy_folded": manifest["keras_accuracy"],
         "input": manifest["input"],
         "files": [
-            {"file": f["file"], "precision": f["precision"], "bytes": f["bytes"],
-             "gzip_bytes": f["gzip_bytes"], "weight_sparsity": f["weight_sparsity"],
-             "accuracy": f["accuracy"]["accuracy"],
-             "agreement_with_keras": f["accuracy"]["top1_agreement_with_keras"]}
+            {
+                "file": f["file"],
+                "precision": f["precision"],
+                "bytes": f["bytes"],
+                "gzip_bytes": f["gzip_bytes"],
+                "weight_sparsity": f["weight_sparsity"],
+                "accuracy": f["accuracy"]["accuracy"],
+                "agreement_with_keras": f["accuracy"]["top1_agreement_with_keras"],
+            }
             for f in manifest["files"]
-        ],  # fmt: skip
+        ],
         "stderr_tail": proc.stderr.strip().splitlines()[-12:],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    from edgekit.files import write_json_atomic
+    from edgekit.core.io.files import write_json_atomic
 
     write_json_atomic(args.out, result)
-    print(json.dumps({k: result[k] for k in ("export_wall_s", "export_peak_rss_mb", "files")},
-                     indent=1))  # fmt: skip
+    print(
+        json.dumps(
+            {k: result[k] for k in ("export_wall_s", "export_peak_rss_mb", "files")}, indent=1
+        )
+    )
     return 0
 
 

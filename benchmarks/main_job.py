@@ -29,16 +29,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=RESULTS / "main_job.json")
     args = ap.parse_args(argv)
 
-    from edgekit.bench import machine_info
-    from edgekit.files import write_json_atomic, write_text_atomic
+    from edgekit.core.io.files import write_json_atomic, write_text_atomic
+    from edgekit.device.bench import machine_info
 
     with tempfile.TemporaryDirectory(prefix="edgekit-main-") as tmp:
         out = Path(tmp) / "artifacts"
         t0 = time.perf_counter()
         export = subprocess.run(
-            [sys.executable, "-m", "edgekit.cli", "export", "-o", str(out)],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+            [sys.executable, "-m", "edgekit.cli.main", "export", "-o", str(out)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         export_s = time.perf_counter() - t0
         if export.returncode != 0:
             print(export.stderr, file=sys.stderr)
@@ -46,11 +48,25 @@ def main(argv: list[str] | None = None) -> int:
         keras_files = sorted(str(p) for p in out.glob("*_folded.keras"))
         bench_json, bench_md = Path(tmp) / "bench.json", Path(tmp) / "bench.md"
         bench = subprocess.run(
-            [sys.executable, "-m", "edgekit.cli", "bench", str(out), *keras_files,
-             "--threads", args.threads, "--quiet",
-             "--json", str(bench_json), "--markdown", str(bench_md)],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "edgekit.cli.main",
+                "bench",
+                str(out),
+                *keras_files,
+                "--threads",
+                args.threads,
+                "--quiet",
+                "--json",
+                str(bench_json),
+                "--markdown",
+                str(bench_md),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if bench.returncode != 0:
             print(bench.stdout, bench.stderr, file=sys.stderr)
             return 1
@@ -59,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             "commands": [
                 "edgekit export",
                 f"edgekit bench OUT OUT/*_folded.keras --threads {args.threads}",
-            ],  # fmt: skip
+            ],
             "cpu": machine_info()["cpu"],
             "machine": machine_info(),
             "export_wall_seconds": round(export_s, 1),

@@ -1,4 +1,5 @@
-"""MC-dropout files (edgekit.export.mc) against the deterministic file: latency, accuracy, ECE, NLL.
+"""MC-dropout files (edgekit.workstation.export.mc) against the deterministic file: latency,
+accuracy, ECE, NLL.
 
     python benchmarks/mc_dropout.py [--samples 1,10,30] [--epochs 8]   # -> results/mc_dropout.json
 
@@ -50,32 +51,42 @@ def main() -> None:
     parser.add_argument("--invokes", type=int, default=500)
     parser.add_argument("--output", default=str(RESULTS / "mc_dropout.json"))
     args = parser.parse_args()
-    from edgekit._keras import keras, set_determinism
-    from edgekit.bench.machine import cpu_model
-    from edgekit.bench.uncertainty import compare_uncertainty
-    from edgekit.config import DataConfig
-    from edgekit.data import load_dataset
+    from edgekit.core.config import DataConfig
+    from edgekit.core.data import load_dataset
+    from edgekit.core.recipes import recipe_for
+    from edgekit.device.bench.machine import cpu_model
+    from edgekit.device.bench.uncertainty import compare_uncertainty
     from edgekit.device.mc import predict_mc
     from edgekit.device.runtime import load_interpreter, predict
-    from edgekit.export.converter import convert
-    from edgekit.export.mc import build_mc_model, convert_mc
-    from edgekit.export.recipes import recipe_for
+    from edgekit.workstation._keras import keras, set_determinism
+    from edgekit.workstation.export.converter import convert
+    from edgekit.workstation.export.mc import build_mc_model, convert_mc
 
     data = load_dataset(DataConfig())
     x_train = np.asarray(data.x_train)
     set_determinism(42)
-    model = keras.Sequential([
-        keras.layers.Input(data.input_shape, name="image"), keras.layers.Flatten(),
-        keras.layers.Dense(300, activation="relu", kernel_initializer="he_normal"),
-        keras.layers.Dropout(0.2),
-        keras.layers.Dense(100, activation="relu", kernel_initializer="he_normal"),
-        keras.layers.Dropout(0.2),
-        keras.layers.Dense(data.num_classes, activation="softmax"),
-    ], name="mlp_dropout")  # fmt: skip
+    model = keras.Sequential(
+        [
+            keras.layers.Input(data.input_shape, name="image"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(300, activation="relu", kernel_initializer="he_normal"),
+            keras.layers.Dropout(0.2),
+            keras.layers.Dense(100, activation="relu", kernel_initializer="he_normal"),
+            keras.layers.Dropout(0.2),
+            keras.layers.Dense(data.num_classes, activation="softmax"),
+        ],
+        name="mlp_dropout",
+    )
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     t0 = time.time()
-    model.fit(x_train, data.y_train, epochs=args.epochs, batch_size=64, verbose=0,
-              validation_data=(data.x_val, data.y_val))  # fmt: skip
+    model.fit(
+        x_train,
+        data.y_train,
+        epochs=args.epochs,
+        batch_size=64,
+        verbose=0,
+        validation_data=(data.x_val, data.y_val),
+    )
     train_s = time.time() - t0
     x, y = data.x_test, data.y_test
     det = {p: convert(model, recipe_for(p), x_train, 500, 42) for p in ("float32", "int8")}
@@ -83,18 +94,34 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for p, b in det.items():
         m = compare_uncertainty(det_probs[p], det_probs[p], y).deterministic
-        rows.append({"file": f"deterministic {p}", "samples": 0, "precision": p, "bytes": len(b),
-                     "p50_us": p50_us(b, x, args.invokes), **m.to_dict()})  # fmt: skip
+        rows.append(
+            {
+                "file": f"deterministic {p}",
+                "samples": 0,
+                "precision": p,
+                "bytes": len(b),
+                "p50_us": p50_us(b, x, args.invokes),
+                **m.to_dict(),
+            }
+        )
     for n in [int(s) for s in args.samples.split(",")]:
         mc_model = build_mc_model(model, n)
         for p in ("float32", "int8"):
             b = convert_mc(mc_model, p, x_train, 500, 42)
             got = predict_mc(b, x)
             c = compare_uncertainty(got.mean, det_probs[p], y)
-            rows.append({"file": f"mc N={n} {p}", "samples": n, "precision": p, "bytes": len(b),
-                         "p50_us": p50_us(b, x, args.invokes), **c.mc.to_dict(),
-                         "ece_delta": c.to_dict()["ece_delta"],
-                         "nll_delta": c.to_dict()["nll_delta"]})  # fmt: skip
+            rows.append(
+                {
+                    "file": f"mc N={n} {p}",
+                    "samples": n,
+                    "precision": p,
+                    "bytes": len(b),
+                    "p50_us": p50_us(b, x, args.invokes),
+                    **c.mc.to_dict(),
+                    "ece_delta": c.to_dict()["ece_delta"],
+                    "nll_delta": c.to_dict()["nll_delta"],
+                }
+            )
     out = {
         "machine": {"cpu": cpu_model(), "python": platform.python_version()},
         "train_seconds": train_s,
@@ -106,8 +133,10 @@ def main() -> None:
     print(f"{'file':<24}{'bytes':>9}{'p50 us':>9}{'acc':>8}{'ECE':>8}{'NLL':>8}  acc@50/80/90%")
     for r in rows:
         rc = "/".join(f"{c['accuracy']:.4f}" for c in r["risk_coverage"][:3])
-        print(f"{r['file']:<24}{r['bytes']:>9}{r['p50_us']:>9.1f}{r['accuracy']:>8.4f}"
-              f"{r['ece']:>8.4f}{r['nll']:>8.4f}  {rc}")  # fmt: skip
+        print(
+            f"{r['file']:<24}{r['bytes']:>9}{r['p50_us']:>9.1f}{r['accuracy']:>8.4f}"
+            f"{r['ece']:>8.4f}{r['nll']:>8.4f}  {rc}"
+        )
 
 
 if __name__ == "__main__":

@@ -44,10 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("export_args", nargs="*", help="extra `edgekit export` arguments (after --)")
     args = ap.parse_args(argv)
 
-    from edgekit.bench import machine_info
+    from edgekit.device.bench import machine_info
 
     with tempfile.TemporaryDirectory(prefix="edgekit-mem-") as tmp:
-        cmd = [sys.executable, "-m", "edgekit.cli", "export", "-o", tmp, *args.export_args]
+        cmd = [sys.executable, "-m", "edgekit.cli.main", "export", "-o", tmp, *args.export_args]
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         "output_bytes": files,
         "summary_line": next((ln for ln in stdout.splitlines() if ln.startswith("manifest:")), ""),
     }
-    from edgekit.files import write_json_atomic
+    from edgekit.core.io.files import write_json_atomic
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out, report)

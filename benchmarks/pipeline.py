@@ -29,23 +29,21 @@ def main() -> int:
     args = ap.parse_args()
     t_start = time.perf_counter()
 
-    from edgekit.bench import machine_info
-    from edgekit.config import DataConfig, PipelineConfig, PruneConfig, TrainConfig
-    from edgekit.pipeline import run_pipeline
+    from edgekit.core.config import DataConfig, PipelineConfig, PruneConfig, TrainConfig
+    from edgekit.device.bench import machine_info
+    from edgekit.workstation.pipeline import run_pipeline
 
     seed = {} if args.seed is None else {"seed": args.seed}
     train = TrainConfig(arch=args.arch, epochs=args.epochs, **seed)
     prune = PruneConfig(epochs=args.prune_epochs, **seed)  # None: the architecture's default
     with tempfile.TemporaryDirectory() as tmp:
-        config = PipelineConfig(
-            data=DataConfig(**seed), train=train, prune=prune, output_dir=tmp
-        )
+        config = PipelineConfig(data=DataConfig(**seed), train=train, prune=prune, output_dir=tmp)
         result = run_pipeline(config)
         wall_s = time.perf_counter() - t_start
 
-        from edgekit.config import Precision
+        from edgekit.core.config import Precision
         from edgekit.device.modelfile import gzip_size
-        from edgekit.export import convert, recipe_for
+        from edgekit.workstation.export import convert, recipe_for
 
         unpruned = convert(result.models["trained"], recipe_for(Precision.FLOAT32))
 

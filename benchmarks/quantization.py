@@ -43,7 +43,7 @@ def _files(result: Any) -> dict[str, Any]:
 
 
 def _p50(folder: Path) -> dict[str, float]:
-    from edgekit.bench import BenchConfig, run_bench
+    from edgekit.device.bench import BenchConfig, run_bench
 
     res = run_bench(
         [str(folder)], BenchConfig(threads=(1,), data=None, min_runs=300, min_time_s=0.5, rounds=3)
@@ -61,15 +61,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=RESULTS / "quantization.json")
     args = ap.parse_args()
-    from edgekit.bench import machine_info
-    from edgekit.config import (
+    from edgekit.core.config import (
         ClusterConfig,
         ExportConfig,
         PipelineConfig,
         PruneConfig,
         QatConfig,
     )
-    from edgekit.pipeline import run_pipeline
+    from edgekit.device.bench import machine_info
+    from edgekit.workstation.pipeline import run_pipeline
 
     report: dict[str, Any] = {
         "benchmark": "quantization",
@@ -139,11 +139,11 @@ def main() -> int:
 
 
 def _selu(folder: Path) -> dict[str, Any]:
-    from edgekit._keras import keras, set_determinism
-    from edgekit.config import DataConfig, ExportConfig, Precision
-    from edgekit.data import load_dataset
-    from edgekit.export import export_tflite
-    from edgekit.export.layer_debug import debug_layers
+    from edgekit.core.config import DataConfig, ExportConfig, Precision
+    from edgekit.core.data import load_dataset
+    from edgekit.workstation._keras import keras, set_determinism
+    from edgekit.workstation.export import export_tflite
+    from edgekit.workstation.export.layer_debug import debug_layers
 
     t0 = time.perf_counter()
     set_determinism(42)

@@ -16,9 +16,9 @@ keeps in float (ELU), and the int8 file's p50.
 
 MC dropout: the `dropout 0.2` setting also exports <stem>_mcN_float32/int8.tflite files for
 N = 1, 5, 10, 30, 100 (fixed masks); their mean's accuracy, ECE (15 bins) and NLL are compared
-with the deterministic float32 and int8 files of the same run (edgekit.bench.uncertainty).
+with the deterministic float32 and int8 files of the same run (edgekit.device.bench.uncertainty).
 
-Latency: ONE `edgekit.bench.run_bench` call over every int8 file and every MC file (one child
+Latency: ONE `edgekit.device.bench.run_bench` call over every int8 file and every MC file (one child
 process per file, batch 1, 1 thread, XNNPACK, interleaved rounds, data=None), so the ratio
 MC N=10 int8 / deterministic int8 comes from one run. Identical settings (l1 1e-5 = baseline
 = preset fast) are run once and listed with `same_as`.
@@ -57,15 +57,17 @@ REGULARIZERS: list[tuple[str, dict[str, Any], str]] = [
     ("dropout 0.2", {"dropout": 0.2}, "dropout on the top hidden layer"),
     ("max_norm 1", {"max_norm": 1.0}, "max-norm constraint on hidden kernels"),
     ("elu", {"activation": "elu"}, "ELU, the default configuration's activation"),
-    ("selu+lecun+alpha dropout 0.1",
-     {"activation": "selu", "init": "lecun", "alpha_dropout": 0.1, "batch_norm": False},
-     "self-normalizing (BN off: SELU replaces it)"),
+    (
+        "selu+lecun+alpha dropout 0.1",
+        {"activation": "selu", "init": "lecun", "alpha_dropout": 0.1, "batch_norm": False},
+        "self-normalizing (BN off: SELU replaces it)",
+    ),
     ("leaky_relu", {"activation": "leaky_relu"}, "a fast activation"),
     ("nadam", {"optimizer": "nadam"}, "Nadam"),
     ("momentum", {"optimizer": "momentum"}, "SGD, Nesterov momentum 0.9, at the same lr 1e-3"),
     ("1cycle", {"lr_schedule": "1cycle"}, "1cycle schedule, peak lr 1e-3"),
     ("no batch norm", {"batch_norm": False}, "BN off"),
-]  # fmt: skip
+]
 PRESET_NAMES = ("default", "self-normalizing", "sparse", "fast")
 
 
@@ -73,25 +75,28 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name).strip("_")
 
 
-def run_setting(name: str, train: Any, data_cfg: Any, prune_epochs: int | None,
-                mc: tuple[int, ...], root: Path) -> dict[str, Any]:  # fmt: skip
+def run_setting(
+    name: str, train: Any, data_cfg: Any, prune_epochs: int | None, mc: tuple[int, ...], root: Path
+) -> dict[str, Any]:
     """One pipeline run (pruned to 80%, float32 + int8) plus the int8 file of the unpruned model."""
-    from edgekit.config import ExportConfig, PipelineConfig, PruneConfig
+    from edgekit.core.config import ExportConfig, PipelineConfig, PruneConfig
     from edgekit.device.modelfile import gzip_size
     from edgekit.device.opcheck import float_ops
     from edgekit.device.runtime import evaluate
-    from edgekit.export import convert, recipe_for
-    from edgekit.pipeline import run_pipeline
-    from edgekit.train import keras_accuracy
+    from edgekit.workstation.export import convert, recipe_for
+    from edgekit.workstation.pipeline import run_pipeline
+    from edgekit.workstation.train import keras_accuracy
 
     out = root / slug(name)
     config = PipelineConfig(
-        data=data_cfg, train=train,
+        data=data_cfg,
+        train=train,
         prune=PruneConfig(target_sparsity=TARGET_SPARSITY, epochs=prune_epochs, seed=train.seed),
-        export=ExportConfig(precisions=("float32", "int8"), mc_samples=mc, max_accuracy_drop=100.0,
-                            name=slug(name)),
+        export=ExportConfig(
+            precisions=("float32", "int8"), mc_samples=mc, max_accuracy_drop=100.0, name=slug(name)
+        ),
         output_dir=str(out),
-    )  # fmt: skip
+    )
     t0 = time.perf_counter()
     result = run_pipeline(config, progress=lambda _m: None)
     wall = time.perf_counter() - t0
@@ -143,7 +148,7 @@ def build_left_out_mc(result: Any, config: Any, out: Path, files: dict[str, str]
     data and seed make the file here; N=30 (which export wrote) is rebuilt too and must come
     out byte-identical, or the benchmark stops.
     """
-    from edgekit.export.mc import build_mc_model, convert_mc
+    from edgekit.workstation.export.mc import build_mc_model, convert_mc
 
     model, x_train = result.models["folded"], result.dataset.x_train
     seed, samples = config.export.calibration_seed, config.export.calibration_samples
@@ -152,41 +157,59 @@ def build_left_out_mc(result: Any, config: Any, out: Path, files: dict[str, str]
     for name, reason in refused.items():
         if not (name.startswith(f"{stem}_mc") and reason.startswith("lost the zeros")):
             continue
-        n, precision = name[len(stem) + 3:-len(".tflite")].split("_", 1)
-        blob = convert_mc(build_mc_model(model, int(n), config.export.mc_masks, seed), precision,
-                          x_train, samples, seed)  # fmt: skip
+        n, precision = name[len(stem) + 3 : -len(".tflite")].split("_", 1)
+        blob = convert_mc(
+            build_mc_model(model, int(n), config.export.mc_masks, seed),
+            precision,
+            x_train,
+            samples,
+            seed,
+        )
         (out / name).write_bytes(blob)
         files[name] = str(out / name)
         built.append(name)
     if built:  # the same calls must give export's own file where export wrote one
         check = f"{stem}_mc30_float32.tflite"
-        blob = convert_mc(build_mc_model(model, 30, config.export.mc_masks, seed), "float32",
-                          x_train, samples, seed)  # fmt: skip
+        blob = convert_mc(
+            build_mc_model(model, 30, config.export.mc_masks, seed),
+            "float32",
+            x_train,
+            samples,
+            seed,
+        )
         if check in files and blob != Path(files[check]).read_bytes():
             raise SystemExit(f"rebuilt {check} differs from export's: the workaround is not valid")
     return built
 
 
 def _train_dict(train: Any) -> dict[str, Any]:
-    from edgekit.config import to_dict
+    from edgekit.core.config import to_dict
 
     return dict(to_dict(train))
 
 
 def mc_rows(files: dict[str, str], stem: str, x: np.ndarray, y: np.ndarray) -> list[dict[str, Any]]:
     """Accuracy, ECE, NLL of the deterministic files and of each MC file (against them)."""
-    from edgekit.bench.uncertainty import compare_uncertainty
+    from edgekit.device.bench.uncertainty import compare_uncertainty
     from edgekit.device.mc import predict_mc
     from edgekit.device.runtime import load_interpreter, predict
 
-    det = {p: predict(load_interpreter(files[f"{stem}_{p}.tflite"]), x)
-           for p in ("float32", "int8")}  # fmt: skip
+    det = {
+        p: predict(load_interpreter(files[f"{stem}_{p}.tflite"]), x) for p in ("float32", "int8")
+    }
     rows = []
     for p in ("float32", "int8"):
         m = compare_uncertainty(det[p], det[p], y).deterministic
-        rows.append({"file": f"{stem}_{p}.tflite", "samples": 0, "precision": p,
-                     "path": files[f"{stem}_{p}.tflite"], **_metrics(m),
-                     "mean_confidence": float(det[p].max(-1).mean())})  # fmt: skip
+        rows.append(
+            {
+                "file": f"{stem}_{p}.tflite",
+                "samples": 0,
+                "precision": p,
+                "path": files[f"{stem}_{p}.tflite"],
+                **_metrics(m),
+                "mean_confidence": float(det[p].max(-1).mean()),
+            }
+        )
     for n in MC_SAMPLES:
         for p in ("float32", "int8"):
             name = f"{stem}_mc{n}_{p}.tflite"
@@ -196,28 +219,41 @@ def mc_rows(files: dict[str, str], stem: str, x: np.ndarray, y: np.ndarray) -> l
             mean = predict_mc(files[name], x).mean
             c = compare_uncertainty(mean, det[p], y)
             d = c.to_dict()
-            rows.append({
-                "file": name, "samples": n, "precision": p, "path": files[name],
-                **_metrics(c.mc), "mean_confidence": float(mean.max(-1).mean()),
-                "accuracy_delta_points": 100 * d["accuracy_delta"],
-                "ece_delta": d["ece_delta"], "nll_delta": d["nll_delta"],
-                "ece_lower": c.ece_lower, "nll_lower": c.nll_lower,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "file": name,
+                    "samples": n,
+                    "precision": p,
+                    "path": files[name],
+                    **_metrics(c.mc),
+                    "mean_confidence": float(mean.max(-1).mean()),
+                    "accuracy_delta_points": 100 * d["accuracy_delta"],
+                    "ece_delta": d["ece_delta"],
+                    "nll_delta": d["nll_delta"],
+                    "ece_lower": c.ece_lower,
+                    "nll_lower": c.nll_lower,
+                }
+            )
     return rows
 
 
 def _metrics(m: Any) -> dict[str, Any]:
     d = m.to_dict()
-    return {"accuracy": d["accuracy"], "ece": d["ece"], "nll": d["nll"],
-            "risk_coverage": d["risk_coverage"]}  # fmt: skip
+    return {
+        "accuracy": d["accuracy"],
+        "ece": d["ece"],
+        "nll": d["nll"],
+        "risk_coverage": d["risk_coverage"],
+    }
 
 
 def bench_p50(paths: list[str], min_time_s: float, rounds: int) -> tuple[dict[str, Any], Any]:
     """p50 (us) of every file, one run_bench call: batch 1, 1 thread, XNNPACK, no data."""
-    from edgekit.bench import BenchConfig, run_bench
+    from edgekit.device.bench import BenchConfig, run_bench
 
-    config = BenchConfig(threads=(1,), xnnpack=True, data=None, min_time_s=min_time_s,
-                         rounds=rounds)  # fmt: skip
+    config = BenchConfig(
+        threads=(1,), xnnpack=True, data=None, min_time_s=min_time_s, rounds=rounds
+    )
     result = run_bench(paths, config)
     by_path = {}
     for r in result.rows:
@@ -238,20 +274,24 @@ def p50_of(lat: dict[str, Any], path: str) -> float | None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true",
-                    help="20,000 training images, 5 epochs, 3 pruning epochs")  # fmt: skip
+    ap.add_argument(
+        "--quick", action="store_true", help="20,000 training images, 5 epochs, 3 pruning epochs"
+    )
     ap.add_argument("--only", default=None, help="comma-separated setting/preset names")
-    ap.add_argument("--noise-seeds", default="1,2",
-                    help="extra seeds the baseline is rerun with (seed noise); '' for none")
+    ap.add_argument(
+        "--noise-seeds",
+        default="1,2",
+        help="extra seeds the baseline is rerun with (seed noise); '' for none",
+    )
     ap.add_argument("--bench-seconds", type=float, default=2.0, help="timed seconds per file")
     ap.add_argument("--bench-rounds", type=int, default=5)
     ap.add_argument("--out", type=Path, default=RESULTS / "regularizers.json")
     args = ap.parse_args()
     t_start = time.perf_counter()
 
-    from edgekit.bench import machine_info
-    from edgekit.config import DataConfig, TrainConfig
-    from edgekit.presets import apply_preset
+    from edgekit.core.config import DataConfig, TrainConfig
+    from edgekit.core.presets import apply_preset
+    from edgekit.device.bench import machine_info
 
     epochs = QUICK["epochs"] if args.quick else None
     prune_epochs = QUICK["prune_epochs"] if args.quick else None
@@ -267,8 +307,14 @@ def main() -> int:
         jobs.append(("preset", name, train, f"preset {name} (prunes: {prunes})"))
     seeds = [int(s) for s in args.noise_seeds.split(",") if s.strip()]
     for s in seeds:
-        jobs.append(("seed", f"baseline seed {s}", dataclasses.replace(base, seed=s),
-                     "seed noise of the baseline"))  # fmt: skip
+        jobs.append(
+            (
+                "seed",
+                f"baseline seed {s}",
+                dataclasses.replace(base, seed=s),
+                "seed noise of the baseline",
+            )
+        )
     if args.only:
         wanted = {w.strip() for w in args.only.split(",")}
         jobs = [j for j in jobs if j[1] in wanted]
@@ -315,9 +361,16 @@ def main() -> int:
             r.pop("mc_files", None)
             r.pop("test", None)
 
-    report = build_report(args, rows, mc, lat, bench, machine_info(), t_start,
-                          {"train_samples": train_samples, "epochs": epochs,
-                           "prune_epochs": prune_epochs})  # fmt: skip
+    report = build_report(
+        args,
+        rows,
+        mc,
+        lat,
+        bench,
+        machine_info(),
+        t_start,
+        {"train_samples": train_samples, "epochs": epochs, "prune_epochs": prune_epochs},
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     md = markdown(report)
@@ -327,9 +380,16 @@ def main() -> int:
     return 0
 
 
-def build_report(args: Any, rows: list[dict[str, Any]], mc: list[dict[str, Any]],
-                 lat: dict[str, Any], bench: Any, machine: dict[str, Any], t_start: float,
-                 budget: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+def build_report(
+    args: Any,
+    rows: list[dict[str, Any]],
+    mc: list[dict[str, Any]],
+    lat: dict[str, Any],
+    bench: Any,
+    machine: dict[str, Any],
+    t_start: float,
+    budget: dict[str, Any],
+) -> dict[str, Any]:
     floors: dict[str, Any] = {}
     by = {r["file"]: r for r in mc}
     stem = slug(MC_SETTING)
@@ -338,14 +398,17 @@ def build_report(args: Any, rows: list[dict[str, Any]], mc: list[dict[str, Any]]
         ratio = mc8["p50_us"] / det8["p50_us"]
         delta = 100 * (mc8["accuracy"] - det8["accuracy"])
         floors = {
-            "mc10_int8_p50_us": mc8["p50_us"], "deterministic_int8_p50_us": det8["p50_us"],
-            "p50_ratio": ratio, "p50_ratio_max": MC_MAX_P50_RATIO,
+            "mc10_int8_p50_us": mc8["p50_us"],
+            "deterministic_int8_p50_us": det8["p50_us"],
+            "p50_ratio": ratio,
+            "p50_ratio_max": MC_MAX_P50_RATIO,
             "p50_ratio_ok": ratio <= MC_MAX_P50_RATIO,
-            "accuracy_delta_points": delta, "accuracy_delta_min": MC_MIN_ACCURACY_DELTA_POINTS,
+            "accuracy_delta_points": delta,
+            "accuracy_delta_min": MC_MIN_ACCURACY_DELTA_POINTS,
             "accuracy_ok": delta >= MC_MIN_ACCURACY_DELTA_POINTS,
             "ece_lower_than_deterministic_int8": mc8["ece_lower"],
             "nll_lower_than_deterministic_int8": mc8["nll_lower"],
-        }  # fmt: skip
+        }
     quick = args.quick
     return {
         "benchmark": "regularizers",
@@ -362,12 +425,15 @@ def build_report(args: Any, rows: list[dict[str, Any]], mc: list[dict[str, Any]]
             "calibration_samples": 500,
         },
         "latency": {
-            "how": "edgekit.bench.run_bench over all files at once: one child process per file, "
-                   "batch 1, 1 thread, XNNPACK, interleaved rounds, BenchConfig(data=None)",
-            "min_time_s": args.bench_seconds, "rounds": args.bench_rounds,
-            "rounds_summary": bench.rounds, "bench_seconds": round(bench.duration_s, 1),
+            "how": "edgekit.device.bench.run_bench over all files at once: "
+            "one child process per file, "
+            "batch 1, 1 thread, XNNPACK, interleaved rounds, BenchConfig(data=None)",
+            "min_time_s": args.bench_seconds,
+            "rounds": args.bench_rounds,
+            "rounds_summary": bench.rounds,
+            "bench_seconds": round(bench.duration_s, 1),
             "note": "2 cores shared with other jobs: p50s carry that noise (see round spreads)",
-        },  # fmt: skip
+        },
         "machine": machine,
         "accuracy_notes": {
             "float_accuracy": "trained Keras model, full test set",
@@ -377,10 +443,14 @@ def build_report(args: Any, rows: list[dict[str, Any]], mc: list[dict[str, Any]]
         },
         "rows": rows,
         "mc_dropout": {
-            "setting": MC_SETTING, "samples": list(MC_SAMPLES), "masks": "fixed",
+            "setting": MC_SETTING,
+            "samples": list(MC_SAMPLES),
+            "masks": "fixed",
             "model": "the dropout 0.2 row's model (pruned 80%, BN folded), dropout after the top "
-                     "hidden layer", "rows": mc, "floors_n10_int8": floors,
-        },  # fmt: skip
+            "hidden layer",
+            "rows": mc,
+            "floors_n10_int8": floors,
+        },
         "wall_seconds": round(time.perf_counter() - t_start, 1),
     }
 
@@ -426,8 +496,9 @@ def markdown(report: dict[str, Any]) -> str:
         ]
         for r in mc["rows"]:
             if r.get("left_out"):
-                lines.append(f"| {r['file']} | {r['samples']} | left out by export (see JSON) "
-                             "| | | | | |")  # fmt: skip
+                lines.append(
+                    f"| {r['file']} | {r['samples']} | left out by export (see JSON) | | | | | |"
+                )
                 continue
             delta = r.get("accuracy_delta_points")
             p50 = r.get("p50_us")

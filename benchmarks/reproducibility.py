@@ -12,7 +12,8 @@ Part 2 times `build_model` + `train_model` (the training stage alone, data alrea
 fresh processes with op determinism on (what edgekit always does) and off, alternating, and
 records a hash of the trained weights of each run: same hash = same model. Op determinism is
 process-wide and cannot be switched off once on, so every sample is its own process. "Off" is
-made by marking it as already enabled in `edgekit._keras` before training starts (edgekit has
+made by marking it as already enabled in `edgekit.workstation._keras` before training starts
+(edgekit has
 no switch for it: a benchmark-only hack, see _TRAIN_CHILD).
 """
 
@@ -39,13 +40,13 @@ import hashlib, json, sys, time
 import numpy as np
 arch, samples, epochs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 deterministic = sys.argv[4] == "on"
-import edgekit._keras as ek  # sets TF_USE_LEGACY_KERAS before TensorFlow is imported
+import edgekit.workstation._keras as ek  # sets TF_USE_LEGACY_KERAS before TensorFlow is imported
 from tensorflow.python.framework.config import is_op_determinism_enabled  # already imported
 if not deterministic:
     ek._determinism_on = True  # set_determinism() then seeds only, skipping enable_op_determinism
-from edgekit.config import DataConfig, TrainConfig
-from edgekit.data import load_dataset
-from edgekit.train import build_model, train_model
+from edgekit.core.config import DataConfig, TrainConfig
+from edgekit.core.data import load_dataset
+from edgekit.workstation.train import build_model, train_model
 data = load_dataset(DataConfig(train_samples=samples))
 config = TrainConfig(arch=arch, epochs=epochs, patience=epochs)
 t0 = time.perf_counter()
@@ -67,7 +68,7 @@ def export_twice(work: Path) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     for name in ("run1", "run2"):
         out = work / name
-        cmd = [sys.executable, "-m", "edgekit.cli", "export", "-o", str(out), "--quiet"]
+        cmd = [sys.executable, "-m", "edgekit.cli.main", "export", "-o", str(out), "--quiet"]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True)
         seconds = time.perf_counter() - t0
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args(argv)
 
-    from edgekit.bench import machine_info
+    from edgekit.device.bench import machine_info
 
     report: dict[str, Any] = {
         "benchmark": "reproducibility",
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="edgekit-repro-") as tmp:
         if not args.skip_export:
             report["same_seed_export"] = export_twice(Path(tmp))
-    from edgekit._keras import versions
+    from edgekit.workstation._keras import versions
 
     report["versions"] = versions()
     # mlp: the default network on the full training set; cnn: conv kernels, a slice of it.
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         "'off' skips tf.config.experimental.enable_op_determinism, seeds stay set; "
         "distinct_weights = how many different trained models the repeats gave"
     )
-    from edgekit.files import write_json_atomic
+    from edgekit.core.io.files import write_json_atomic
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out, report)

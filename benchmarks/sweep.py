@@ -15,7 +15,7 @@ not spent in a pipeline stage (process start, TensorFlow import, Ray scheduling,
 dispatch outside it. The machine's 1-minute load average before and after each engine is
 recorded: on a shared machine other tenants' work shows there, not in the numbers' labels.
 The files of every engine are compared by sha256.
-Then p50 of every file is measured once (edgekit.bench, 1 thread, interleaved) by resuming
+Then p50 of every file is measured once (edgekit.device.bench, 1 thread, interleaved) by resuming
 the first engine's sweep, and its frontier is written.
 """
 
@@ -31,18 +31,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgekit.bench import machine_info
-from edgekit.config import DataConfig, ExportConfig, PipelineConfig, PruneConfig, TrainConfig
-from edgekit.files import write_bytes_atomic, write_json_atomic, write_text_atomic
-from edgekit.report.sweep import sweep_markdown, write_sweep_outputs
+from edgekit.cli.report.sweep import sweep_markdown, write_sweep_outputs
+from edgekit.core.config import DataConfig, ExportConfig, PipelineConfig, PruneConfig, TrainConfig
+from edgekit.core.io.files import write_bytes_atomic, write_json_atomic, write_text_atomic
+from edgekit.device.bench import machine_info
 from edgekit.sweep import SweepConfig, expand_grid, parse_grid, point_salt, run_sweep
 
 RESULTS = Path(__file__).parent / "results"
 DEFAULT_OUT = RESULTS / "sweep.json"
 GRID = ["sparsity=0.5,0.8,0.9", "precision=int8,float16", "hidden=300+100,64+32"]
 # The quick mode's slice: every point a real pipeline run, minutes in all on 2 cores.
-QUICK = {"train_samples": 6000, "validation_size": 1000, "test_samples": 2000,
-         "epochs": 3, "prune_epochs": 2, "calibration_samples": 200}  # fmt: skip
+QUICK = {
+    "train_samples": 6000,
+    "validation_size": 1000,
+    "test_samples": 2000,
+    "epochs": 3,
+    "prune_epochs": 2,
+    "calibration_samples": 200,
+}
 
 
 def base_config(full: bool) -> PipelineConfig:
@@ -50,16 +56,20 @@ def base_config(full: bool) -> PipelineConfig:
         return PipelineConfig()
     q = QUICK
     return PipelineConfig(
-        data=DataConfig(train_samples=q["train_samples"], validation_size=q["validation_size"],
-                        test_samples=q["test_samples"]),
+        data=DataConfig(
+            train_samples=q["train_samples"],
+            validation_size=q["validation_size"],
+            test_samples=q["test_samples"],
+        ),
         train=TrainConfig(epochs=q["epochs"]),
         prune=PruneConfig(epochs=q["prune_epochs"]),
         export=ExportConfig(calibration_samples=q["calibration_samples"]),
-    )  # fmt: skip
+    )
 
 
-def run_engine(name: str, config: SweepConfig, grid: dict[str, Any], base: PipelineConfig,
-               say: Any) -> tuple[dict[str, Any], Any]:  # fmt: skip
+def run_engine(
+    name: str, config: SweepConfig, grid: dict[str, Any], base: PipelineConfig, say: Any
+) -> tuple[dict[str, Any], Any]:
     points = expand_grid(grid, base, config.output_dir, salt=point_salt(1))
     load_before = os.getloadavg()
     t0 = time.perf_counter()
@@ -95,10 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--full", action="store_true", help="Full data, default epochs.")
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--engines", default="local1,local,ray",
-                    help="Comma-separated: local1 (1 worker), local (--jobs), ray; repeat one "
-                    "to alternate engines (e.g. local,ray,local,ray: the machine's drift "
-                    "then hits both).")  # fmt: skip
+    ap.add_argument(
+        "--engines",
+        default="local1,local,ray",
+        help="Comma-separated: local1 (1 worker), local (--jobs), ray; repeat one "
+        "to alternate engines (e.g. local,ray,local,ray: the machine's drift "
+        "then hits both).",
+    )
     ap.add_argument("--keep", type=Path, help="Keep the sweep folders here.")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args(argv)
@@ -146,24 +159,35 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python benchmarks/sweep.py" + (" --full" if args.full else ""),
         "machine": machine_info(),
         "mode": "full" if args.full else "quick",
-        "data": "full Fashion-MNIST, default epochs (early stopping)" if args.full else (
+        "data": "full Fashion-MNIST, default epochs (early stopping)"
+        if args.full
+        else (
             f"QUICK SLICE, not full size: {QUICK['train_samples']} training samples "
             f"({QUICK['validation_size']} of them held out for validation), "
             f"{QUICK['test_samples']} test samples, {QUICK['epochs']} training + "
             f"{QUICK['prune_epochs']} pruning epochs, {QUICK['calibration_samples']} "
-            "calibration samples: accuracies are far below full-size ones"),  # fmt: skip
+            "calibration samples: accuracies are far below full-size ones"
+        ),
         "grid": GRID,
         "threads_per_point": 1,
         "same_files_on_every_engine": all(d == digests[0] for d in digests),
         "files_compared": len(digests[0]) if digests else 0,
         "engines": runs,
-        "median_wall_s": {n: statistics.median(r["wall_s"] for r in runs if r["engine"] == n)
-                          for n in dict.fromkeys(names)},  # fmt: skip
+        "median_wall_s": {
+            n: statistics.median(r["wall_s"] for r in runs if r["engine"] == n)
+            for n in dict.fromkeys(names)
+        },
         "frontier": [
-            {"point": r.point, "label": r.label, "precision": r.precision,
-             "accuracy": r.accuracy, "gzip_bytes": r.gzip_bytes, "p50_us": r.p50_us}
+            {
+                "point": r.point,
+                "label": r.label,
+                "precision": r.precision,
+                "accuracy": r.accuracy,
+                "gzip_bytes": r.gzip_bytes,
+                "p50_us": r.p50_us,
+            }
             for r in final.frontier
-        ],  # fmt: skip
+        ],
         "rows": [r.to_dict() for r in final.rows],
         "p50": final.bench,
     }

@@ -178,7 +178,7 @@ command -v "$host_py" >/dev/null || die "host python '$host_py' not found: set E
 host -c 'import importlib.util as u, sys
 sys.exit(0 if all(u.find_spec(m) for m in ("edgekit", "tensorflow", "ai_edge_litert")) else 1)' \
   || die "$host_py lacks edgekit, tensorflow or ai-edge-litert: pip install -e '${repo}[train]' (or set EDGEKIT_HOST_PYTHON)"
-edgekit_host() { host -c 'import sys; from edgekit.cli import main; sys.argv[0] = "edgekit"; main()' "$@"; }
+edgekit_host() { host -c 'import sys; from edgekit.cli.main import main; sys.argv[0] = "edgekit"; main()' "$@"; }
 
 say "building the edgekit wheel from $repo"
 t0=$SECONDS
@@ -205,7 +205,7 @@ say "wheel $wheel_name ($((SECONDS - t0)) s)"
 say "test set: the first 500 Fashion-MNIST test images"
 make_test_set() {
   host -c 'import sys, numpy as np
-from edgekit.data import load_fashion_mnist_arrays
+from edgekit.core.data import load_fashion_mnist_arrays
 arrays, folder = load_fashion_mnist_arrays(download=False)
 x, y = arrays["x_test"][:500], arrays["y_test"][:500]
 assert x.dtype == np.uint8 and x.shape == (500, 28, 28), (x.dtype, x.shape)

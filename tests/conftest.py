@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from edgekit.config import DataConfig, ExportConfig, PipelineConfig, PruneConfig, TrainConfig
+from edgekit.core.config import DataConfig, ExportConfig, PipelineConfig, PruneConfig, TrainConfig
 
 # Small enough for seconds, big enough that int8 agrees with Keras on >= 98% of test samples.
 SMALL_DATA = DataConfig(train_samples=3000, test_samples=1000, validation_size=500, seed=7)
@@ -19,9 +19,9 @@ SMALL_PRUNE = PruneConfig(target_sparsity=0.75, epochs=2, batch_size=64, seed=7)
 
 
 def run_edgekit(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """`python -m edgekit.cli ARGS` in a subprocess, wide enough that tables never wrap."""
+    """`python -m edgekit.cli.main ARGS` in a subprocess, wide enough that tables never wrap."""
     return subprocess.run(
-        [sys.executable, "-m", "edgekit.cli", *args],
+        [sys.executable, "-m", "edgekit.cli.main", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -43,7 +43,7 @@ def small_pipeline_config(output_dir: Path, **overrides: Any) -> PipelineConfig:
 
 @pytest.fixture(scope="session")
 def small_data() -> Any:
-    from edgekit.data import load_dataset
+    from edgekit.core.data import load_dataset
 
     return load_dataset(SMALL_DATA)
 
@@ -55,7 +55,7 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
     Returns the PipelineResult; its files are in `result.export.output_dir`. Treat as read-only:
     copy the folder before changing anything in it.
     """
-    from edgekit.pipeline import run_pipeline
+    from edgekit.workstation.pipeline import run_pipeline
 
     out = tmp_path_factory.mktemp("artifacts")
     return run_pipeline(small_pipeline_config(out), progress=lambda msg: None)
@@ -87,7 +87,7 @@ def write_image_folder(root: Path, x: Any, y: Any, labels: Any, per_class: int) 
 def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """3,000 real Fashion-MNIST training images as PNGs in DIR/train/<class>/ and 1,000 test
     images in DIR/test/<class>/ (uint8 grayscale, 28x28)."""
-    from edgekit.data import FASHION_MNIST_LABELS, load_fashion_mnist_arrays
+    from edgekit.core.data import FASHION_MNIST_LABELS, load_fashion_mnist_arrays
 
     raw, _ = load_fashion_mnist_arrays()
     root = tmp_path_factory.mktemp("images")

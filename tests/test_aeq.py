@@ -14,11 +14,11 @@ import pytest
 from conftest import SMALL_PRUNE, SMALL_TRAIN
 from test_no_tensorflow import SITECUSTOMIZE
 
+from edgekit.core.errors import ExportError, ModelFileError
 from edgekit.device.modelfile import parse_model_bytes
 from edgekit.device.runtime import evaluate, input_details, load_interpreter, output_details
-from edgekit.errors import ExportError, ModelFileError
-from edgekit.export.aeq import aeq_available, layer_names, quantize_int4, quantize_mixed
-from edgekit.export.calibration import calibration_indices
+from edgekit.workstation.export.aeq import aeq_available, layer_names, quantize_int4, quantize_mixed
+from edgekit.workstation.export.calibration import calibration_indices
 
 needs_aeq = pytest.mark.skipif(not aeq_available(), reason="ai-edge-quantizer is not installed")
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,9 +29,9 @@ DENSE1, DENSE2, OUTPUT = (64, 784), (32, 64), (10, 32)
 @pytest.fixture(scope="module")
 def files(small_data: Any) -> dict[str, bytes]:
     """float32 and int8 (edgekit's converter) files of a pruned MLP, and AEQ's int4 files."""
-    from edgekit.export.converter import convert
-    from edgekit.export.recipes import recipe_for
-    from edgekit.train import build_model, prune_model, train_model
+    from edgekit.core.recipes import recipe_for
+    from edgekit.workstation.export.converter import convert
+    from edgekit.workstation.train import build_model, prune_model, train_model
 
     model = build_model(SMALL_TRAIN, small_data.input_shape, small_data.num_classes)
     train_model(model, small_data, SMALL_TRAIN, progress=lambda msg: None)
@@ -116,7 +116,7 @@ def test_mixed_gives_int4_to_the_matched_layer_and_int8_to_the_others(
 def test_mixed_calibrates_on_the_int8_exports_draw(
     files: dict[str, bytes], small_data: Any
 ) -> None:
-    from edgekit.export.converter import representative_dataset
+    from edgekit.workstation.export.converter import representative_dataset
 
     idx = calibration_indices(len(small_data.x_train), 100, 42)
     drawn = [b[0] for b in representative_dataset(small_data.x_train, 100, 42)()]
@@ -229,7 +229,7 @@ def test_int4_and_mixed_run_where_tensorflow_cannot_be_imported(
     (tmp_path / "f32.tflite").write_bytes(files["float32"])
     code = (
         "import sys, numpy as np\n"
-        "from edgekit.export.aeq import quantize_int4, quantize_mixed\n"
+        "from edgekit.workstation.export.aeq import quantize_int4, quantize_mixed\n"
         "from edgekit.device.modelfile import parse_model_bytes\n"
         f"f = open({str(tmp_path / 'f32.tflite')!r}, 'rb').read()\n"
         "x = np.random.default_rng(0).random((20, 28, 28), dtype=np.float32)\n"

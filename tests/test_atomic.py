@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from edgekit.files import TMP_PREFIX, atomic_open, deferred_signals, write_bytes_atomic
+from edgekit.core.io.files import TMP_PREFIX, atomic_open, write_bytes_atomic
+from edgekit.core.io.process import deferred_signals
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -108,8 +109,8 @@ def test_a_signal_during_the_commit_takes_effect_after_it(
     pipeline_run: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Ctrl-C while files are being replaced: the new run is committed whole, then it stops."""
-    import edgekit.export.tflite as export_mod
-    from edgekit.config import ExportConfig
+    import edgekit.workstation.export.tflite as export_mod
+    from edgekit.core.config import ExportConfig
 
     out = tmp_path / "out"
     shutil.copytree(Path(pipeline_run.export.output_dir), out)
@@ -147,11 +148,27 @@ def test_a_signal_during_the_commit_takes_effect_after_it(
 # Re-export the fixture's own model under the same names, so each file can be compared.
 def _export_args(artifacts_dir: Path, out: Path) -> list[str]:
     return [
-        sys.executable, "-m", "edgekit.cli", "export",
-        str(artifacts_dir / "fashion_mnist_mlp_sp75_folded.keras"), "--no-prune",
-        "--name", "fashion_mnist_mlp_sp75", "--train-samples", "3000", "--test-samples", "1000",
-        "--validation-size", "500", "--calibration-samples", "100", "--seed", "7", "-o", str(out),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "edgekit.cli.main",
+        "export",
+        str(artifacts_dir / "fashion_mnist_mlp_sp75_folded.keras"),
+        "--no-prune",
+        "--name",
+        "fashion_mnist_mlp_sp75",
+        "--train-samples",
+        "3000",
+        "--test-samples",
+        "1000",
+        "--validation-size",
+        "500",
+        "--calibration-samples",
+        "100",
+        "--seed",
+        "7",
+        "-o",
+        str(out),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -201,8 +218,8 @@ def test_an_interrupted_export_leaves_the_previous_run_whole(
 def test_stale_temporaries_of_a_killed_run_are_ignored_by_verify_and_bench(
     artifacts_dir: Path, tmp_path: Path
 ) -> None:
-    from edgekit.bench import discover_models
-    from edgekit.cli import main
+    from edgekit.cli.main import main
+    from edgekit.device.bench import discover_models
 
     out = tmp_path / "out"
     shutil.copytree(artifacts_dir, out)

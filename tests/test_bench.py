@@ -1,4 +1,5 @@
-"""Tests of edgekit.bench / report and `edgekit bench`, on real files exported by the pipeline.
+"""Tests of edgekit.device.bench / report and `edgekit bench`, on real files exported by the
+pipeline.
 
 Timing settings are tiny (a few runs, milliseconds): the tests check what is measured and
 reported, never how fast anything is.
@@ -18,7 +19,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgekit.bench import (
+from edgekit.cli.main import main
+from edgekit.cli.report import require_matplotlib
+from edgekit.core.errors import EdgekitError, ModelFileError
+from edgekit.device.bench import (
     DEFAULT_MIN_RUNS,
     DEFAULT_MIN_TIME_S,
     BenchConfig,
@@ -30,13 +34,10 @@ from edgekit.bench import (
     run_bench,
     split_name,
 )
-from edgekit.bench.measure import _compare, _run_rounds, _Worker
-from edgekit.cli import main
+from edgekit.device.bench.measure import _compare, _run_rounds, _Worker
+from edgekit.device.bench.verdict import overall_verdict
 from edgekit.device.runtime import evaluate, load_interpreter
 from edgekit.device.worker import TEST_FAULT_ENV
-from edgekit.errors import EdgekitError, ModelFileError
-from edgekit.report import require_matplotlib
-from edgekit.report.verdict import overall_verdict
 
 FAST: dict[str, Any] = {
     "min_runs": 6,
@@ -46,9 +47,17 @@ FAST: dict[str, Any] = {
     "rounds": 3,
 }
 FAST_CLI = [
-    "--min-runs", "6", "--min-time", "0.01", "--warmup-runs", "1", "--warmup-time", "0",
-    "--rounds", "3",
-]  # fmt: skip
+    "--min-runs",
+    "6",
+    "--min-time",
+    "0.01",
+    "--warmup-runs",
+    "1",
+    "--warmup-time",
+    "0",
+    "--rounds",
+    "3",
+]
 PRECISIONS = ("float32", "float16", "int8")
 
 
@@ -88,8 +97,11 @@ def test_defaults_are_those_of_the_official_benchmark_tool() -> None:
     assert (DEFAULT_MIN_RUNS, DEFAULT_MIN_TIME_S) == (50, 1.0)
     config = BenchConfig()
     assert (config.min_runs, config.min_time_s, config.threads, config.xnnpack) == (
-        50, 1.0, (1,), True,
-    )  # fmt: skip
+        50,
+        1.0,
+        (1,),
+        True,
+    )
 
 
 def test_latency_stats_summarise_samples_in_microseconds() -> None:
@@ -135,8 +147,9 @@ def test_discover_models_reports_missing_empty_and_foreign_paths(tmp_path: Path)
     (tmp_path / "a.tflite").write_bytes(b"x")
     # A file named twice (directly and through its folder) is measured once.
     assert [p.name for p in discover_models([tmp_path / "a.tflite", tmp_path])] == [
-        "a.tflite", "b.tflite",
-    ]  # fmt: skip
+        "a.tflite",
+        "b.tflite",
+    ]
 
 
 def test_split_name_prefers_manifest_then_file_name_then_contents(artifacts_dir: Path) -> None:
@@ -321,9 +334,18 @@ def test_cli_writes_table_json_csv_markdown_and_png(art_copy: Path, tmp_path: Pa
     out = tmp_path / "out"
     n = str(export_samples(art_copy))
     res = bench_cli(
-        str(art_copy), "--samples", n, "--json", str(out / "r.json"), "--csv", str(out / "r.csv"),
-        "--markdown", str(out / "r.md"), "--plot", str(out / "r.png"),
-    )  # fmt: skip
+        str(art_copy),
+        "--samples",
+        n,
+        "--json",
+        str(out / "r.json"),
+        "--csv",
+        str(out / "r.csv"),
+        "--markdown",
+        str(out / "r.md"),
+        "--plot",
+        str(out / "r.png"),
+    )
     assert res.exit_code == 0, res.output
     for precision in PRECISIONS:
         assert f"_{precision}.tflite" in res.stdout
@@ -383,9 +405,13 @@ def test_a_corrupt_or_crashing_file_gives_an_error_row_and_the_rest_is_measured(
     shutil.copy(art_copy / good[0], art_copy / "segfaults.tflite")
     out = tmp_path / "r.json"
     res = bench_cli(
-        str(art_copy), "--samples", "50", "--json", str(out),
+        str(art_copy),
+        "--samples",
+        "50",
+        "--json",
+        str(out),
         env={TEST_FAULT_ENV: "crash:segfaults"},
-    )  # fmt: skip
+    )
     assert res.exit_code == 1
     assert "Error: 3 file(s) failed: garbage.tflite, segfaults.tflite, truncated.tflite" in (
         res.stderr
@@ -406,9 +432,13 @@ def test_a_corrupt_or_crashing_file_gives_an_error_row_and_the_rest_is_measured(
 
 def test_a_hanging_model_is_killed_after_the_timeout(art_copy: Path) -> None:
     res = bench_cli(
-        str(art_copy), "--no-accuracy", "--no-save", "--timeout", "1.5",
+        str(art_copy),
+        "--no-accuracy",
+        "--no-save",
+        "--timeout",
+        "1.5",
         env={TEST_FAULT_ENV: "hang:_int8"},
-    )  # fmt: skip
+    )
     assert res.exit_code == 1
     assert "timed out after 1.5 s" in res.stdout
     assert "float32.tflite" in res.stdout and "Fastest at 1 thread" in res.stdout
@@ -421,9 +451,16 @@ def test_threads_and_no_xnnpack_give_one_row_per_file_and_thread_count(
     f32 = next(artifacts_dir.glob("*_float32.tflite"))
     out = tmp_path / "r.json"
     res = bench_cli(
-        str(f32), str(int8), "--threads", "1,2", "--no-xnnpack", "--samples", "50",
-        "--json", str(out),
-    )  # fmt: skip
+        str(f32),
+        str(int8),
+        "--threads",
+        "1,2",
+        "--no-xnnpack",
+        "--samples",
+        "50",
+        "--json",
+        str(out),
+    )
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
     assert data["config"]["xnnpack"] is False and data["machine"]["xnnpack"] is False
@@ -576,8 +613,8 @@ def test_keras_baseline_row_and_speedups(artifacts_dir: Path, tmp_path: Path) ->
 
 def test_cli_defaults_are_the_library_defaults() -> None:
     """cli.py spells bench's and verify's defaults out (it imports neither for --help)."""
-    from edgekit import bench as b
-    from edgekit.cli import main
+    from edgekit.cli.main import main
+    from edgekit.device import bench as b
     from edgekit.device.runtime import RUNTIME_CHOICES
     from edgekit.device.verify import DEFAULT_VERIFY_TIMEOUT_S
 

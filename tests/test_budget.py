@@ -11,32 +11,44 @@ from typing import Any
 import pytest
 from conftest import run_edgekit
 
-from edgekit.config import DataConfig, ExportConfig
-from edgekit.errors import ExportError
+from edgekit.core.config import DataConfig, ExportConfig
+from edgekit.core.errors import ExportError
 
 pytestmark = pytest.mark.slow
 
 SELU_DATA = DataConfig(train_samples=12000, test_samples=2000, validation_size=1000, seed=3)
-SELU_ARGS = ("--train-samples", "12000", "--test-samples", "2000", "--validation-size", "1000",
-             "--seed", "3", "--calibration-samples", "300")  # fmt: skip
+SELU_ARGS = (
+    "--train-samples",
+    "12000",
+    "--test-samples",
+    "2000",
+    "--validation-size",
+    "1000",
+    "--seed",
+    "3",
+    "--calibration-samples",
+    "300",
+)
 
 
 @pytest.fixture(scope="module")
 def selu(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """(model, data, path of its .keras file): 784-300-100-10 SELU trained 4 epochs."""
-    from edgekit._keras import keras, set_determinism
-    from edgekit.data import load_dataset
+    from edgekit.core.data import load_dataset
+    from edgekit.workstation._keras import keras, set_determinism
 
     set_determinism(3)
     data = load_dataset(SELU_DATA)
     init = keras.initializers.LecunNormal(seed=3)
-    model = keras.Sequential([
-        keras.layers.Input(data.input_shape),
-        keras.layers.Flatten(),
-        keras.layers.Dense(300, activation="selu", kernel_initializer=init),
-        keras.layers.Dense(100, activation="selu", kernel_initializer=init),
-        keras.layers.Dense(10, activation="softmax"),
-    ])  # fmt: skip
+    model = keras.Sequential(
+        [
+            keras.layers.Input(data.input_shape),
+            keras.layers.Flatten(),
+            keras.layers.Dense(300, activation="selu", kernel_initializer=init),
+            keras.layers.Dense(100, activation="selu", kernel_initializer=init),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     model.compile(keras.optimizers.Nadam(1e-3), "sparse_categorical_crossentropy", ["accuracy"])
     model.fit(data.x_train, data.y_train, epochs=4, batch_size=128, verbose=0)
     path = tmp_path_factory.mktemp("selu") / "selu.keras"
@@ -46,7 +58,7 @@ def selu(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 def test_file_outside_the_budget_is_reported_and_not_written(selu: Any, tmp_path: Path) -> None:
     from edgekit.device.manifest import read_manifest
-    from edgekit.export import export_tflite
+    from edgekit.workstation.export import export_tflite
 
     model, data, _ = selu
     config = ExportConfig(precisions=("float32", "int8"), calibration_samples=300)
@@ -69,23 +81,25 @@ def test_file_outside_the_budget_is_reported_and_not_written(selu: Any, tmp_path
 def test_no_file_within_budget_says_by_how_much_and_writes_nothing(
     selu: Any, tmp_path: Path
 ) -> None:
-    from edgekit.export import export_tflite
+    from edgekit.workstation.export import export_tflite
 
     model, data, _ = selu
     config = ExportConfig(precisions=("int8",), calibration_samples=300)
-    with pytest.raises(ExportError, match=r"nothing written: the closest, selu_int8.tflite.*"
-                       r"points over"):  # fmt: skip
+    with pytest.raises(
+        ExportError,
+        match=r"nothing written: the closest, selu_int8.tflite.*"
+        r"points over",
+    ):
         export_tflite(model, data, config, tmp_path / "out", "selu")
     assert not any((tmp_path / "out").iterdir())
 
 
-def test_named_precision_left_out_exits_1_and_writes_the_others(
-    selu: Any, tmp_path: Path
-) -> None:
+def test_named_precision_left_out_exits_1_and_writes_the_others(selu: Any, tmp_path: Path) -> None:
     _, _, path = selu
     out = tmp_path / "out"
-    r = run_edgekit("export", str(path), "-o", str(out), "--precision", "float32,int8", "-q",
-                    *SELU_ARGS)  # fmt: skip
+    r = run_edgekit(
+        "export", str(path), "-o", str(out), "--precision", "float32,int8", "-q", *SELU_ARGS
+    )
     assert r.returncode == 1, r.stderr
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("Error: 1 file(s) asked for were not written: selu_int8.tflite:")
@@ -101,8 +115,9 @@ def test_budget_search_writes_a_recommended_file_smaller_than_float16(
     """Done-when of issue 9: --max-accuracy-drop 0.5 on the SELU MLP."""
     _, _, path = selu
     out = tmp_path / "out"
-    r = run_edgekit("export", str(path), "-o", str(out), "--max-accuracy-drop", "0.5", "-q",
-                    *SELU_ARGS)  # fmt: skip
+    r = run_edgekit(
+        "export", str(path), "-o", str(out), "--max-accuracy-drop", "0.5", "-q", *SELU_ARGS
+    )
     # Default precisions were not named: int8 left out is reported, not an error.
     assert r.returncode == 0, r.stderr
     manifest = json.loads((out / "manifest.json").read_text())
@@ -119,8 +134,20 @@ def test_budget_search_writes_a_recommended_file_smaller_than_float16(
     on_disk = {p.name for p in out.glob("*.tflite")}
     assert on_disk == set(files)
     # bench names the recommended file in its verdict.
-    b = run_edgekit("bench", str(out), "--samples", "300", "--min-runs", "20", "--min-time",
-                    "0.05", "--rounds", "1", "--no-save", "-q")  # fmt: skip
+    b = run_edgekit(
+        "bench",
+        str(out),
+        "--samples",
+        "300",
+        "--min-runs",
+        "20",
+        "--min-time",
+        "0.05",
+        "--rounds",
+        "1",
+        "--no-save",
+        "-q",
+    )
     assert b.returncode == 0, b.stderr
     assert f"Recommended by export: {sel['recommended']}, the smallest file within 0.5" in (
         b.stdout.replace("\n", " ")
@@ -129,9 +156,20 @@ def test_budget_search_writes_a_recommended_file_smaller_than_float16(
 
 def test_quantize_report_names_the_selu_layers_first(selu: Any, tmp_path: Path) -> None:
     _, _, path = selu
-    r = run_edgekit("quantize-report", str(path), "--samples", "50", "-q", "--json",
-                    str(tmp_path / "q.json"), "--markdown", str(tmp_path / "q.md"), "--plot",
-                    str(tmp_path / "q.png"), *SELU_ARGS[:-2])  # fmt: skip
+    r = run_edgekit(
+        "quantize-report",
+        str(path),
+        "--samples",
+        "50",
+        "-q",
+        "--json",
+        str(tmp_path / "q.json"),
+        "--markdown",
+        str(tmp_path / "q.md"),
+        "--plot",
+        str(tmp_path / "q.png"),
+        *SELU_ARGS[:-2],
+    )
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "q.json").read_text())
     worst = report["layers"][0]
@@ -145,8 +183,18 @@ def test_quantize_report_names_the_selu_layers_first(selu: Any, tmp_path: Path) 
 def test_float_layers_auto_buys_back_the_accuracy(selu: Any, tmp_path: Path) -> None:
     _, _, path = selu
     out = tmp_path / "out"
-    r = run_edgekit("export", str(path), "-o", str(out), "--precision", "float32",
-                    "--float-layers", "auto:2", "-q", *SELU_ARGS)  # fmt: skip
+    r = run_edgekit(
+        "export",
+        str(path),
+        "-o",
+        str(out),
+        "--precision",
+        "float32",
+        "--float-layers",
+        "auto:2",
+        "-q",
+        *SELU_ARGS,
+    )
     assert r.returncode == 0, r.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     files = {f["file"]: f for f in manifest["files"]}
@@ -163,8 +211,18 @@ def test_unknown_float_layer_is_a_one_line_error_and_writes_nothing(
 ) -> None:
     _, _, path = selu
     out = tmp_path / "out"
-    r = run_edgekit("export", str(path), "-o", str(out), "--precision", "float32",
-                    "--float-layers", "hidden9", "-q", *SELU_ARGS)  # fmt: skip
+    r = run_edgekit(
+        "export",
+        str(path),
+        "-o",
+        str(out),
+        "--precision",
+        "float32",
+        "--float-layers",
+        "hidden9",
+        "-q",
+        *SELU_ARGS,
+    )
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: no layer named hidden9 in the model:")
@@ -174,14 +232,26 @@ def test_unknown_float_layer_is_a_one_line_error_and_writes_nothing(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--clusters", "1"], "clusters must be >= 2, got 1: weight clustering with one "
-         "centroid makes every weight equal; pass e.g. 16"),
-        (["--float-layers", "auto:0"], "--float-layers auto:0: K must be an integer >= 1, got "
-         "'0'; e.g. auto:3 keeps the 3 worst layers float"),
-        (["--max-accuracy-drop", "-1"], "max_accuracy_drop must be in [0, 100] points, got "
-         "-1.0: e.g. 1 to allow a file one point below the float model"),
-        (["--int4-layers", "("], "int4_layers '(' is not a regular expression (missing ), "
-         "unterminated subpattern at position 0): pass e.g. 'dense1' or 'dense1|dense2'"),
+        (
+            ["--clusters", "1"],
+            "clusters must be >= 2, got 1: weight clustering with one "
+            "centroid makes every weight equal; pass e.g. 16",
+        ),
+        (
+            ["--float-layers", "auto:0"],
+            "--float-layers auto:0: K must be an integer >= 1, got "
+            "'0'; e.g. auto:3 keeps the 3 worst layers float",
+        ),
+        (
+            ["--max-accuracy-drop", "-1"],
+            "max_accuracy_drop must be in [0, 100] points, got "
+            "-1.0: e.g. 1 to allow a file one point below the float model",
+        ),
+        (
+            ["--int4-layers", "("],
+            "int4_layers '(' is not a regular expression (missing ), "
+            "unterminated subpattern at position 0): pass e.g. 'dense1' or 'dense1|dense2'",
+        ),
     ],
 )
 def test_bad_quantization_options_are_one_line_errors(

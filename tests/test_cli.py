@@ -12,13 +12,30 @@ import pytest
 from click.testing import CliRunner
 from conftest import run_edgekit
 
-from edgekit.cli import main
+from edgekit.cli.main import main
 
 SMALL = [
-    "--train-samples", "3000", "--test-samples", "1000", "--validation-size", "500",
-    "--hidden", "64,32", "--epochs", "3", "--prune-epochs", "2", "--batch-size", "64",
-    "--sparsity", "0.75", "--calibration-samples", "100", "--seed", "7",
-]  # fmt: skip
+    "--train-samples",
+    "3000",
+    "--test-samples",
+    "1000",
+    "--validation-size",
+    "500",
+    "--hidden",
+    "64,32",
+    "--epochs",
+    "3",
+    "--prune-epochs",
+    "2",
+    "--batch-size",
+    "64",
+    "--sparsity",
+    "0.75",
+    "--calibration-samples",
+    "100",
+    "--seed",
+    "7",
+]
 
 
 run = run_edgekit
@@ -51,10 +68,27 @@ def test_quiet_export_of_a_user_model_with_pruning(artifacts_dir: Path, tmp_path
     out = tmp_path / "user"
     result = CliRunner().invoke(
         main,
-        ["export", str(model), "--prune", "--sparsity", "0.5", "--prune-epochs", "3",
-         "--train-samples", "3000", "--test-samples", "1000", "--validation-size", "300",
-         "--precision", "float32,int8", "-o", str(out), "--quiet"],
-    )  # fmt: skip
+        [
+            "export",
+            str(model),
+            "--prune",
+            "--sparsity",
+            "0.5",
+            "--prune-epochs",
+            "3",
+            "--train-samples",
+            "3000",
+            "--test-samples",
+            "1000",
+            "--validation-size",
+            "300",
+            "--precision",
+            "float32,int8",
+            "-o",
+            str(out),
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
     assert [f["file"] for f in manifest["files"]] == [
@@ -70,19 +104,33 @@ def test_train_saves_a_loadable_model(tmp_path: Path) -> None:
     out = tmp_path / "m.keras"
     result = CliRunner().invoke(
         main,
-        ["train", "--train-samples", "1000", "--test-samples", "100", "--validation-size", "200",
-         "--hidden", "16", "--epochs", "1", "-o", str(out), "--quiet"],
-    )  # fmt: skip
+        [
+            "train",
+            "--train-samples",
+            "1000",
+            "--test-samples",
+            "100",
+            "--validation-size",
+            "200",
+            "--hidden",
+            "16",
+            "--epochs",
+            "1",
+            "-o",
+            str(out),
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "test accuracy" in result.output
-    from edgekit.export.model_io import load_keras_model
+    from edgekit.workstation.export.model_io import load_keras_model
 
     assert load_keras_model(out).output_shape == (None, 10)
 
 
 def test_help_lists_every_command_and_does_not_import_tensorflow() -> None:
     code = (
-        "import sys; from edgekit.cli import main\n"
+        "import sys; from edgekit.cli.main import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
         "print('TF' if 'tensorflow' in sys.modules else 'NO-TF')"
     )

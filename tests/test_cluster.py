@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from conftest import SMALL_PRUNE, SMALL_TRAIN
 
-from edgekit.config import ClusterConfig
-from edgekit.errors import EdgekitError
+from edgekit.core.config import ClusterConfig
+from edgekit.core.errors import EdgekitError
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +21,7 @@ PRUNED_KERNELS = ((64, 784), (32, 64))  # TFLite (out, in) shapes of dense1, den
 @pytest.fixture(scope="module")
 def pruned(small_data: Any) -> Any:
     """The MLP 64-32 with batch norm, trained, then pruned to 0.75 (dense1 and dense2)."""
-    from edgekit.train import build_model, prune_model, train_model
+    from edgekit.workstation.train import build_model, prune_model, train_model
 
     model = build_model(SMALL_TRAIN, small_data.input_shape, small_data.num_classes)
     train_model(model, small_data, SMALL_TRAIN, progress=lambda msg: None)
@@ -30,14 +30,14 @@ def pruned(small_data: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def clustered(pruned: Any, small_data: Any) -> Any:
-    from edgekit.train.cluster import cluster_weights
+    from edgekit.workstation.train.cluster import cluster_weights
 
     return cluster_weights(pruned, small_data, CLUSTER, progress=lambda msg: None)
 
 
 def _int8(model: Any, data: Any) -> bytes:
-    from edgekit.export.converter import convert
-    from edgekit.export.recipes import recipe_for
+    from edgekit.core.recipes import recipe_for
+    from edgekit.workstation.export.converter import convert
 
     return convert(model, recipe_for("int8"), data.x_train, calibration_samples=300)
 
@@ -65,7 +65,7 @@ def test_clustered_int8_file_keeps_zeros_and_gzips_smaller(
 ) -> None:
     from edgekit.device.modelfile import parse_model_bytes
     from edgekit.device.runtime import evaluate
-    from edgekit.train import keras_accuracy
+    from edgekit.workstation.train import keras_accuracy
 
     blob = _int8(clustered.model, small_data)
     info = parse_model_bytes(blob)
@@ -81,7 +81,7 @@ def test_clustered_int8_file_keeps_zeros_and_gzips_smaller(
 
 
 def test_clustering_without_preserve_sparsity_loses_the_zeros(pruned: Any, small_data: Any) -> None:
-    from edgekit.train.cluster import cluster_weights
+    from edgekit.workstation.train.cluster import cluster_weights
 
     config = dataclasses.replace(CLUSTER, epochs=1, preserve_sparsity=False)
     result = cluster_weights(pruned, small_data, config, progress=lambda msg: None)
@@ -96,7 +96,7 @@ def test_cluster_leaves_the_input_model_alone(clustered: Any, pruned: Any) -> No
 
 
 def test_two_clusters_cannot_keep_the_zeros_of_a_pruned_model(pruned: Any, small_data: Any) -> None:
-    from edgekit.train.cluster import cluster_weights
+    from edgekit.workstation.train.cluster import cluster_weights
 
     with pytest.raises(EdgekitError) as err:
         cluster_weights(pruned, small_data, dataclasses.replace(CLUSTER, clusters=2))
@@ -107,7 +107,7 @@ def test_two_clusters_cannot_keep_the_zeros_of_a_pruned_model(pruned: Any, small
 
 
 def test_cluster_without_training_data_says_so(pruned: Any, small_data: Any) -> None:
-    from edgekit.train.cluster import cluster_weights
+    from edgekit.workstation.train.cluster import cluster_weights
 
     with pytest.raises(EdgekitError) as err:
         cluster_weights(pruned, None, CLUSTER)

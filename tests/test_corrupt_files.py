@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from conftest import run_edgekit
 
+from edgekit.core.errors import ModelFileError
 from edgekit.device.modelfile import read_model_file
-from edgekit.errors import ModelFileError
 
 PRECISIONS = ("float32", "float16", "int8")
 # A guard against hangs, far above the milliseconds a parse takes: not a speed claim.
@@ -229,10 +229,26 @@ def test_bench_gives_one_error_row_per_unusable_file_and_measures_the_rest(
 ) -> None:
     out = tmp_path / "bench.json"
     proc = run_edgekit(
-        "bench", str(sample_dir), "--no-accuracy", "--no-save", "--json", str(out),
-        "--min-runs", "3", "--min-time", "0", "--rounds", "1", "--warmup-runs", "1",
-        "--warmup-time", "0", "--timeout", "60", "-q",
-    )  # fmt: skip
+        "bench",
+        str(sample_dir),
+        "--no-accuracy",
+        "--no-save",
+        "--json",
+        str(out),
+        "--min-runs",
+        "3",
+        "--min-time",
+        "0",
+        "--rounds",
+        "1",
+        "--warmup-runs",
+        "1",
+        "--warmup-time",
+        "0",
+        "--timeout",
+        "60",
+        "-q",
+    )
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     rows = {r["file"]: r for r in json.loads(out.read_text())["rows"]}

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekit.config import DataConfig
-from edgekit.data.dataset import (
+from edgekit.core.config import DataConfig
+from edgekit.core.data.dataset import (
     DEBIAN_DIR,
     FASHION_MNIST_FILES,
     FASHION_MNIST_LABELS,
@@ -20,7 +20,7 @@ from edgekit.data.dataset import (
     load_dataset,
     read_idx,
 )
-from edgekit.errors import DataError, EdgekitError
+from edgekit.core.errors import DataError, EdgekitError
 
 
 def test_fashion_mnist_real_files_have_published_shapes() -> None:
@@ -170,7 +170,7 @@ def test_non_positive_sample_counts_are_refused() -> None:
 
 
 def test_data_module_does_not_import_tensorflow() -> None:
-    code = "import sys, edgekit.data; print('tensorflow' in sys.modules)"
+    code = "import sys, edgekit.core.data; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -178,7 +178,7 @@ def test_data_module_does_not_import_tensorflow() -> None:
 def test_training_samples_are_read_a_batch_at_a_time_as_export_scales_them() -> None:
     """x_train keeps the raw uint8 samples and scales the rows asked for, exactly as a float
     copy would: batches in any order give the same values as the whole array."""
-    from edgekit.data.arrays import ScaledSamples
+    from edgekit.core.data.arrays import ScaledSamples
 
     data = load_dataset(DataConfig(train_samples=2000, test_samples=10, validation_size=100))
     assert isinstance(data.x_train, ScaledSamples) and data.x_train.raw.dtype == np.uint8

@@ -15,10 +15,18 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgekit.errors import EdgekitError
+from edgekit.core.errors import EdgekitError
 
-TINY = ["--train-samples", "600", "--test-samples", "200", "--validation-size", "100",
-        "--epochs", "1"]  # fmt: skip
+TINY = [
+    "--train-samples",
+    "600",
+    "--test-samples",
+    "200",
+    "--validation-size",
+    "100",
+    "--epochs",
+    "1",
+]
 DONE = "worker 1 of 2: training done, the chief writes the files"
 SHA = re.compile(r"weights trained on 2 workers: sha256 ([0-9a-f]{64})")
 
@@ -45,9 +53,12 @@ def _edgekit(args: list[str], **env: str) -> subprocess.Popen[str]:
     full_env = {k: v for k, v in os.environ.items() if k not in unset}
     full_env.update(COLUMNS="200", **env)
     return subprocess.Popen(
-        [sys.executable, "-m", "edgekit.cli", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
-    )  # fmt: skip
+        [sys.executable, "-m", "edgekit.cli.main", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=full_env,
+    )
 
 
 def _finish(procs: list[subprocess.Popen[str]], timeout: float = 300) -> list[tuple[int, str]]:
@@ -69,10 +80,13 @@ def _two_workers(command: list[str], outputs: list[Path]) -> list[subprocess.Pop
     """`edgekit COMMAND --distributed -o OUTPUT_i` as worker i of a 2-worker loopback cluster."""
     ports = _free_ports(2)
     return [
-        _edgekit([*command, "--distributed", *TINY, "-o", str(out)],
-                 TF_CONFIG=_tf_config(ports, i), EDGEKIT_CLUSTER_TIMEOUT="180")
+        _edgekit(
+            [*command, "--distributed", *TINY, "-o", str(out)],
+            TF_CONFIG=_tf_config(ports, i),
+            EDGEKIT_CLUSTER_TIMEOUT="180",
+        )
         for i, out in enumerate(outputs)
-    ]  # fmt: skip
+    ]
 
 
 def _digest(stderr: str) -> str:
@@ -97,8 +111,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         TF_CONFIG=_tf_config(_free_ports(2), 1),
         EDGEKIT_CLUSTER_TIMEOUT="5",
     )
-    procs = {"export": _two_workers(export_cmd, export_out),
-             "train": _two_workers(["train"], train_out), "alone": [alone]}  # fmt: skip
+    procs = {
+        "export": _two_workers(export_cmd, export_out),
+        "train": _two_workers(["train"], train_out),
+        "alone": [alone],
+    }
     results = _finish([p for group in procs.values() for p in group])
     return {
         "export": (results[0:2], export_out),
@@ -132,8 +149,8 @@ def test_export_on_two_workers_only_the_chief_writes(runs: dict[str, Any]) -> No
 def test_train_on_two_workers_saves_the_weights_each_worker_ended_with(
     runs: dict[str, Any],
 ) -> None:
-    from edgekit._keras import keras
-    from edgekit.train.distributed import weights_sha256
+    from edgekit.workstation._keras import keras
+    from edgekit.workstation.train.distributed import weights_sha256
 
     ((status0, err0), (status1, err1)), (chief, other) = runs["train"]
     assert (status0, status1) == (0, 0), err0 + err1
@@ -158,10 +175,12 @@ def test_a_worker_whose_cluster_never_starts_stops_after_the_timeout(
 
 
 def test_cli_says_what_tf_config_must_hold_in_one_line() -> None:
-    missing, malformed = _finish([
-        _edgekit(["train", "--distributed", *TINY]),
-        _edgekit(["export", "--distributed", *TINY], TF_CONFIG='{"cluster": '),
-    ])  # fmt: skip
+    missing, malformed = _finish(
+        [
+            _edgekit(["train", "--distributed", *TINY]),
+            _edgekit(["export", "--distributed", *TINY], TF_CONFIG='{"cluster": '),
+        ]
+    )
     assert missing[0] == 1 and missing[1].strip().splitlines() == [
         "Error: TF_CONFIG is not set: --distributed needs TF_CONFIG, JSON naming every worker's "
         'host:port and this process\'s task, e.g. TF_CONFIG=\'{"cluster": {"worker": '
@@ -169,32 +188,47 @@ def test_cli_says_what_tf_config_must_hold_in_one_line() -> None:
         '"index": 0}}\' on the first machine and "index": 1 on the second'
     ]
     assert malformed[0] == 1 and len(malformed[1].strip().splitlines()) == 1
-    assert malformed[1].startswith("Error: TF_CONFIG is not JSON (Expecting value at character "
-                                   "11): --distributed needs TF_CONFIG")  # fmt: skip
+    assert malformed[1].startswith(
+        "Error: TF_CONFIG is not JSON (Expecting value at character "
+        "11): --distributed needs TF_CONFIG"
+    )
 
 
 @pytest.mark.parametrize(
     ("tf_config", "problem"),
     [
         ("[1, 2]", "TF_CONFIG is a JSON list, not an object"),
-        ('{"task": {"type": "worker", "index": 0}}',
-         'TF_CONFIG has no "cluster" with a "worker" list'),
-        ('{"cluster": {"worker": ["a:1"], "ps": ["b:2"]}, "task": {"type": "worker", "index": 0}}',
-         "TF_CONFIG's cluster has 'ps' jobs, which MultiWorkerMirroredStrategy does not train "
-         "with: list only workers (and a chief)"),
-        ('{"cluster": {"worker": ["a:1", "b"]}, "task": {"type": "worker", "index": 0}}',
-         "TF_CONFIG \"worker\" address is 'b', not a host:port address"),
-        ('{"cluster": {"worker": ["a:1", "a:1"]}, "task": {"type": "worker", "index": 0}}',
-         "TF_CONFIG lists a:1 twice: give every task its own host:port"),
+        (
+            '{"task": {"type": "worker", "index": 0}}',
+            'TF_CONFIG has no "cluster" with a "worker" list',
+        ),
+        (
+            '{"cluster": {"worker": ["a:1"], "ps": ["b:2"]}, '
+            '"task": {"type": "worker", "index": 0}}',
+            "TF_CONFIG's cluster has 'ps' jobs, which MultiWorkerMirroredStrategy does not train "
+            "with: list only workers (and a chief)",
+        ),
+        (
+            '{"cluster": {"worker": ["a:1", "b"]}, "task": {"type": "worker", "index": 0}}',
+            "TF_CONFIG \"worker\" address is 'b', not a host:port address",
+        ),
+        (
+            '{"cluster": {"worker": ["a:1", "a:1"]}, "task": {"type": "worker", "index": 0}}',
+            "TF_CONFIG lists a:1 twice: give every task its own host:port",
+        ),
         ('{"cluster": {"worker": ["a:1", "b:1"]}}', 'TF_CONFIG has no "task" naming this process'),
-        ('{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 2}}',
-         "TF_CONFIG's task index is 2, expected 0..1 (the \"worker\" list has 2)"),
-        ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "evaluator", "index": 0}}',
-         "TF_CONFIG's task type is 'evaluator', expected one of the cluster's jobs (worker)"),
+        (
+            '{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 2}}',
+            'TF_CONFIG\'s task index is 2, expected 0..1 (the "worker" list has 2)',
+        ),
+        (
+            '{"cluster": {"worker": ["a:1"]}, "task": {"type": "evaluator", "index": 0}}',
+            "TF_CONFIG's task type is 'evaluator', expected one of the cluster's jobs (worker)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_read_tf_config_names_the_problem_in_one_line(tf_config: str, problem: str) -> None:
-    from edgekit.train.distributed import read_tf_config
+    from edgekit.workstation.train.distributed import read_tf_config
 
     with pytest.raises(EdgekitError) as e:
         read_tf_config({"TF_CONFIG": tf_config})
@@ -203,7 +237,7 @@ def test_read_tf_config_names_the_problem_in_one_line(tf_config: str, problem: s
 
 
 def test_the_chief_is_the_chief_task_else_worker_0() -> None:
-    from edgekit.train.distributed import read_tf_config
+    from edgekit.workstation.train.distributed import read_tf_config
 
     def role(cluster: dict[str, list[str]], task_type: str, index: int) -> Any:
         task = {"type": task_type, "index": index}
@@ -220,8 +254,8 @@ def test_the_chief_is_the_chief_task_else_worker_0() -> None:
 
 
 def test_weights_sha256_changes_with_any_single_weight() -> None:
-    from edgekit._keras import keras
-    from edgekit.train.distributed import weights_sha256
+    from edgekit.workstation._keras import keras
+    from edgekit.workstation.train.distributed import weights_sha256
 
     model = keras.Sequential([keras.layers.Input((3,)), keras.layers.Dense(2)])
     before = weights_sha256(model)
@@ -233,7 +267,7 @@ def test_weights_sha256_changes_with_any_single_weight() -> None:
 
 
 def test_global_batches_draw_a_seeded_order_anew_every_epoch() -> None:
-    from edgekit.train.batches import global_batches
+    from edgekit.workstation.train.batches import global_batches
 
     x = np.arange(10, dtype=np.float32).reshape(10, 1)
     y = np.arange(10)
@@ -250,7 +284,7 @@ def test_global_batches_draw_a_seeded_order_anew_every_epoch() -> None:
 
 
 def test_a_lost_worker_is_named_from_tensorflows_error_in_one_line() -> None:
-    from edgekit.train.distributed import _why
+    from edgekit.workstation.train.distributed import _why
 
     # As TensorFlow 2.21 words them: a worker killed mid-step, and one whose socket closed.
     heartbeat = (

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
-from edgekit.cli import main
+from edgekit.cli.main import main
 
 # Keeps the data step short; these runs all stop before any training.
 QUICK = ["--train-samples", "1000", "--test-samples", "100", "--validation-size", "100", "-q"]
@@ -53,7 +53,7 @@ def usage_error(res: Result) -> str:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tiny tf_keras classifiers on 28x28 inputs: a plain one, and ones safe mode must refuse."""
-    from edgekit._keras import keras
+    from edgekit.workstation._keras import keras
 
     folder = tmp_path_factory.mktemp("models")
 
@@ -137,7 +137,7 @@ def test_lambda_layer_is_refused_in_safe_mode_and_names_unsafe(
 
 @pytest.mark.parametrize("suffix", ["keras", "h5"])
 def test_lambda_layer_loads_with_unsafe(models: dict[str, Path], suffix: str) -> None:
-    from edgekit.export.model_io import load_keras_model
+    from edgekit.workstation.export.model_io import load_keras_model
 
     model = load_keras_model(models[f"lambda_{suffix}"], unsafe=True)
     assert [type(layer).__name__ for layer in model.layers][2] == "Lambda"
@@ -179,8 +179,8 @@ def test_a_module_named_in_a_keras_file_is_never_imported(
                 layer.update(module="edgekit_side_effect", class_name="Doubler")
                 data = json.dumps(config).encode()
             dst.writestr(name, data)
-    from edgekit.errors import ModelError
-    from edgekit.export.model_io import load_keras_model
+    from edgekit.core.errors import ModelError
+    from edgekit.workstation.export.model_io import load_keras_model
 
     with pytest.raises(ModelError, match=r"\(Doubler from module edgekit_side_effect\)"):
         load_keras_model(crafted)
@@ -241,8 +241,18 @@ def test_an_empty_training_or_test_set(
         tmp_path / "empty.npz",
         **{empty: np.zeros((0, 28, 28), np.float32), label: np.zeros((0,), np.int64)},
     )
-    res = cli("export", str(models["plain"]), "--no-prune", "--data", str(path),
-              "--validation-size", "10", "-q", "-o", str(tmp_path / "o"))  # fmt: skip
+    res = cli(
+        "export",
+        str(models["plain"]),
+        "--no-prune",
+        "--data",
+        str(path),
+        "--validation-size",
+        "10",
+        "-q",
+        "-o",
+        str(tmp_path / "o"),
+    )
     assert one_error_line(res) == (
         f"{path}: {empty} is empty (0 samples), so there is nothing for {use}: "
         f"supply a non-empty {empty} and {label}"
@@ -256,8 +266,17 @@ def test_data_shape_that_does_not_fit_the_model(models: dict[str, Path], tmp_pat
         x_train=np.zeros((60, 5), np.float32),
         x_test=np.zeros((20, 5), np.float32),
     )
-    res = cli("export", str(models["plain"]), "--data", str(other), "--validation-size", "10",
-              "-q", "-o", str(tmp_path / "o"))  # fmt: skip
+    res = cli(
+        "export",
+        str(models["plain"]),
+        "--data",
+        str(other),
+        "--validation-size",
+        "10",
+        "-q",
+        "-o",
+        str(tmp_path / "o"),
+    )
     assert one_error_line(res) == (
         "data samples have shape (5,) but the model expects (28, 28): "
         "pass data shaped like the model's input"
@@ -266,8 +285,17 @@ def test_data_shape_that_does_not_fit_the_model(models: dict[str, Path], tmp_pat
 
 def test_labels_outside_the_models_classes(models: dict[str, Path], tmp_path: Path) -> None:
     twelve = npz(tmp_path / "twelve.npz", y_train=np.arange(60) % 12)
-    res = cli("export", str(models["plain"]), "--data", str(twelve), "--validation-size", "10",
-              "-q", "-o", str(tmp_path / "o"))  # fmt: skip
+    res = cli(
+        "export",
+        str(models["plain"]),
+        "--data",
+        str(twelve),
+        "--validation-size",
+        "10",
+        "-q",
+        "-o",
+        str(tmp_path / "o"),
+    )
     assert one_error_line(res) == (
         "data has label 11 but the model has 10 output classes: labels must be 0..9"
     )
@@ -318,31 +346,43 @@ def test_validation_split_larger_than_the_data(tmp_path: Path) -> None:
         (["--epochs", "-3"], "epochs must be > 0, got -3: pass a positive number"),
         (["--prune-epochs", "0"], "prune epochs must be > 0, got 0: pass a positive number"),
         (["--batch-size", "0"], "batch_size must be > 0, got 0: pass a positive number"),
-        (["--train-samples", "0"],
-         "train_samples must be > 0, got 0: pass a positive count or omit it"),
-        (["--test-samples", "-5"],
-         "test_samples must be > 0, got -5: pass a positive count or omit it"),
-        (["--validation-size", "0"],
-         "validation_size must be >= 1, got 0: a validation split is needed for early stopping"),
-        (["--calibration-samples", "0"],
-         "calibration_samples must be >= 1, got 0: int8 needs a representative sample of "
-         "training data (e.g. 500)"),
-        (["--calibration-samples", "-100"],
-         "calibration_samples must be >= 1, got -100: int8 needs a representative sample of "
-         "training data (e.g. 500)"),
+        (
+            ["--train-samples", "0"],
+            "train_samples must be > 0, got 0: pass a positive count or omit it",
+        ),
+        (
+            ["--test-samples", "-5"],
+            "test_samples must be > 0, got -5: pass a positive count or omit it",
+        ),
+        (
+            ["--validation-size", "0"],
+            "validation_size must be >= 1, got 0: a validation split is needed for early stopping",
+        ),
+        (
+            ["--calibration-samples", "0"],
+            "calibration_samples must be >= 1, got 0: int8 needs a representative sample of "
+            "training data (e.g. 500)",
+        ),
+        (
+            ["--calibration-samples", "-100"],
+            "calibration_samples must be >= 1, got -100: int8 needs a representative sample of "
+            "training data (e.g. 500)",
+        ),
         (["--verify-samples", "0"], "verify_samples must be >= 1, got 0: pass e.g. 1000"),
         (
             ["--precision", ""],
             "no precision given: pass at least one of float32, float16, int8, dynamic, int16x8, "
             "int4, int4_weight_only, int4_int8",
         ),
-        (["--precision", "float64"],
-         "unknown precision 'float64': expected one of float32, float16, int8, dynamic, int16x8, "
-         "int4, int4_weight_only, int4_int8"),
+        (
+            ["--precision", "float64"],
+            "unknown precision 'float64': expected one of float32, float16, int8, dynamic, "
+            "int16x8, int4, int4_weight_only, int4_int8",
+        ),
         (["--hidden", "300,a"], "--hidden must be comma-separated sizes like 300,100, got '300,a'"),
         (["--hidden", "0"], "hidden_units must be positive sizes, got (0,): e.g. 300,100"),
     ],
-)  # fmt: skip
+)
 def test_out_of_range_numbers_and_unknown_choices(
     tmp_path: Path, args: list[str], message: str
 ) -> None:
@@ -362,8 +402,8 @@ def test_unknown_architecture_is_a_usage_error(tmp_path: Path) -> None:
 def test_a_calibration_set_smaller_than_asked_for_is_said(
     pipeline_run: Any, tmp_path: Path
 ) -> None:
-    from edgekit.config import ExportConfig
-    from edgekit.export import export_tflite
+    from edgekit.core.config import ExportConfig
+    from edgekit.workstation.export import export_tflite
 
     said: list[str] = []
     n = len(pipeline_run.dataset.x_train)
@@ -419,9 +459,9 @@ def test_name_cannot_escape_the_output_folder(tmp_path: Path, name: str) -> None
 
 
 def test_export_library_refuses_a_stem_with_a_path(pipeline_run: Any, tmp_path: Path) -> None:
-    from edgekit.config import ExportConfig
-    from edgekit.errors import EdgekitError
-    from edgekit.export import export_tflite
+    from edgekit.core.config import ExportConfig
+    from edgekit.core.errors import EdgekitError
+    from edgekit.workstation.export import export_tflite
 
     model = pipeline_run.models["folded"]
     with pytest.raises(EdgekitError, match=r"^--name '\.\./up' is not a plain file name"):
@@ -589,8 +629,9 @@ def test_verify_a_changed_byte_is_a_sha256_mismatch(copied: Path) -> None:
     msg, stdout = verify_error(copied)
     assert msg == f"1 file(s) failed verification: {path.name}"
     assert _statuses(stdout)[path.name] == (
-        "mismatch", ["sha256 differs from the manifest (file changed or damaged)"],
-    )  # fmt: skip
+        "mismatch",
+        ["sha256 differs from the manifest (file changed or damaged)"],
+    )
 
 
 def test_verify_a_truncated_file(copied: Path) -> None:
@@ -621,8 +662,9 @@ def test_verify_a_file_the_manifest_does_not_list(copied: Path) -> None:
     msg, stdout = verify_error(copied)
     assert msg == "1 file(s) failed verification: extra.tflite"
     assert _statuses(stdout)["extra.tflite"] == (
-        "unlisted", ["not in manifest.json: re-export, or remove the stray file"],
-    )  # fmt: skip
+        "unlisted",
+        ["not in manifest.json: re-export, or remove the stray file"],
+    )
 
 
 def test_verify_a_manifest_naming_a_file_outside_its_folder(copied: Path) -> None:
@@ -632,5 +674,6 @@ def test_verify_a_manifest_naming_a_file_outside_its_folder(copied: Path) -> Non
     msg, stdout = verify_error(copied)
     assert msg.startswith("2 file(s) failed verification: ../outside.tflite, ")
     assert _statuses(stdout)["../outside.tflite"] == (
-        "missing", ["manifest names a file outside its folder"],
-    )  # fmt: skip
+        "missing",
+        ["manifest names a file outside its folder"],
+    )

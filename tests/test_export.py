@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgekit.config import ExportConfig, Precision
+from edgekit.core.config import ExportConfig, Precision
+from edgekit.core.errors import EdgekitError, ExportError
 from edgekit.device.manifest import MANIFEST_NAME, read_manifest
 from edgekit.device.runtime import evaluate, input_details, load_interpreter, output_details
-from edgekit.errors import EdgekitError, ExportError
-from edgekit.export import default_stem, export_tflite
+from edgekit.workstation.export import default_stem, export_tflite
 
 
 def test_default_run_writes_three_self_describing_files(artifacts_dir: Path) -> None:
@@ -123,7 +123,7 @@ def test_pruned_zeros_survive_into_every_file(artifacts_dir: Path, pipeline_run:
 
 
 def test_dynamic_range_export_keeps_float_io(pipeline_run: Any, tmp_path: Path) -> None:
-    from edgekit.export.model_io import load_keras_model
+    from edgekit.workstation.export.model_io import load_keras_model
 
     src = Path(pipeline_run.export.output_dir)
     model = load_keras_model(src / "fashion_mnist_mlp_sp75_folded.keras")
@@ -136,10 +136,8 @@ def test_dynamic_range_export_keeps_float_io(pipeline_run: Any, tmp_path: Path) 
     assert f.record.bytes < 0.35 * (src / "fashion_mnist_mlp_sp75_float32.tflite").stat().st_size
 
 
-def test_failed_check_leaves_previous_output_untouched(
-    pipeline_run: Any, tmp_path: Path
-) -> None:
-    from edgekit.export.model_io import load_keras_model
+def test_failed_check_leaves_previous_output_untouched(pipeline_run: Any, tmp_path: Path) -> None:
+    from edgekit.workstation.export.model_io import load_keras_model
 
     src = Path(pipeline_run.export.output_dir)
     out = tmp_path / "out"
@@ -156,7 +154,7 @@ def test_failed_check_leaves_previous_output_untouched(
 
 
 def test_rerun_replaces_previous_files_as_a_whole(pipeline_run: Any, tmp_path: Path) -> None:
-    from edgekit.export.model_io import load_keras_model
+    from edgekit.workstation.export.model_io import load_keras_model
 
     src = Path(pipeline_run.export.output_dir)
     out = tmp_path / "out"
@@ -200,8 +198,8 @@ def test_int8_inputs_are_quantized_with_the_files_own_parameters(artifacts_dir: 
 
 def test_every_precision_has_one_recipe_whose_types_the_file_has(artifacts_dir: Path) -> None:
     """The registry is the one place a precision is defined: its I/O types are the file's."""
+    from edgekit.core.recipes import RECIPES, recipe_for
     from edgekit.device.modelfile import read_model_file
-    from edgekit.export.recipes import RECIPES, recipe_for
 
     assert set(RECIPES) == set(Precision)
     for precision in ("float32", "float16", "int8"):
@@ -214,7 +212,7 @@ def test_every_precision_has_one_recipe_whose_types_the_file_has(artifacts_dir: 
 
 def test_calibration_seed_is_a_field_of_export_config(pipeline_run: Any, tmp_path: Path) -> None:
     """Same seed: the same int8 bytes; another seed draws other calibration samples."""
-    from edgekit.export.model_io import load_keras_model
+    from edgekit.workstation.export.model_io import load_keras_model
 
     src = Path(pipeline_run.export.output_dir)
     model = load_keras_model(src / "fashion_mnist_mlp_sp75_folded.keras")
@@ -237,12 +235,12 @@ def test_manifest_round_trips_through_its_dict(artifacts_dir: Path) -> None:
 
 
 def test_the_package_names_resolve_to_the_functions() -> None:
-    """`from edgekit.export import convert` is the function, not a module of the same name."""
-    import edgekit.export as export_pkg
+    """`from edgekit.workstation.export import convert` is the function, not a module."""
+    import edgekit.workstation.export as export_pkg
 
     for name in export_pkg.__all__:
         assert callable(getattr(export_pkg, name)) or isinstance(getattr(export_pkg, name), dict)
-    assert export_pkg.convert.__module__ == "edgekit.export.converter"
+    assert export_pkg.convert.__module__ == "edgekit.workstation.export.converter"
 
 
 def test_int16x8_is_one_recipe_and_bench_says_it_has_no_fast_kernels(
@@ -250,9 +248,9 @@ def test_int16x8_is_one_recipe_and_bench_says_it_has_no_fast_kernels(
 ) -> None:
     """int16 activations, int8 weights: checked on real data like every file, and bench says
     plainly that it runs on reference kernels."""
-    from edgekit.bench import BenchConfig, run_bench
+    from edgekit.device.bench import BenchConfig, run_bench
     from edgekit.device.modelfile import read_model_file
-    from edgekit.export.model_io import load_keras_model
+    from edgekit.workstation.export.model_io import load_keras_model
 
     src = Path(pipeline_run.export.output_dir)
     model = load_keras_model(src / "fashion_mnist_mlp_sp75_folded.keras")
@@ -267,5 +265,6 @@ def test_int16x8_is_one_recipe_and_bench_says_it_has_no_fast_kernels(
     bench = run_bench([tmp_path], BenchConfig(samples=200, min_runs=5, min_time_s=0, rounds=1))
     row = next(r for r in bench.rows if r.file == i16.file)
     assert row.precision == "int16x8" and row.ok
-    assert any(v.startswith("m_int16x8.tflite (int16x8) runs on reference kernels")
-               for v in bench.verdict)  # fmt: skip
+    assert any(
+        v.startswith("m_int16x8.tflite (int16x8) runs on reference kernels") for v in bench.verdict
+    )

@@ -1,4 +1,4 @@
-"""Tests of edgekit.optimize.fold: batch-norm folding on tiny models and real Fashion-MNIST."""
+"""Tests of workstation.optimize.fold: batch-norm folding on tiny models and real Fashion-MNIST."""
 
 from __future__ import annotations
 
@@ -9,11 +9,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgekit._keras import keras
-from edgekit.config import DataConfig
-from edgekit.data import Dataset, load_dataset
-from edgekit.errors import ModelError
-from edgekit.optimize.fold import FoldedPair, FoldResult, fold_batchnorm, foldable_batchnorms
+from edgekit.core.config import DataConfig
+from edgekit.core.data import Dataset, load_dataset
+from edgekit.core.errors import ModelError
+from edgekit.workstation._keras import keras
+from edgekit.workstation.optimize.fold import (
+    FoldedPair,
+    FoldResult,
+    fold_batchnorm,
+    foldable_batchnorms,
+)
 
 L = keras.layers
 TOLERANCE = 1e-4  # max abs difference of predictions allowed after folding
@@ -527,7 +532,7 @@ def test_fold_result_to_dict_is_json_ready() -> None:
 def test_fold_rejects_non_model(bad: Any) -> None:
     expected = (
         f"fold_batchnorm received {type(bad).__name__}, expected a tf_keras Model: pass a "
-        "model built with `from edgekit._keras import keras` (Sequential or Functional)"
+        "model built with `from edgekit.workstation._keras import keras` (Sequential or Functional)"
     )
     with pytest.raises(ModelError) as info:
         fold_batchnorm(bad)

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgekit.config import DEFAULT_EPOCHS, Arch, PruneConfig, TrainConfig
-from edgekit.train.prune import SPARSITY_TOLERANCE
+from edgekit.core.config import DEFAULT_EPOCHS, Arch, PruneConfig, TrainConfig
+from edgekit.workstation.train.prune import SPARSITY_TOLERANCE
 
 # cnn_gap with the default stages ((32, 32), (64, 64), (128,)) has 141,098 parameters: 138,528
 # conv weights, 1,280 in BN (gamma, beta, mean, variance), 1,290 in the 128x10 output. The cnn
@@ -18,7 +18,7 @@ MAX_PARAMETERS = 145_000
 
 @pytest.fixture(scope="module")
 def trained(small_data: Any) -> Any:
-    from edgekit.train import build_model, train_model
+    from edgekit.workstation.train import build_model, train_model
 
     cfg = TrainConfig(arch="cnn_gap", epochs=1, batch_size=64, seed=5)
     model = build_model(cfg, small_data.input_shape, small_data.num_classes)
@@ -34,8 +34,8 @@ def test_cnn_gap_is_a_known_arch_with_default_epochs() -> None:
 
 
 def test_cnn_gap_has_almost_no_dense_weights(trained: Any) -> None:
-    from edgekit._keras import keras
-    from edgekit.train.model import GAP_STAGES
+    from edgekit.workstation._keras import keras
+    from edgekit.workstation.train.model import GAP_STAGES
 
     assert trained.count_params() < MAX_PARAMETERS
     dense = [layer for layer in trained.layers if isinstance(layer, keras.layers.Dense)]
@@ -49,12 +49,12 @@ def test_cnn_gap_has_almost_no_dense_weights(trained: Any) -> None:
 
 
 def test_cnn_gap_prunes_folds_and_converts_to_int8(trained: Any, small_data: Any) -> None:
-    from edgekit.config import Precision
+    from edgekit.core.config import Precision
     from edgekit.device.runtime import evaluate
-    from edgekit.export import convert, recipe_for
-    from edgekit.optimize import fold_batchnorm
-    from edgekit.train import keras_accuracy, prune_model
-    from edgekit.train.model import predict_classes
+    from edgekit.workstation.export import convert, recipe_for
+    from edgekit.workstation.optimize import fold_batchnorm
+    from edgekit.workstation.train import keras_accuracy, prune_model
+    from edgekit.workstation.train.model import predict_classes
 
     # Above chance in inference mode too (BN's moving statistics lag after 47 steps).
     assert keras_accuracy(trained, small_data.x_test, small_data.y_test) > 0.2

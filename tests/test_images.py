@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import write_image_folder
 
-from edgekit.cli import main
-from edgekit.config import DataConfig
-from edgekit.data import FASHION_MNIST_LABELS, load_dataset, load_fashion_mnist_arrays
-from edgekit.data.images import scan_image_folder
+from edgekit.cli.main import main
+from edgekit.core.config import DataConfig
+from edgekit.core.data import FASHION_MNIST_LABELS, load_dataset, load_fashion_mnist_arrays
+from edgekit.core.data.images import scan_image_folder
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +24,9 @@ def raw() -> dict[str, np.ndarray]:
 @pytest.fixture()
 def flat(raw: dict[str, np.ndarray], tmp_path: Path) -> Path:
     """10 class folders of 20 PNGs each, no train/test split."""
-    return write_image_folder(tmp_path / "flat", raw["x_test"], raw["y_test"],
-                              FASHION_MNIST_LABELS, 20)  # fmt: skip
+    return write_image_folder(
+        tmp_path / "flat", raw["x_test"], raw["y_test"], FASHION_MNIST_LABELS, 20
+    )
 
 
 def test_train_and_test_folders_give_the_images_back_exactly(
@@ -44,12 +45,14 @@ def test_train_and_test_folders_give_the_images_back_exactly(
 
 
 def test_a_model_input_shape_sets_size_and_channels(image_folder: Path) -> None:
-    data = load_dataset(DataConfig(source=str(image_folder), validation_size=300,
-                                   input_shape=(32, 32, 3)))  # fmt: skip
+    data = load_dataset(
+        DataConfig(source=str(image_folder), validation_size=300, input_shape=(32, 32, 3))
+    )
     assert data.input_shape == (32, 32, 3)
     assert np.allclose(data.x_test[..., 0], data.x_test[..., 2])  # gray as RGB
-    data = load_dataset(DataConfig(source=str(image_folder), validation_size=300,
-                                   input_shape=(28, 28)))  # fmt: skip
+    data = load_dataset(
+        DataConfig(source=str(image_folder), validation_size=300, input_shape=(28, 28))
+    )
     assert data.input_shape == (28, 28)
 
 
@@ -76,9 +79,22 @@ def test_jpeg_and_bmp_files_are_read_and_resized(flat: Path) -> None:
 
 
 def export_error(folder: Path, *extra: str) -> str:
-    res = CliRunner().invoke(main, ["export", "--data", str(folder), "--epochs", "1",
-                                    "--validation-size", "10", "-q", *extra,
-                                    "-o", str(folder.parent / "out")])  # fmt: skip
+    res = CliRunner().invoke(
+        main,
+        [
+            "export",
+            "--data",
+            str(folder),
+            "--epochs",
+            "1",
+            "--validation-size",
+            "10",
+            "-q",
+            *extra,
+            "-o",
+            str(folder.parent / "out"),
+        ],
+    )
     assert res.exit_code == 1, res.output
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, res.stderr
@@ -175,19 +191,34 @@ def test_bench_tests_on_the_image_folder_like_evaluate(
 
     int8 = next(artifacts_dir.glob("*_int8.tflite"))
     out = tmp_path / "r.json"
-    res = CliRunner().invoke(main, [
-        "bench", str(int8), "--data", str(image_folder), "--min-runs", "5", "--min-time",
-        "0.01", "--rounds", "1", "--json", str(out),
-    ])  # fmt: skip
+    res = CliRunner().invoke(
+        main,
+        [
+            "bench",
+            str(int8),
+            "--data",
+            str(image_folder),
+            "--min-runs",
+            "5",
+            "--min-time",
+            "0.01",
+            "--rounds",
+            "1",
+            "--json",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     row = json.loads(out.read_text())["rows"][0]
-    data = load_dataset(DataConfig(source=str(image_folder), validation_size=300,
-                                   input_shape=(28, 28)))  # fmt: skip
+    data = load_dataset(
+        DataConfig(source=str(image_folder), validation_size=300, input_shape=(28, 28))
+    )
     assert row["accuracy_samples"] == 1000
     # Class folders sort alphabetically; bench maps them to the manifest's labels by name.
     assert json.loads(out.read_text())["data"]["class_order"].startswith("the manifest's labels")
-    order = [FASHION_MNIST_LABELS.index(n.replace("T-shirt-top", "T-shirt/top"))
-             for n in data.labels]  # fmt: skip
+    order = [
+        FASHION_MNIST_LABELS.index(n.replace("T-shirt-top", "T-shirt/top")) for n in data.labels
+    ]
     y = np.asarray(order)[data.y_test]
     assert row["accuracy"] == evaluate(int8, data.x_test, y).accuracy
     assert row["accuracy"] > 0.6  # far above chance: the classes line up
@@ -197,10 +228,10 @@ def test_a_large_folder_is_decoded_to_disk_and_trained_batch_by_batch(
     image_folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Past IN_MEMORY_BYTES the decoded training images live in a memmap; training reads
-    batches from it (edgekit.train.batches) and learns."""
-    import edgekit.data.images as images
-    from edgekit.config import TrainConfig
-    from edgekit.train import build_model, keras_accuracy, train_model
+    batches from it (edgekit.workstation.train.batches) and learns."""
+    import edgekit.core.data.images as images
+    from edgekit.core.config import TrainConfig
+    from edgekit.workstation.train import build_model, keras_accuracy, train_model
 
     monkeypatch.setattr(images, "IN_MEMORY_BYTES", 1000)
     data = load_dataset(DataConfig(source=str(image_folder), validation_size=300))
@@ -253,9 +284,9 @@ def test_bench_refuses_class_folders_the_model_does_not_have(
 
 
 def test_preprocess_refuses_what_does_not_fit_the_manifest(artifacts_dir: Path) -> None:
+    from edgekit.core.errors import EdgekitError
     from edgekit.device.manifest import read_manifest
     from edgekit.device.runtime import preprocess
-    from edgekit.errors import EdgekitError
 
     spec = read_manifest(artifacts_dir).input
     with pytest.raises(EdgekitError, match="the manifest says uint8: pass the images as decoded"):

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from edgekit.cli import main
-from edgekit.config import PruneConfig
+from edgekit.cli.main import main
+from edgekit.core.config import PruneConfig
 
 
 def inspect_cli(*args: str) -> Any:
@@ -29,8 +29,10 @@ def test_inspect_json_matches_what_export_recorded(artifacts_dir: Path, precisio
     assert res.exit_code == 0, res.output
     info = json.loads(res.stdout)
     assert (info["bytes"], info["gzip_bytes"], info["sha256"]) == (
-        rec["bytes"], rec["gzip_bytes"], rec["sha256"],
-    )  # fmt: skip
+        rec["bytes"],
+        rec["gzip_bytes"],
+        rec["sha256"],
+    )
     assert info["operators"] == rec["operators"]
     assert info["weight_sparsity"] == pytest.approx(rec["weight_sparsity"], abs=1e-6)
     tensors = info["inputs"] + info["outputs"]

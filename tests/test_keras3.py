@@ -10,16 +10,26 @@ import numpy as np
 import pytest
 from conftest import SMALL_DATA, run_edgekit
 
-from edgekit.config import ExportConfig, PipelineConfig, PruneConfig
-from edgekit.errors import ModelError
+from edgekit.core.config import ExportConfig, PipelineConfig, PruneConfig
+from edgekit.core.errors import ModelError
 
-QUICK_DATA = ["--train-samples", "3000", "--test-samples", "1000", "--validation-size", "500",
-              "--seed", "7", "--calibration-samples", "100"]  # fmt: skip
+QUICK_DATA = [
+    "--train-samples",
+    "3000",
+    "--test-samples",
+    "1000",
+    "--validation-size",
+    "500",
+    "--seed",
+    "7",
+    "--calibration-samples",
+    "100",
+]
 
 
 @pytest.fixture(scope="module")
 def k3() -> Any:
-    from edgekit._keras import import_keras3
+    from edgekit.workstation._keras import import_keras3
 
     return import_keras3()
 
@@ -61,44 +71,52 @@ def _residual_cnn(k3: Any, input_shape: tuple[int, ...]) -> Any:
 @pytest.fixture(scope="module")
 def sequential_mlp(k3: Any, small_data: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     k3.utils.set_random_seed(7)
-    model = k3.Sequential([
-        k3.Input((28, 28)), k3.layers.Flatten(),
-        k3.layers.Dense(128, use_bias=False), k3.layers.BatchNormalization(momentum=0.9),
-        k3.layers.Activation("relu"), k3.layers.Dropout(0.1),
-        k3.layers.Dense(64), k3.layers.LeakyReLU(negative_slope=0.1),
-        k3.layers.Dense(10), k3.layers.Softmax(),
-    ])  # fmt: skip
+    model = k3.Sequential(
+        [
+            k3.Input((28, 28)),
+            k3.layers.Flatten(),
+            k3.layers.Dense(128, use_bias=False),
+            k3.layers.BatchNormalization(momentum=0.9),
+            k3.layers.Activation("relu"),
+            k3.layers.Dropout(0.1),
+            k3.layers.Dense(64),
+            k3.layers.LeakyReLU(negative_slope=0.1),
+            k3.layers.Dense(10),
+            k3.layers.Softmax(),
+        ]
+    )
     path = tmp_path_factory.mktemp("k3") / "mlp.keras"
     _train(model, small_data).save(path)
     return path
 
 
 def _pipeline(model: Path, out: Path, prune: PruneConfig | None) -> Any:
-    from edgekit.pipeline import run_pipeline
+    from edgekit.workstation.pipeline import run_pipeline
 
     config = PipelineConfig(
-        data=SMALL_DATA, prune=prune,
+        data=SMALL_DATA,
+        prune=prune,
         # The issue's criteria are asserted by the tests (float32 >= 99%, int8 within 1 point
         # of the pruned float model); export's own floor is relaxed for these tiny models.
         export=ExportConfig(calibration_samples=500, min_agreement=0.95),
         output_dir=str(out),
-    )  # fmt: skip
+    )
     return run_pipeline(config, model_path=model, progress=lambda _m: None)
 
 
 def test_a_keras3_file_is_told_from_a_tf_keras_file(
     functional_cnn: Path, artifacts_dir: Path
 ) -> None:
-    from edgekit.export.model_path import keras_major_version
+    from edgekit.core.model_path import keras_major_version
 
     assert keras_major_version(functional_cnn) == 3
     assert keras_major_version(next(artifacts_dir.glob("*.keras"))) == 2
 
 
 def test_the_tf_keras_rebuild_gives_the_same_outputs(functional_cnn: Path, small_data: Any) -> None:
-    from edgekit._keras import keras
-    from edgekit.export.keras3 import max_abs_difference
-    from edgekit.export.model_io import load_user_model
+    from edgekit.workstation._keras import keras
+    from edgekit.workstation.export.keras3 import max_abs_difference
+    from edgekit.workstation.export.model_io import load_user_model
 
     user = load_user_model(functional_cnn)
     assert user.keras_version == 3 and user.rebuild_error is None
@@ -110,8 +128,9 @@ def test_the_tf_keras_rebuild_gives_the_same_outputs(functional_cnn: Path, small
 
 
 def test_a_keras3_cnn_is_pruned_folded_and_exported(functional_cnn: Path, tmp_path: Path) -> None:
-    result = _pipeline(functional_cnn, tmp_path, PruneConfig(target_sparsity=0.5, epochs=2,
-                                                             batch_size=64, seed=7))  # fmt: skip
+    result = _pipeline(
+        functional_cnn, tmp_path, PruneConfig(target_sparsity=0.5, epochs=2, batch_size=64, seed=7)
+    )
     source = result.info["source_model"]
     assert source["keras_version"] == 3 and source["keras3"]["rebuilt_in_tf_keras"]
     assert source["keras3"]["max_abs_difference"] < 1e-5
@@ -133,8 +152,18 @@ def test_a_keras3_sequential_mlp_goes_through_the_cli(
         model = tmp_path / "mlp.h5"
         k3.saving.load_model(sequential_mlp).save(model)
     out = tmp_path / "out"
-    proc = run_edgekit("export", str(model), "--prune", "--sparsity", "0.6", "--prune-epochs",
-                       "2", *QUICK_DATA, "-o", str(out))  # fmt: skip
+    proc = run_edgekit(
+        "export",
+        str(model),
+        "--prune",
+        "--sparsity",
+        "0.6",
+        "--prune-epochs",
+        "2",
+        *QUICK_DATA,
+        "-o",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr
     assert "model: a Keras 3 file, rebuilt in tf_keras (max abs difference" in proc.stdout
     manifest = json.loads((out / "manifest.json").read_text())
@@ -149,10 +178,15 @@ def test_a_keras3_sequential_mlp_goes_through_the_cli(
 def test_a_nested_keras3_model_is_inlined_and_its_batch_norm_folded(
     k3: Any, small_data: Any, tmp_path: Path
 ) -> None:
-    inner = k3.Sequential([
-        k3.Input((28, 28, 1)), k3.layers.Conv2D(8, 3, use_bias=False, name="conv"),
-        k3.layers.BatchNormalization(momentum=0.9, name="bn"), k3.layers.ReLU(),
-    ], name="block")  # fmt: skip
+    inner = k3.Sequential(
+        [
+            k3.Input((28, 28, 1)),
+            k3.layers.Conv2D(8, 3, use_bias=False, name="conv"),
+            k3.layers.BatchNormalization(momentum=0.9, name="bn"),
+            k3.layers.ReLU(),
+        ],
+        name="block",
+    )
     inp = k3.Input((28, 28))
     h = k3.layers.Reshape((28, 28, 1))(inp)
     h = k3.layers.Flatten()(inner(h))
@@ -165,10 +199,15 @@ def test_a_nested_keras3_model_is_inlined_and_its_batch_norm_folded(
 
 
 def _with_layer_norm(k3: Any, small_data: Any, folder: Path) -> Path:
-    model = k3.Sequential([
-        k3.Input((28, 28)), k3.layers.Flatten(), k3.layers.Dense(32),
-        k3.layers.LayerNormalization(name="ln"), k3.layers.Dense(10, activation="softmax"),
-    ])  # fmt: skip
+    model = k3.Sequential(
+        [
+            k3.Input((28, 28)),
+            k3.layers.Flatten(),
+            k3.layers.Dense(32),
+            k3.layers.LayerNormalization(name="ln"),
+            k3.layers.Dense(10, activation="softmax"),
+        ]
+    )
     path = folder / "ln.keras"
     _train(model, small_data, epochs=1).save(path)
     return path
@@ -189,7 +228,7 @@ def test_a_layer_without_tf_keras_twin_is_one_line_with_prune(
 
 
 def _supported() -> tuple[str, ...]:
-    from edgekit.export.keras3 import SUPPORTED_LAYERS
+    from edgekit.workstation.export.keras3 import SUPPORTED_LAYERS
 
     return SUPPORTED_LAYERS
 
@@ -208,7 +247,7 @@ def test_without_prune_such_a_model_is_exported_as_it_is(
 
 
 def test_a_keras3_lambda_layer_is_refused_in_safe_mode(k3: Any, tmp_path: Path) -> None:
-    from edgekit.export.model_io import load_user_model
+    from edgekit.workstation.export.model_io import load_user_model
 
     model = k3.Sequential([k3.Input((4,)), k3.layers.Lambda(lambda t: t * 2), k3.layers.Dense(2)])
     path = tmp_path / "lambda.keras"
@@ -218,7 +257,7 @@ def test_a_keras3_lambda_layer_is_refused_in_safe_mode(k3: Any, tmp_path: Path) 
 
 
 def test_rebuilt_weights_are_the_keras3_weights(functional_cnn: Path) -> None:
-    from edgekit.export.model_io import load_user_model
+    from edgekit.workstation.export.model_io import load_user_model
 
     user = load_user_model(functional_cnn)
     theirs = [w for layer in user.original.layers for w in layer.get_weights()]
@@ -232,19 +271,34 @@ def test_a_keras3_cnn_trained_on_an_image_folder_goes_through_export(
 ) -> None:
     """The issue's case: Keras 3 Functional (Conv2D+BN, a DepthwiseConv2D block, a residual
     Add, Rescaling) trained on PNGs, then `edgekit export model.keras --data DIR --prune`."""
-    from edgekit.config import DataConfig
-    from edgekit.data import load_dataset
+    from edgekit.core.config import DataConfig
+    from edgekit.core.data import load_dataset
 
-    data = load_dataset(DataConfig(source=str(image_folder), validation_size=300,
-                                   input_shape=(28, 28, 1)))  # fmt: skip
+    data = load_dataset(
+        DataConfig(source=str(image_folder), validation_size=300, input_shape=(28, 28, 1))
+    )
     k3.utils.set_random_seed(3)
     path = tmp_path / "cnn.keras"
     _train(_residual_cnn(k3, (28, 28, 1)), data).save(path)
 
     out_dir = tmp_path / "out"
-    proc = run_edgekit("export", str(path), "--data", str(image_folder), "--prune",
-                       "--sparsity", "0.5", "--prune-epochs", "2", "--validation-size", "300",
-                       "--calibration-samples", "100", "-o", str(out_dir))  # fmt: skip
+    proc = run_edgekit(
+        "export",
+        str(path),
+        "--data",
+        str(image_folder),
+        "--prune",
+        "--sparsity",
+        "0.5",
+        "--prune-epochs",
+        "2",
+        "--validation-size",
+        "300",
+        "--calibration-samples",
+        "100",
+        "-o",
+        str(out_dir),
+    )
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads((out_dir / "manifest.json").read_text())
     run = manifest["config"]["run"]
@@ -263,15 +317,20 @@ def test_a_model_that_rescales_raw_pixels_gets_them_and_the_manifest_says_so(
     k3: Any, small_data: Any, tmp_path: Path
 ) -> None:
     """Rescaling(1/255) first: uint8 pixels go in as 0..255, in export and in bench."""
-    from edgekit.bench import BenchConfig, run_bench
-    from edgekit.data import load_fashion_mnist_arrays
+    from edgekit.core.data import load_fashion_mnist_arrays
+    from edgekit.device.bench import BenchConfig, run_bench
     from edgekit.device.manifest import read_manifest
     from edgekit.device.runtime import evaluate, preprocess
 
-    model = k3.Sequential([
-        k3.Input((28, 28)), k3.layers.Rescaling(1 / 255), k3.layers.Flatten(),
-        k3.layers.Dense(64, activation="relu"), k3.layers.Dense(10, activation="softmax"),
-    ])  # fmt: skip
+    model = k3.Sequential(
+        [
+            k3.Input((28, 28)),
+            k3.layers.Rescaling(1 / 255),
+            k3.layers.Flatten(),
+            k3.layers.Dense(64, activation="relu"),
+            k3.layers.Dense(10, activation="softmax"),
+        ]
+    )
     x255 = np.asarray(small_data.x_train) * 255
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(x255, small_data.y_train, epochs=2, batch_size=64, verbose=0)
@@ -298,7 +357,7 @@ def test_a_model_that_rescales_raw_pixels_gets_them_and_the_manifest_says_so(
 
 
 def test_preprocess_repeats_export_bit_for_bit(artifacts_dir: Path, small_data: Any) -> None:
-    from edgekit.data import load_fashion_mnist_arrays
+    from edgekit.core.data import load_fashion_mnist_arrays
     from edgekit.device.manifest import read_manifest
     from edgekit.device.runtime import preprocess
 
@@ -311,7 +370,7 @@ def test_preprocess_repeats_export_bit_for_bit(artifacts_dir: Path, small_data: 
 def test_bench_times_a_keras3_file_as_the_keras_baseline(
     sequential_mlp: Path, artifacts_dir: Path
 ) -> None:
-    from edgekit.bench import BenchConfig, run_bench
+    from edgekit.device.bench import BenchConfig, run_bench
 
     int8 = next(artifacts_dir.glob("*_int8.tflite"))
     config = BenchConfig(data=None, min_runs=3, min_time_s=0, rounds=1, warmup_runs=1)
@@ -332,18 +391,22 @@ def _randomize(model: Any) -> None:
     """Weights (and batch-norm statistics) away from their initial values."""
     rng = np.random.default_rng(0)
     for layer in model.layers:
-        layer.set_weights([
-            (np.abs(w) + 0.5 if "variance" in v.path else w + rng.normal(0, 0.1, w.shape))
-            .astype(w.dtype) for w, v in zip(layer.get_weights(), layer.weights, strict=True)
-        ])  # fmt: skip
+        layer.set_weights(
+            [
+                (
+                    np.abs(w) + 0.5 if "variance" in v.path else w + rng.normal(0, 0.1, w.shape)
+                ).astype(w.dtype)
+                for w, v in zip(layer.get_weights(), layer.weights, strict=True)
+            ]
+        )
 
 
 @pytest.mark.parametrize("case", ["separable_padding_pooling", "concat_elu_shared", "normalized"])
 def test_more_layers_rebuild_to_the_same_outputs(
     k3: Any, small_data: Any, tmp_path: Path, case: str
 ) -> None:
-    from edgekit.export.keras3 import max_abs_difference
-    from edgekit.export.model_io import load_user_model
+    from edgekit.workstation.export.keras3 import max_abs_difference
+    from edgekit.workstation.export.model_io import load_user_model
 
     inp = k3.Input((28, 28))
     x = k3.layers.Reshape((28, 28, 1))(inp)

@@ -19,16 +19,16 @@ import numpy as np
 import pytest
 from test_no_tensorflow import SITECUSTOMIZE
 
-from edgekit.device.modelfile import parse_model_bytes
-from edgekit.device.runtime import evaluate, input_details, load_interpreter, output_details
-from edgekit.errors import EdgekitError, ExportError
-from edgekit.export.float_layers_spec import parse_float_layers
-from edgekit.report.quantize import (
+from edgekit.cli.report.quantize import (
     ROUNDING_NOISE,
     print_quantize_report,
     quantize_json,
     write_quantize_outputs,
 )
+from edgekit.core.errors import EdgekitError, ExportError
+from edgekit.core.float_layers import parse_float_layers
+from edgekit.device.modelfile import parse_model_bytes
+from edgekit.device.runtime import evaluate, input_details, load_interpreter, output_details
 
 KERNELS = {"hidden1": 784 * 64, "hidden2": 64 * 32, "logits": 32 * 10}
 
@@ -36,10 +36,10 @@ KERNELS = {"hidden1": 784 * 64, "hidden2": 64 * 32, "logits": 32 * 10}
 @pytest.fixture(scope="module")
 def selu(small_data: Any) -> SimpleNamespace:
     """The SELU MLP, its per-node errors, and the plain int8 file of edgekit's recipe."""
-    from edgekit._keras import keras, set_determinism
-    from edgekit.export.converter import convert
-    from edgekit.export.layer_debug import debug_layers
-    from edgekit.export.recipes import recipe_for
+    from edgekit.core.recipes import recipe_for
+    from edgekit.workstation._keras import keras, set_determinism
+    from edgekit.workstation.export.converter import convert
+    from edgekit.workstation.export.layer_debug import debug_layers
 
     set_determinism(7)
     selu_dense = {"activation": "selu", "kernel_initializer": "lecun_normal"}
@@ -59,11 +59,15 @@ def selu(small_data: Any) -> SimpleNamespace:
     int8 = convert(model, recipe_for("int8"), x)
     float32 = convert(model, recipe_for("float32"))
     return SimpleNamespace(
-        model=model, x=x, x_test=small_data.x_test, y_test=small_data.y_test,
-        errors=debug_layers(model, x), int8=int8,
+        model=model,
+        x=x,
+        x_test=small_data.x_test,
+        y_test=small_data.y_test,
+        errors=debug_layers(model, x),
+        int8=int8,
         int8_accuracy=evaluate(int8, small_data.x_test, small_data.y_test).accuracy,
         float_accuracy=evaluate(float32, small_data.x_test, small_data.y_test).accuracy,
-    )  # fmt: skip
+    )
 
 
 def accuracy(selu: SimpleNamespace, data: bytes) -> float:
@@ -99,13 +103,21 @@ def test_report_puts_the_selu_nodes_first(selu: SimpleNamespace) -> None:
     types = tensor_types(selu.int8)
     assert all(types[e.name] == "int8" for e in errors)
     row = errors[0].to_dict()
-    assert set(row) == {"name", "op", "layer", "weights", "rmse_scale", "mean_abs_error",
-                        "mean_squared_error", "scale"}  # fmt: skip
+    assert set(row) == {
+        "name",
+        "op",
+        "layer",
+        "weights",
+        "rmse_scale",
+        "mean_abs_error",
+        "mean_squared_error",
+        "scale",
+    }
     assert row["scale"] > 0 and row["mean_abs_error"] > 0
 
 
 def test_no_fallback_gives_edgekits_int8_file(selu: SimpleNamespace) -> None:
-    from edgekit.export.layer_debug import convert_int8_with_float_layers
+    from edgekit.workstation.export.layer_debug import convert_int8_with_float_layers
 
     data = convert_int8_with_float_layers(selu.model, [], selu.x)
     ops = parse_model_bytes(data).operators
@@ -122,7 +134,7 @@ def test_no_fallback_gives_edgekits_int8_file(selu: SimpleNamespace) -> None:
 
 
 def test_auto_k_keeps_the_worst_nodes_float(selu: SimpleNamespace) -> None:
-    from edgekit.export.layer_debug import convert_int8_with_float_layers, worst_nodes
+    from edgekit.workstation.export.layer_debug import convert_int8_with_float_layers, worst_nodes
 
     for k in (1, 2, 3):
         names, auto = parse_float_layers(f"auto:{k}")
@@ -145,12 +157,16 @@ def test_auto_k_keeps_the_worst_nodes_float(selu: SimpleNamespace) -> None:
 def test_keeping_the_worst_layers_chain_float_wins_the_points_back(
     selu: SimpleNamespace,
 ) -> None:
-    from edgekit.export.layer_debug import convert_int8_with_float_layers, worst_layer_nodes
+    from edgekit.workstation.export.layer_debug import (
+        convert_int8_with_float_layers,
+        worst_layer_nodes,
+    )
 
     nodes = worst_layer_nodes(selu.errors, 1)
     layer = selu.errors[0].layer
-    assert nodes and all(e.layer == layer and e.weights == 0 for e in selu.errors
-                         if e.name in nodes)  # fmt: skip
+    assert nodes and all(
+        e.layer == layer and e.weights == 0 for e in selu.errors if e.name in nodes
+    )
     assert {e.op for e in selu.errors if e.name in nodes} >= {"EXP", "SUB", "MUL"}
     data = convert_int8_with_float_layers(selu.model, nodes, selu.x)
     gained = accuracy(selu, data)
@@ -163,7 +179,7 @@ def test_keeping_the_worst_layers_chain_float_wins_the_points_back(
 
 
 def test_a_keras_layer_name_keeps_all_its_nodes_float(selu: SimpleNamespace) -> None:
-    from edgekit.export.layer_debug import convert_int8_with_float_layers
+    from edgekit.workstation.export.layer_debug import convert_int8_with_float_layers
 
     data = convert_int8_with_float_layers(selu.model, ["hidden2"], selu.x)
     types = tensor_types(data)
@@ -176,7 +192,7 @@ def test_a_keras_layer_name_keeps_all_its_nodes_float(selu: SimpleNamespace) -> 
 
 
 def test_an_unknown_name_is_refused_in_one_line(selu: SimpleNamespace) -> None:
-    from edgekit.export.layer_debug import convert_int8_with_float_layers
+    from edgekit.workstation.export.layer_debug import convert_int8_with_float_layers
 
     with pytest.raises(ExportError) as info:
         convert_int8_with_float_layers(selu.model, ["hidden2", "dense_9"], selu.x)
@@ -187,42 +203,73 @@ def test_an_unknown_name_is_refused_in_one_line(selu: SimpleNamespace) -> None:
 
 
 def test_a_layer_without_quantized_ops_and_missing_data_are_refused(small_data: Any) -> None:
-    from edgekit._keras import keras
-    from edgekit.export.layer_debug import convert_int8_with_float_layers
+    from edgekit.workstation._keras import keras
+    from edgekit.workstation.export.layer_debug import convert_int8_with_float_layers
 
     model = keras.Sequential(
-        [keras.layers.Input((28, 28)), keras.layers.Flatten(name="flat"),
-         keras.layers.Dropout(0.2, name="drop"), keras.layers.Dense(10, name="out")],
+        [
+            keras.layers.Input((28, 28)),
+            keras.layers.Flatten(name="flat"),
+            keras.layers.Dropout(0.2, name="drop"),
+            keras.layers.Dense(10, name="out"),
+        ],
         name="tiny",
-    )  # fmt: skip
+    )
     x = np.asarray(small_data.x_train[:50])
-    with pytest.raises(ExportError, match=r"^layer drop has no quantized op in the converted "
-                       r"model: pick from flat, out, tiny/flat/Reshape"):  # fmt: skip
+    with pytest.raises(
+        ExportError,
+        match=r"^layer drop has no quantized op in the converted "
+        r"model: pick from flat, out, tiny/flat/Reshape",
+    ):
         convert_int8_with_float_layers(model, ["drop"], x)
-    with pytest.raises(ExportError, match=r"^int8 quantization needs a calibration set, got "
-                       r"none: pass training data \(--data\)"):  # fmt: skip
+    with pytest.raises(
+        ExportError,
+        match=r"^int8 quantization needs a calibration set, got "
+        r"none: pass training data \(--data\)",
+    ):
         convert_int8_with_float_layers(model, [], x[:0])
 
 
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("", "--float-layers is empty: pass layer names separated by commas (e.g. "
-             "dense_1,dense_2) or auto:K (e.g. auto:3)"),
-        ("  ", "--float-layers is empty: pass layer names separated by commas (e.g. "
-               "dense_1,dense_2) or auto:K (e.g. auto:3)"),
-        ("auto:0", "--float-layers auto:0: K must be an integer >= 1, got '0'; e.g. auto:3 "
-                   "keeps the 3 worst layers float"),
-        ("auto:x", "--float-layers auto:x: K must be an integer >= 1, got 'x'; e.g. auto:3 "
-                   "keeps the 3 worst layers float"),
-        ("auto:-2", "--float-layers auto:-2: K must be an integer >= 1, got '-2'; e.g. auto:3 "
-                    "keeps the 3 worst layers float"),
-        ("auto:", "--float-layers auto:: K must be an integer >= 1, got ''; e.g. auto:3 "
-                  "keeps the 3 worst layers float"),
-        ("dense_1,,dense_2", "--float-layers 'dense_1,,dense_2' holds an empty name: pass "
-                             "names separated by single commas, e.g. dense_1,dense_2"),
+        (
+            "",
+            "--float-layers is empty: pass layer names separated by commas (e.g. "
+            "dense_1,dense_2) or auto:K (e.g. auto:3)",
+        ),
+        (
+            "  ",
+            "--float-layers is empty: pass layer names separated by commas (e.g. "
+            "dense_1,dense_2) or auto:K (e.g. auto:3)",
+        ),
+        (
+            "auto:0",
+            "--float-layers auto:0: K must be an integer >= 1, got '0'; e.g. auto:3 "
+            "keeps the 3 worst layers float",
+        ),
+        (
+            "auto:x",
+            "--float-layers auto:x: K must be an integer >= 1, got 'x'; e.g. auto:3 "
+            "keeps the 3 worst layers float",
+        ),
+        (
+            "auto:-2",
+            "--float-layers auto:-2: K must be an integer >= 1, got '-2'; e.g. auto:3 "
+            "keeps the 3 worst layers float",
+        ),
+        (
+            "auto:",
+            "--float-layers auto:: K must be an integer >= 1, got ''; e.g. auto:3 "
+            "keeps the 3 worst layers float",
+        ),
+        (
+            "dense_1,,dense_2",
+            "--float-layers 'dense_1,,dense_2' holds an empty name: pass "
+            "names separated by single commas, e.g. dense_1,dense_2",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_float_layer_specs_are_refused_in_one_line(spec: str, message: str) -> None:
     with pytest.raises(EdgekitError) as info:
         parse_float_layers(spec)
@@ -238,7 +285,7 @@ def test_good_float_layer_specs() -> None:
 
 
 def test_worst_nodes_needs_k_of_at_least_one(selu: SimpleNamespace) -> None:
-    from edgekit.export.layer_debug import worst_layer_nodes, worst_nodes
+    from edgekit.workstation.export.layer_debug import worst_layer_nodes, worst_nodes
 
     for pick in (worst_nodes, worst_layer_nodes):
         with pytest.raises(ExportError, match=r"^auto:K needs K >= 1, got 0: e\.g\. auto:3$"):
@@ -252,9 +299,12 @@ def test_report_writers(selu: SimpleNamespace, tmp_path: Path) -> None:
     rows = [e.to_dict() for e in selu.errors]
     rows.append({**rows[-1], "name": "nan/node", "rmse_scale": float("nan")})
     paths = write_quantize_outputs(
-        rows, tmp_path / "q.json", tmp_path / "md" / "q.md", tmp_path / "q.png",
+        rows,
+        tmp_path / "q.json",
+        tmp_path / "md" / "q.md",
+        tmp_path / "q.png",
         meta={"model": "selu_mlp", "samples": 100},
-    )  # fmt: skip
+    )
     assert [p.name for p in paths] == ["q.json", "q.md", "q.png"]
     loaded = json.loads((tmp_path / "q.json").read_text())
     assert loaded["meta"] == {"model": "selu_mlp", "samples": 100}
@@ -281,7 +331,7 @@ def test_the_report_and_the_spec_parser_need_no_tensorflow(tmp_path: Path) -> No
     root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), root, env.get("PYTHONPATH", "")])
     code = (
-        "import sys, edgekit.report.quantize, edgekit.export.float_layers_spec as s\n"
+        "import sys, edgekit.cli.report.quantize, edgekit.core.float_layers as s\n"
         "assert s.parse_float_layers('auto:2') == ([], 2)\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras')))"
     )

@@ -19,27 +19,29 @@ from pathlib import Path
 import pytest
 
 import edgekit
-from edgekit.errors import EdgekitError
-from edgekit.files import (
+from edgekit.core.errors import EdgekitError
+from edgekit.core.io.files import TMP_PREFIX, atomic_open
+from edgekit.core.io.lock import (
     LOCK_NAME,
-    TMP_PREFIX,
-    atomic_open,
     holds_output_lock,
     lock_output_dir,
-    machine_tag,
     remove_stale_temporaries,
 )
+from edgekit.core.io.process import machine_tag
 
 ROOT = Path(edgekit.__file__).parents[1]
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-       "COLUMNS": "200"}  # fmt: skip
+ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    "COLUMNS": "200",
+}
 STARTED = r"started \d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
 
 # A process that holds a folder's lock, or a temporary file of its own, until its stdin closes.
 HOLDER = """
 import sys
 from pathlib import Path
-from edgekit.files import atomic_open, lock_output_dir
+from edgekit.core.io.files import atomic_open, lock_output_dir
 mode, folder = sys.argv[1], Path(sys.argv[2])
 if mode == "lock":
     with lock_output_dir(folder):
@@ -59,8 +61,11 @@ def holder(mode: str, folder: Path) -> Iterator[subprocess.Popen[str]]:
     """Another process holding `folder` ("lock") or a temporary in it ("tmp") until the end."""
     proc = subprocess.Popen(
         [sys.executable, "-c", HOLDER, mode, str(folder)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=ENV,
-    )  # fmt: skip
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
     try:
         assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
         yield proc
@@ -109,8 +114,9 @@ def test_wait_takes_the_folder_once_the_holder_finishes(tmp_path: Path) -> None:
             assert ended.is_set()  # in only after the holder let go
             assert holds_output_lock(tmp_path)
     assert len(told) == 1
-    assert re.fullmatch(in_use(tmp_path, other.pid).split(": wait")[0] + ": waiting for it",
-                        told[0]), told  # fmt: skip
+    assert re.fullmatch(
+        in_use(tmp_path, other.pid).split(": wait")[0] + ": waiting for it", told[0]
+    ), told
 
 
 def test_wait_gives_up_after_the_timeout(tmp_path: Path) -> None:
@@ -241,15 +247,31 @@ def test_a_vanished_output_folder_is_named_in_the_error(tmp_path: Path) -> None:
 
 # ---- two real `edgekit export` runs into one folder ----------------------------------------
 
-TINY = ["--train-samples", "600", "--test-samples", "200", "--validation-size", "100",
-        "--epochs", "1", "--prune-epochs", "1", "--precision", "float32"]  # fmt: skip
+TINY = [
+    "--train-samples",
+    "600",
+    "--test-samples",
+    "200",
+    "--validation-size",
+    "100",
+    "--epochs",
+    "1",
+    "--prune-epochs",
+    "1",
+    "--precision",
+    "float32",
+]
 
 
 def start_export(cwd: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "edgekit.cli", "export", "-o", "out", *TINY, *extra],
-        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
-    )  # fmt: skip
+        [sys.executable, "-m", "edgekit.cli.main", "export", "-o", "out", *TINY, *extra],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
 
 
 def wait_until_it_holds(out: Path, proc: subprocess.Popen[str]) -> None:
@@ -282,9 +304,13 @@ def test_two_exports_into_one_folder(tmp_path: Path) -> None:
         first = start_export(tmp_path)
         wait_until_it_holds(out, first)  # the killed run's lock did not stop it
         second = subprocess.run(
-            [sys.executable, "-m", "edgekit.cli", "export", "-o", "out", *TINY],
-            cwd=tmp_path, capture_output=True, text=True, env=ENV, timeout=120,
-        )  # fmt: skip
+            [sys.executable, "-m", "edgekit.cli.main", "export", "-o", "out", *TINY],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env=ENV,
+            timeout=120,
+        )
         assert first.poll() is None  # refused while the first still runs: before any training
         assert second.returncode == 1
         assert re.fullmatch("Error: " + in_use(Path("out"), first.pid) + "\n", second.stderr), (
@@ -301,13 +327,21 @@ def test_two_exports_into_one_folder(tmp_path: Path) -> None:
         # The dead run's temporary is swept, the live writer's is not.
         assert not dead_tmp.exists()
         assert live_tmp.exists()
-        assert sorted(p.name for p in out.iterdir()) == sorted([
-            "fashion_mnist_mlp_sp80_float32.tflite", "fashion_mnist_mlp_sp80_folded.keras",
-            "manifest.json", live_tmp.name,
-        ])  # fmt: skip  (no lock file left, nothing of the killed run)
+        assert sorted(p.name for p in out.iterdir()) == sorted(
+            [
+                "fashion_mnist_mlp_sp80_float32.tflite",
+                "fashion_mnist_mlp_sp80_folded.keras",
+                "manifest.json",
+                live_tmp.name,
+            ]
+        )  # no lock file left, nothing of the killed run
     verify = subprocess.run(
-        [sys.executable, "-m", "edgekit.cli", "verify", "out"],
-        cwd=tmp_path, capture_output=True, text=True, env=ENV, timeout=120,
-    )  # fmt: skip
+        [sys.executable, "-m", "edgekit.cli.main", "verify", "out"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=120,
+    )
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "all 2 file(s) match the manifest" in verify.stdout

@@ -1,5 +1,7 @@
-"""MC dropout in one .tflite (edgekit.export.mc, edgekit.device.mc) and the uncertainty metrics
-of bench (edgekit.bench.uncertainty), on a tiny real MLP with Dropout and real Fashion-MNIST."""
+"""MC dropout in one .tflite (edgekit.workstation.export.mc, edgekit.device.mc) and the uncertainty
+metrics
+of bench (edgekit.device.bench.uncertainty), on a tiny real MLP with Dropout and real
+Fashion-MNIST."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgekit.bench.uncertainty import (
+from edgekit.core.errors import EdgekitError
+from edgekit.device.bench.uncertainty import (
     CoverageRow,
     compare_uncertainty,
     expected_calibration_error,
@@ -33,7 +36,6 @@ from edgekit.device.runtime import (
     output_details,
     predict,
 )
-from edgekit.errors import EdgekitError
 
 SAMPLES = 10  # N, dropout passes per file
 RATE = 0.3
@@ -43,16 +45,18 @@ RATE = 0.3
 def mc(small_data: Any) -> dict[str, Any]:
     """A 256-128 MLP with Dropout after each hidden layer, 2 epochs; its deterministic int8
     file and MC files (N=10): fixed masks in float32 and int8, random masks in float32."""
-    from edgekit._keras import keras, set_determinism
-    from edgekit.export.converter import convert
-    from edgekit.export.mc import build_mc_model, convert_mc
-    from edgekit.export.recipes import recipe_for
+    from edgekit.core.recipes import recipe_for
+    from edgekit.workstation._keras import keras, set_determinism
+    from edgekit.workstation.export.converter import convert
+    from edgekit.workstation.export.mc import build_mc_model, convert_mc
 
     set_determinism(7)
     layers: list[Any] = [keras.layers.Input((28, 28), name="image"), keras.layers.Flatten()]
     for i, units in enumerate((256, 128), start=1):
-        layers += [keras.layers.Dense(units, activation="relu", name=f"dense{i}"),
-                   keras.layers.Dropout(RATE, name=f"dropout{i}")]  # fmt: skip
+        layers += [
+            keras.layers.Dense(units, activation="relu", name=f"dense{i}"),
+            keras.layers.Dropout(RATE, name=f"dropout{i}"),
+        ]
     layers.append(keras.layers.Dense(10, activation="softmax", name="output"))
     model = keras.Sequential(layers, name="mlp")
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -77,8 +81,9 @@ def test_set(small_data: Any) -> tuple[np.ndarray, np.ndarray]:
 
 def _numpy_mc(model: Any, fixed: Any, x: np.ndarray) -> tuple[np.ndarray, ...]:
     """N dropout passes by hand: the Keras weights and the MC model's stored masks."""
-    (w1, b1), (w2, b2), (w3, b3) = (model.get_layer(n).get_weights()
-                                    for n in ("dense1", "dense2", "output"))  # fmt: skip
+    (w1, b1), (w2, b2), (w3, b3) = (
+        model.get_layer(n).get_weights() for n in ("dense1", "dense2", "output")
+    )
     s1 = fixed.get_layer("mc_dropout1").scale
     s2 = fixed.get_layer("mc_dropout2").scale
     h1 = np.maximum(x.reshape(len(x), -1) @ w1 + b1, 0)
@@ -111,8 +116,8 @@ def test_mc_model_is_n_masked_passes_scaled_like_keras(mc: dict[str, Any], test_
 def test_functional_model_tiles_at_the_input_with_the_same_masks(
     mc: dict[str, Any], test_set: Any
 ) -> None:
-    from edgekit._keras import keras
-    from edgekit.export.mc import build_mc_model
+    from edgekit.workstation._keras import keras
+    from edgekit.workstation.export.mc import build_mc_model
 
     inp = keras.Input((28, 28))
     h = inp
@@ -120,14 +125,16 @@ def test_functional_model_tiles_at_the_input_with_the_same_masks(
         h = layer(h)
     functional = build_mc_model(keras.Model(inp, h, name="functional"), SAMPLES)
     x = test_set[0][:16]
-    for a, b in zip(functional.predict(x, verbose=0), mc["fixed"].predict(x, verbose=0),
-                    strict=True):  # fmt: skip
+    for a, b in zip(
+        functional.predict(x, verbose=0), mc["fixed"].predict(x, verbose=0), strict=True
+    ):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
 @pytest.mark.parametrize("precision", ["float32", "int8"])
-def test_fixed_mask_file_runs_and_repeats_exactly(mc: dict[str, Any], test_set: Any,
-                                                  precision: str) -> None:  # fmt: skip
+def test_fixed_mask_file_runs_and_repeats_exactly(
+    mc: dict[str, Any], test_set: Any, precision: str
+) -> None:
     x = test_set[0][:200]
     interpreter = load_interpreter(mc[precision])
     first, again = predict_mc(interpreter, x), predict_mc(interpreter, x)
@@ -210,20 +217,28 @@ def _raises(call: Any, *args: Any, **kwargs: Any) -> str:
 
 
 def test_bad_mc_requests_get_one_line_errors(mc: dict[str, Any], test_set: Any) -> None:
-    from edgekit._keras import keras
-    from edgekit.export.mc import build_mc_model, convert_mc
+    from edgekit.workstation._keras import keras
+    from edgekit.workstation.export.mc import build_mc_model, convert_mc
 
     model = mc["model"]
     assert _raises(build_mc_model, model, 0) == "--mc-samples must be >= 1, got 0"
     assert "got -3" in _raises(build_mc_model, model, -3)
     assert "'sometimes'" in _raises(build_mc_model, model, 5, masks="sometimes")
-    plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")],
-                             name="plain")  # fmt: skip
+    plain = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3, activation="softmax")], name="plain"
+    )
     assert _raises(build_mc_model, plain, 10).startswith(
         "--mc-samples needs a model with Dropout layers: plain has none"
     )
-    logits = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8), keras.layers.Dropout(0.2),
-                               keras.layers.Dense(3)], name="logits")  # fmt: skip
+    logits = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(8),
+            keras.layers.Dropout(0.2),
+            keras.layers.Dense(3),
+        ],
+        name="logits",
+    )
     assert "softmax" in _raises(build_mc_model, logits, 10)
     assert "float16" in _raises(convert_mc, mc["fixed"], "float16")
     assert "build_mc_model" in _raises(convert_mc, model, "float32")
@@ -234,8 +249,8 @@ def test_bad_mc_requests_get_one_line_errors(mc: dict[str, Any], test_set: Any) 
 
 def test_alpha_and_spatial_dropout_follow_keras_training_math() -> None:
     """Fixed masks reproduce what Keras computes in training for those masks."""
-    from edgekit._keras import keras
-    from edgekit.export.mc import build_mc_model
+    from edgekit.workstation._keras import keras
+    from edgekit.workstation.export.mc import build_mc_model
 
     inp = keras.Input((6,))
     out = keras.layers.Dense(3, activation="softmax")(keras.layers.AlphaDropout(0.4)(inp))
@@ -254,10 +269,14 @@ def test_alpha_and_spatial_dropout_follow_keras_training_math() -> None:
         e = np.exp(z - z.max(axis=1, keepdims=True))
         probs.append(e / e.sum(axis=1, keepdims=True))
     np.testing.assert_allclose(mc_model.predict(x, verbose=0)[0], np.mean(probs, 0), atol=1e-5)
-    spatial = keras.Sequential([
-        keras.Input((4, 4, 3)), keras.layers.SpatialDropout2D(0.5), keras.layers.Flatten(),
-        keras.layers.Dense(2, activation="softmax"),
-    ])  # fmt: skip
+    spatial = keras.Sequential(
+        [
+            keras.Input((4, 4, 3)),
+            keras.layers.SpatialDropout2D(0.5),
+            keras.layers.Flatten(),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
     scale = build_mc_model(spatial, 3).get_layer(f"mc_{spatial.layers[0].name}").scale
     per_channel = scale.reshape(3, 16, 3)
     assert (per_channel == per_channel[:, :1, :]).all()  # one mask value per feature map
@@ -289,8 +308,12 @@ def test_nll_on_known_values() -> None:
 
 def test_risk_coverage_on_known_values() -> None:
     rows = risk_coverage(PROBS, LABELS)
-    assert rows == (CoverageRow(0.5, 2, 1.0), CoverageRow(0.8, 3, 1.0),
-                    CoverageRow(0.9, 4, 0.75), CoverageRow(1.0, 4, 0.75))  # fmt: skip
+    assert rows == (
+        CoverageRow(0.5, 2, 1.0),
+        CoverageRow(0.8, 3, 1.0),
+        CoverageRow(0.9, 4, 0.75),
+        CoverageRow(1.0, 4, 0.75),
+    )
     # Max probability and entropy rank these two differently: b has the higher top probability,
     # a the lower entropy (ln 2 = 0.69 < 1.00).
     a, b = [0.5, 0.5, 0.0], [0.55, 0.225, 0.225]

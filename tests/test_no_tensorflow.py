@@ -15,8 +15,18 @@ from pathlib import Path
 import pytest
 
 BLOCKED = ("tensorflow", "tf_keras", "keras", "tensorflow_model_optimization")
-FAST = ["--min-runs", "5", "--min-time", "0.01", "--warmup-runs", "1", "--warmup-time", "0",
-        "--rounds", "2"]  # fmt: skip
+FAST = [
+    "--min-runs",
+    "5",
+    "--min-time",
+    "0.01",
+    "--warmup-runs",
+    "1",
+    "--warmup-time",
+    "0",
+    "--rounds",
+    "2",
+]
 SITECUSTOMIZE = f"""
 import importlib.abc, os, sys
 
@@ -55,9 +65,12 @@ def attempts(env: dict[str, str]) -> list[str]:
 
 def edgekit(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "edgekit.cli", *args],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
+        [sys.executable, "-m", "edgekit.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 def test_the_blocker_really_blocks_tensorflow(no_tf_env: dict[str, str]) -> None:
@@ -76,9 +89,16 @@ def test_bench_runs_without_tensorflow(
     samples = manifest["files"][0]["accuracy"]["samples"]
     out = tmp_path / "r.json"
     proc = edgekit(
-        no_tf_env, "bench", str(artifacts_dir), *FAST, "--samples", str(samples),
-        "--json", str(out), "--no-save",
-    )  # fmt: skip
+        no_tf_env,
+        "bench",
+        str(artifacts_dir),
+        *FAST,
+        "--samples",
+        str(samples),
+        "--json",
+        str(out),
+        "--no-save",
+    )
     assert proc.returncode == 0, proc.stderr
     assert attempts(no_tf_env) == []  # nobody even tried: neither bench nor its children
     rows = json.loads(out.read_text())["rows"]
@@ -109,9 +129,15 @@ def test_a_keras_baseline_without_tensorflow_is_an_error_row(
     int8 = next(artifacts_dir.glob("*_int8.tflite"))
     out = tmp_path / "r.json"
     proc = edgekit(
-        no_tf_env, "bench", str(int8), str(keras_file), *FAST, "--no-accuracy",
-        "--json", str(out),
-    )  # fmt: skip
+        no_tf_env,
+        "bench",
+        str(int8),
+        str(keras_file),
+        *FAST,
+        "--no-accuracy",
+        "--json",
+        str(out),
+    )
     assert proc.returncode == 1
     rows = {r["kind"]: r for r in json.loads(out.read_text())["rows"]}
     assert rows["tflite"]["status"] == "ok" and rows["tflite"]["latency"]["runs"] >= 5

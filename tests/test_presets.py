@@ -12,17 +12,30 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from edgekit.cli_options import configs_from_options, data_options, export_options, train_options
-from edgekit.config import TrainConfig
-from edgekit.errors import EdgekitError
-from edgekit.presets import PRESETS, apply_preset, preset_settings, pruning_warning
+from edgekit.cli.options import configs_from_options, data_options, export_options, train_options
+from edgekit.core.config import TrainConfig
+from edgekit.core.errors import EdgekitError
+from edgekit.core.presets import PRESETS, apply_preset, preset_settings, pruning_warning
 
 TINY = TrainConfig(hidden_units=(48, 24), epochs=1, batch_size=64, seed=7)
 SMALL = [
-    "--train-samples", "3000", "--test-samples", "1000", "--validation-size", "500",
-    "--hidden", "48,24", "--epochs", "1", "--batch-size", "64", "--calibration-samples", "100",
-    "--seed", "7",
-]  # fmt: skip
+    "--train-samples",
+    "3000",
+    "--test-samples",
+    "1000",
+    "--validation-size",
+    "500",
+    "--hidden",
+    "48,24",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "64",
+    "--calibration-samples",
+    "100",
+    "--seed",
+    "7",
+]
 
 
 def test_fast_is_todays_pipeline() -> None:
@@ -43,8 +56,10 @@ def test_guidance_settings() -> None:
     assert default.l2 > 0 and default.l1 == 0 and default.patience > 0 and not prunes
     selfnorm, prunes = apply_preset("self-normalizing")
     assert (selfnorm.init.value, selfnorm.activation.value, selfnorm.batch_norm) == (
-        "lecun", "selu", False,
-    )  # fmt: skip
+        "lecun",
+        "selu",
+        False,
+    )
     assert selfnorm.alpha_dropout > 0 and selfnorm.standardize and not prunes
     assert selfnorm.lr_schedule.value == "1cycle" and selfnorm.l1 == selfnorm.l2 == 0
     sparse, prunes = apply_preset("sparse")
@@ -52,8 +67,10 @@ def test_guidance_settings() -> None:
 
 
 def test_unknown_preset_and_overrides() -> None:
-    with pytest.raises(EdgekitError, match="^unknown preset 'slow': expected one of default, "
-                       "self-normalizing, sparse, fast$"):  # fmt: skip
+    with pytest.raises(
+        EdgekitError,
+        match="^unknown preset 'slow': expected one of default, self-normalizing, sparse, fast$",
+    ):
         preset_settings("slow")
     cfg, _ = apply_preset("self-normalizing", TINY, {"alpha_dropout": 0.2})
     assert cfg.alpha_dropout == 0.2 and cfg.hidden_units == (48, 24)
@@ -98,8 +115,7 @@ def _run(*args: str) -> tuple[dict[str, Any], list[str]]:
 
 def test_preset_is_printed_and_explicit_options_override_it() -> None:
     out, err = _run("--preset", "default", "--activation", "relu", "--no-batch-norm")
-    assert out == {"prune": False, "activation": "relu", "l2": 1e-4, "l1": 0.0,
-                   "batch_norm": False}  # fmt: skip
+    assert out == {"prune": False, "activation": "relu", "l2": 1e-4, "l1": 0.0, "batch_norm": False}
     assert err == [
         "preset default: init=he activation=elu batch_norm=on l1=0 l2=0.0001 standardize=off "
         "optimizer=nadam lr_schedule=1cycle prune=off (overridden by options: activation, "
@@ -123,9 +139,12 @@ def test_no_preset_leaves_todays_defaults_and_pruning_undecided() -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [("--preset", "self-normalizing", "--prune"), ("--activation", "selu"),
-     ("--preset", "self-normalizing", "--prune", "--quiet")],
-)  # fmt: skip
+    [
+        ("--preset", "self-normalizing", "--prune"),
+        ("--activation", "selu"),
+        ("--preset", "self-normalizing", "--prune", "--quiet"),
+    ],
+)
 def test_pruning_with_selu_warns_even_quietly(args: tuple[str, ...]) -> None:
     _, err = _run(*args)
     assert err[-1] == (
@@ -149,7 +168,7 @@ def test_preset_with_a_clashing_option_fails_in_one_line() -> None:
 # ---- each preset on a real model -------------------------------------------------------------
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_each_preset_trains_the_model_it_describes(name: str, small_data: Any) -> None:
-    from edgekit.train import build_model, train_model
+    from edgekit.workstation.train import build_model, train_model
 
     cfg, _ = apply_preset(name, TINY)
     model = build_model(cfg, small_data.input_shape, small_data.num_classes)
@@ -168,13 +187,13 @@ def test_each_preset_trains_the_model_it_describes(name: str, small_data: Any) -
 
 
 def test_export_with_the_default_preset_says_elu_stayed_float(tmp_path: Path) -> None:
-    from edgekit.cli import main
+    from edgekit.cli.main import main
 
     out = tmp_path / "art"
     result = CliRunner().invoke(
-        main, ["export", "--preset", "default", *SMALL, "--precision", "float32,int8",
-               "-o", str(out)],
-    )  # fmt: skip
+        main,
+        ["export", "--preset", "default", *SMALL, "--precision", "float32,int8", "-o", str(out)],
+    )
     assert result.exit_code == 0, result.output
     assert result.stderr.startswith("preset default: init=he activation=elu")
     manifest = json.loads((out / "manifest.json").read_text())

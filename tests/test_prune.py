@@ -7,9 +7,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgekit.config import PruneConfig, TrainConfig
-from edgekit.errors import EdgekitError
-from edgekit.train.prune import SPARSITY_TOLERANCE, kernel_sparsity, plan_schedule, prune_model
+from edgekit.core.config import PruneConfig, TrainConfig
+from edgekit.core.errors import EdgekitError
+from edgekit.workstation.train.prune import (
+    SPARSITY_TOLERANCE,
+    kernel_sparsity,
+    plan_schedule,
+    prune_model,
+)
 
 
 def test_schedule_end_step_is_reached_and_a_multiple_of_frequency() -> None:
@@ -48,7 +53,7 @@ def test_pipeline_kernels_reach_target_sparsity(pipeline_run: Any) -> None:
 
 
 def test_prune_cnn_reaches_target_and_leaves_exact_zeros(small_data: Any) -> None:
-    from edgekit.train import build_model
+    from edgekit.workstation.train import build_model
 
     cfg = TrainConfig(arch="cnn", hidden_units=(16,), epochs=1, batch_size=64, seed=3)
     model = build_model(cfg, small_data.input_shape, small_data.num_classes)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from conftest import SMALL_PRUNE, SMALL_TRAIN
 
-from edgekit.config import QatConfig
-from edgekit.errors import EdgekitError
+from edgekit.core.config import QatConfig
+from edgekit.core.errors import EdgekitError
 
 pytestmark = pytest.mark.slow
 
@@ -20,7 +20,7 @@ QAT = QatConfig(epochs=2, batch_size=64, seed=7)
 @pytest.fixture(scope="module")
 def trained(small_data: Any) -> Any:
     """The MLP 64-32 with batch norm after each Dense (Dense -> BN -> ReLU), trained."""
-    from edgekit.train import build_model, train_model
+    from edgekit.workstation.train import build_model, train_model
 
     model = build_model(SMALL_TRAIN, small_data.input_shape, small_data.num_classes)
     train_model(model, small_data, SMALL_TRAIN, progress=lambda msg: None)
@@ -30,21 +30,21 @@ def trained(small_data: Any) -> Any:
 @pytest.fixture(scope="module")
 def pruned(trained: Any, small_data: Any) -> Any:
     """`trained` pruned to 0.75 (dense1, dense2; the 320-weight output kernel stays dense)."""
-    from edgekit.train import prune_model
+    from edgekit.workstation.train import prune_model
 
     return prune_model(trained, small_data, SMALL_PRUNE, progress=lambda msg: None).model
 
 
 @pytest.fixture(scope="module")
 def qat_pruned(pruned: Any, small_data: Any) -> Any:
-    from edgekit.train.qat import quantize_aware_train
+    from edgekit.workstation.train.qat import quantize_aware_train
 
     return quantize_aware_train(pruned, small_data, QAT, progress=lambda msg: None)
 
 
 def _int8(model: Any, data: Any) -> bytes:
-    from edgekit.export.converter import convert
-    from edgekit.export.recipes import recipe_for
+    from edgekit.core.recipes import recipe_for
+    from edgekit.workstation.export.converter import convert
 
     return convert(model, recipe_for("int8"), data.x_train, calibration_samples=300)
 
@@ -54,7 +54,7 @@ def test_qat_of_pruned_bn_mlp_gives_sparse_int8_file_as_accurate(
 ) -> None:
     from edgekit.device.modelfile import parse_model_bytes
     from edgekit.device.runtime import evaluate
-    from edgekit.train import keras_accuracy
+    from edgekit.workstation.train import keras_accuracy
 
     assert qat_pruned.folded_batchnorms == ["bn1", "bn2"]
     assert qat_pruned.fused_activations == ["act1", "act2"]
@@ -79,7 +79,7 @@ def test_qat_of_pruned_bn_mlp_gives_sparse_int8_file_as_accurate(
 
 
 def test_qat_leaves_the_input_model_alone(qat_pruned: Any, pruned: Any) -> None:
-    from edgekit.train import kernel_sparsity
+    from edgekit.workstation.train import kernel_sparsity
 
     names = [layer.name for layer in pruned.layers]
     assert "bn1" in names and "act1" in names
@@ -89,7 +89,7 @@ def test_qat_leaves_the_input_model_alone(qat_pruned: Any, pruned: Any) -> None:
 def test_sparse_model_gets_prune_preserve_and_dense_model_default(
     qat_pruned: Any, trained: Any, small_data: Any
 ) -> None:
-    from edgekit.train.qat import quantize_aware_train
+    from edgekit.workstation.train.qat import quantize_aware_train
 
     assert qat_pruned.scheme == "prune_preserve"
     one = dataclasses.replace(QAT, epochs=1)
@@ -100,11 +100,11 @@ def test_sparse_model_gets_prune_preserve_and_dense_model_default(
 
 def test_default_scheme_loses_pruned_zeros(pruned: Any, small_data: Any) -> None:
     """Why edgekit picks prune_preserve: TF-MOT's plain scheme lets the zeros drift."""
-    from edgekit._keras import tfmot
-    from edgekit.optimize import fold_batchnorm, fuse_relu
-    from edgekit.train.batches import ShuffledBatches
-    from edgekit.train.model import compile_model
-    from edgekit.train.qat import quantized_kernel_sparsity
+    from edgekit.workstation._keras import tfmot
+    from edgekit.workstation.optimize import fold_batchnorm, fuse_relu
+    from edgekit.workstation.train.batches import ShuffledBatches
+    from edgekit.workstation.train.model import compile_model
+    from edgekit.workstation.train.qat import quantized_kernel_sparsity
 
     ready = fuse_relu(fold_batchnorm(pruned).model).model
     plain = tfmot.quantization.keras.quantize_model(ready)
@@ -115,8 +115,8 @@ def test_default_scheme_loses_pruned_zeros(pruned: Any, small_data: Any) -> None
 
 def test_relu_layers_are_fused_so_tfmot_quantizes_their_kernels(trained: Any) -> None:
     """TF-MOT gives a Dense followed by a ReLU layer no weight quantizer (NoOpQuantizeConfig)."""
-    from edgekit._keras import tfmot
-    from edgekit.optimize import fold_batchnorm, fuse_relu
+    from edgekit.workstation._keras import tfmot
+    from edgekit.workstation.optimize import fold_batchnorm, fuse_relu
 
     folded = fold_batchnorm(trained).model
     configs = {
@@ -127,8 +127,9 @@ def test_relu_layers_are_fused_so_tfmot_quantizes_their_kernels(trained: Any) ->
     assert configs["dense1"] == "NoOpQuantizeConfig"  # the trap, as TF-MOT 0.8.1 has it
     fused = fuse_relu(folded)
     assert [(f.relu, f.layer, f.activation) for f in fused.fused] == [
-        ("act1", "dense1", "relu"), ("act2", "dense2", "relu"),
-    ]  # fmt: skip
+        ("act1", "dense1", "relu"),
+        ("act2", "dense2", "relu"),
+    ]
     x = np.random.default_rng(0).random((16, 28, 28), dtype=np.float32)
     np.testing.assert_allclose(fused.model.predict(x, verbose=0), folded.predict(x, verbose=0))
     configs = {
@@ -140,8 +141,8 @@ def test_relu_layers_are_fused_so_tfmot_quantizes_their_kernels(trained: Any) ->
 
 
 def test_fuse_relu_rewires_functional_models_and_keeps_other_relus() -> None:
-    from edgekit._keras import keras
-    from edgekit.optimize import fuse_relu
+    from edgekit.workstation._keras import keras
+    from edgekit.workstation.optimize import fuse_relu
 
     layers = keras.layers
     inp = keras.Input((6,))
@@ -163,9 +164,9 @@ def test_fuse_relu_rewires_functional_models_and_keeps_other_relus() -> None:
 
 
 def test_layers_qat_cannot_quantize_are_reported_and_the_file_converts(small_data: Any) -> None:
-    from edgekit._keras import keras
     from edgekit.device.modelfile import parse_model_bytes
-    from edgekit.train.qat import quantize_aware_train
+    from edgekit.workstation._keras import keras
+    from edgekit.workstation.train.qat import quantize_aware_train
 
     layers = keras.layers
     model = keras.Sequential(
@@ -190,7 +191,7 @@ def test_layers_qat_cannot_quantize_are_reported_and_the_file_converts(small_dat
 
 
 def test_qat_without_training_data_says_so(trained: Any, small_data: Any) -> None:
-    from edgekit.train.qat import quantize_aware_train
+    from edgekit.workstation.train.qat import quantize_aware_train
 
     empty = dataclasses.replace(
         small_data,
@@ -208,9 +209,9 @@ def test_qat_without_training_data_says_so(trained: Any, small_data: Any) -> Non
 
 
 def test_nested_model_is_refused(small_data: Any) -> None:
-    from edgekit._keras import keras
-    from edgekit.errors import ModelError
-    from edgekit.train.qat import quantize_aware_train
+    from edgekit.core.errors import ModelError
+    from edgekit.workstation._keras import keras
+    from edgekit.workstation.train.qat import quantize_aware_train
 
     inner = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(8)], name="inner")
     model = keras.Sequential([keras.Input((28, 28)), inner, keras.layers.Dense(10)])

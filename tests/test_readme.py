@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import pytest
 
-from edgekit.cli import main
+from edgekit.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -18,14 +18,14 @@ import numpy as np
 import pytest
 from test_no_tensorflow import SITECUSTOMIZE
 
-from edgekit.config import PruneConfig, TrainConfig
-from edgekit.errors import EdgekitError
+from edgekit.core.config import PruneConfig, TrainConfig
+from edgekit.core.errors import EdgekitError
 
 TINY = TrainConfig(hidden_units=(48, 24), epochs=1, batch_size=64, seed=7)
 
 
 def _train(config: TrainConfig, data: Any) -> Any:
-    from edgekit.train import build_model, train_model
+    from edgekit.workstation.train import build_model, train_model
 
     model = build_model(config, data.input_shape, data.num_classes)
     result = train_model(model, data, config, progress=lambda msg: None)
@@ -39,8 +39,8 @@ def _layers(model: Any, kind: str) -> list[Any]:
 
 # ---- the SELU that quantizes, and ELU said out loud ------------------------------------------
 def test_selu_equals_keras_selu_to_1e_6() -> None:
-    from edgekit._keras import keras
-    from edgekit.train.activations import SELU
+    from edgekit.workstation._keras import keras
+    from edgekit.workstation.train.activations import SELU
 
     x = np.concatenate([np.linspace(-60, 60, 100_001), [0.0, -0.0, 1e-7, -1e-7]])
     x = x.astype(np.float32)
@@ -53,9 +53,9 @@ def test_selu_equals_keras_selu_to_1e_6() -> None:
 def test_selu_model_saves_folds_and_reloads_in_safe_mode(small_data: Any, tmp_path: Path) -> None:
     """The folded .keras edgekit exports (custom SELU) and a trained .keras (OneCycle in its
     compile config) reload through edgekit's safe-mode loader, with the same outputs."""
-    from edgekit.export.model_io import load_keras_model, save_keras_atomic
-    from edgekit.optimize.fold import fold_batchnorm
-    from edgekit.train import build_model, compile_model
+    from edgekit.workstation.export.model_io import load_keras_model, save_keras_atomic
+    from edgekit.workstation.optimize.fold import fold_batchnorm
+    from edgekit.workstation.train import build_model, compile_model
 
     cfg = dataclasses.replace(TINY, activation="selu", init="lecun", batch_norm=True)
     model = build_model(cfg, small_data.input_shape, small_data.num_classes)
@@ -73,18 +73,17 @@ def test_selu_model_saves_folds_and_reloads_in_safe_mode(small_data: Any, tmp_pa
         assert [type(lyr).__name__ for lyr in back.layers] == [
             type(lyr).__name__ for lyr in ref.layers
         ]
-        np.testing.assert_allclose(back.predict(x, verbose=0), ref.predict(x, verbose=0),
-                                   atol=1e-5)  # fmt: skip
+        np.testing.assert_allclose(back.predict(x, verbose=0), ref.predict(x, verbose=0), atol=1e-5)
 
 
 @pytest.fixture(scope="module")
 def int8_files(small_data: Any) -> dict[str, tuple[bytes, float]]:
     """int8 files of the tiny mlp with selu (trained 1 epoch), elu and relu (as built: the ops
     do not depend on training): (bytes, float Keras accuracy)."""
-    from edgekit.config import Precision
-    from edgekit.export.converter import convert
-    from edgekit.export.recipes import RECIPES
-    from edgekit.train import build_model, keras_accuracy
+    from edgekit.core.config import Precision
+    from edgekit.core.recipes import RECIPES
+    from edgekit.workstation.export.converter import convert
+    from edgekit.workstation.train import build_model, keras_accuracy
 
     out = {}
     for act in ("selu", "elu", "relu"):
@@ -124,11 +123,11 @@ def test_elu_kept_float_in_an_int8_file_is_named(int8_files: Any) -> None:
 
 
 def test_float_ops_is_empty_for_a_float_file(small_data: Any) -> None:
-    from edgekit.config import Precision
+    from edgekit.core.config import Precision
+    from edgekit.core.recipes import RECIPES
     from edgekit.device.opcheck import float_ops
-    from edgekit.export.converter import convert
-    from edgekit.export.recipes import RECIPES
-    from edgekit.train import build_model
+    from edgekit.workstation.export.converter import convert
+    from edgekit.workstation.train import build_model
 
     model = build_model(dataclasses.replace(TINY, activation="elu"), (28, 28), 10)
     assert float_ops(convert(model, RECIPES[Precision.FLOAT32])) == []
@@ -147,20 +146,35 @@ def _column_norms(model: Any) -> np.ndarray:
 # Four trainings cover every option: each combination is one real model trained 1 epoch.
 COMBINATIONS = {
     "l1_l2+dropout2+max_norm+lecun+elu+nadam+1cycle+standardize": {
-        "l1": 1e-5, "l2": 1e-3, "dropout": 0.25, "dropout_layers": 2, "max_norm": 0.5,
-        "init": "lecun", "activation": "elu", "optimizer": "nadam", "lr_schedule": "1cycle",
+        "l1": 1e-5,
+        "l2": 1e-3,
+        "dropout": 0.25,
+        "dropout_layers": 2,
+        "max_norm": 0.5,
+        "init": "lecun",
+        "activation": "elu",
+        "optimizer": "nadam",
+        "lr_schedule": "1cycle",
         "standardize": True,
     },
     "selu+alpha_dropout+no_bn+momentum+constant": {
-        "activation": "selu", "alpha_dropout": 0.1, "batch_norm": False, "init": "lecun",
-        "optimizer": "momentum", "lr_schedule": "constant", "l1": 0.0,
+        "activation": "selu",
+        "alpha_dropout": 0.1,
+        "batch_norm": False,
+        "init": "lecun",
+        "optimizer": "momentum",
+        "lr_schedule": "constant",
+        "l1": 0.0,
     },
     "leaky_relu+l2+dropout1+rmsprop": {
-        "activation": "leaky_relu", "l1": 0.0, "l2": 1e-4, "dropout": 0.3,
+        "activation": "leaky_relu",
+        "l1": 0.0,
+        "l2": 1e-4,
+        "dropout": 0.3,
         "optimizer": "rmsprop",
     },
     "relu+no_regularizer+adam+cosine": {"l1": 0.0},
-}  # fmt: skip
+}
 
 
 def _check_combination(name: str, m: Any) -> None:
@@ -207,7 +221,7 @@ def test_options_build_their_layers_and_train(name: str, small_data: Any) -> Non
 
 
 def test_dropout_defaults_to_none_on_mlp_and_0_3_on_cnn(small_data: Any) -> None:
-    from edgekit.train import build_model
+    from edgekit.workstation.train import build_model
 
     assert TrainConfig().dropout_rate == 0.0 and TrainConfig(arch="cnn").dropout_rate == 0.3
     cnn = build_model(TrainConfig(arch="cnn", hidden_units=(16,), dropout=0.5), (28, 28), 10)
@@ -221,7 +235,7 @@ def test_dropout_defaults_to_none_on_mlp_and_0_3_on_cnn(small_data: Any) -> None
 
 
 def test_one_cycle_goes_up_over_30_percent_then_down() -> None:
-    from edgekit.train.schedules import OneCycle
+    from edgekit.workstation.train.schedules import OneCycle
 
     sched = OneCycle(1e-2, total_steps=1000)
     lr = np.array([float(sched(s)) for s in range(0, 1101, 10)])
@@ -238,21 +252,22 @@ def test_one_cycle_goes_up_over_30_percent_then_down() -> None:
 
 # ---- all of them survive pruning -------------------------------------------------------------
 def test_regularizers_constraints_and_dropout_survive_pruning(small_data: Any) -> None:
-    from edgekit.train import prune_model
+    from edgekit.workstation.train import prune_model
 
-    cfg = dataclasses.replace(TINY, l1=0.0, l2=1e-3, max_norm=0.3, dropout=0.2,
-                              dropout_layers=2)  # fmt: skip
+    cfg = dataclasses.replace(TINY, l1=0.0, l2=1e-3, max_norm=0.3, dropout=0.2, dropout_layers=2)
     model = _train(cfg, small_data)
     # A rate high enough that the column norms would grow: to 0.90 without the constraint.
-    prune = PruneConfig(target_sparsity=0.5, epochs=2, batch_size=64, min_weights=256,
-                        learning_rate=5e-3)  # fmt: skip
+    prune = PruneConfig(
+        target_sparsity=0.5, epochs=2, batch_size=64, min_weights=256, learning_rate=5e-3
+    )
     result = prune_model(model, small_data, prune)
     pruned = result.model
     assert result.pruned_sparsity == pytest.approx({"dense1": 0.5, "dense2": 0.5}, abs=0.01)
     # The L2 losses of both hidden kernels are still there, and still the L2 of the kernels.
     assert len(pruned.losses) == 2
-    expected = sum(1e-3 * float((pruned.get_layer(n).kernel.numpy() ** 2).sum())
-                   for n in ("dense1", "dense2"))  # fmt: skip
+    expected = sum(
+        1e-3 * float((pruned.get_layer(n).kernel.numpy() ** 2).sum()) for n in ("dense1", "dense2")
+    )
     assert float(sum(pruned.losses)) == pytest.approx(expected, rel=1e-4)
     assert pruned.get_layer("dense1").get_config()["kernel_constraint"] is not None
     assert _column_norms(pruned).max() <= 0.3 + 1e-5
@@ -263,30 +278,52 @@ def test_regularizers_constraints_and_dropout_survive_pruning(small_data: Any) -
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--dropout", "-0.1"], "dropout must be in [0, 1), got -0.1: it is the fraction of "
-         "units dropped; pass e.g. 0.2 (0 turns it off)"),
-        (["--dropout", "1"], "dropout must be in [0, 1), got 1.0: it is the fraction of units "
-         "dropped; pass e.g. 0.2 (0 turns it off)"),
-        (["--alpha-dropout", "0.1"], "alpha_dropout=0.1 with the relu activation: alpha "
-         "dropout keeps SELU's self-normalization; with relu use --dropout (--alpha-dropout 0 "
-         "turns it off)"),
-        (["--activation", "selu", "--alpha-dropout", "1.5"], "alpha_dropout must be in [0, 1), "
-         "got 1.5: it is the fraction of units dropped; pass e.g. 0.1 (0 turns it off)"),
-        (["--activation", "selu", "--alpha-dropout", "0.1", "--dropout", "0.2"], "both "
-         "dropout=0.2 and alpha_dropout=0.1: pass one of them (alpha dropout for selu, dropout "
-         "for the others)"),
+        (
+            ["--dropout", "-0.1"],
+            "dropout must be in [0, 1), got -0.1: it is the fraction of "
+            "units dropped; pass e.g. 0.2 (0 turns it off)",
+        ),
+        (
+            ["--dropout", "1"],
+            "dropout must be in [0, 1), got 1.0: it is the fraction of units "
+            "dropped; pass e.g. 0.2 (0 turns it off)",
+        ),
+        (
+            ["--alpha-dropout", "0.1"],
+            "alpha_dropout=0.1 with the relu activation: alpha "
+            "dropout keeps SELU's self-normalization; with relu use --dropout (--alpha-dropout 0 "
+            "turns it off)",
+        ),
+        (
+            ["--activation", "selu", "--alpha-dropout", "1.5"],
+            "alpha_dropout must be in [0, 1), "
+            "got 1.5: it is the fraction of units dropped; pass e.g. 0.1 (0 turns it off)",
+        ),
+        (
+            ["--activation", "selu", "--alpha-dropout", "0.1", "--dropout", "0.2"],
+            "both "
+            "dropout=0.2 and alpha_dropout=0.1: pass one of them (alpha dropout for selu, dropout "
+            "for the others)",
+        ),
         (["--l2", "-1e-4"], "l2 must be >= 0, got -0.0001: pass e.g. 1e-5, or 0 to turn L2 off"),
         (["--l1-l2", "1e-5"], "--l1-l2 must be two factors L1,L2, e.g. 1e-5,1e-4, got '1e-5'"),
-        (["--l1-l2", "1e-5,-1"], "l2 must be >= 0, got -1.0: pass e.g. 1e-5, or 0 to turn L2 "
-         "off"),
-        (["--l1-l2", "1e-5,1e-4", "--l1", "0"], "--l1-l2 sets both factors: pass it or "
-         "--l1/--l2, not both"),
-        (["--max-norm", "0"], "max_norm must be > 0, got 0.0: pass e.g. 1 (the largest norm a "
-         "kernel column may have), or omit it"),
-        (["--dropout", "0.2", "--dropout-layers", "3"], "dropout_layers must be in [1, 2] (the "
-         "mlp's hidden Dense layers), got 3: pass e.g. 1 for the top one"),
+        (["--l1-l2", "1e-5,-1"], "l2 must be >= 0, got -1.0: pass e.g. 1e-5, or 0 to turn L2 off"),
+        (
+            ["--l1-l2", "1e-5,1e-4", "--l1", "0"],
+            "--l1-l2 sets both factors: pass it or --l1/--l2, not both",
+        ),
+        (
+            ["--max-norm", "0"],
+            "max_norm must be > 0, got 0.0: pass e.g. 1 (the largest norm a "
+            "kernel column may have), or omit it",
+        ),
+        (
+            ["--dropout", "0.2", "--dropout-layers", "3"],
+            "dropout_layers must be in [1, 2] (the "
+            "mlp's hidden Dense layers), got 3: pass e.g. 1 for the top one",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_values_fail_in_one_line_before_tensorflow(
     args: list[str], message: str, tmp_path: Path
 ) -> None:
@@ -296,9 +333,12 @@ def test_bad_values_fail_in_one_line_before_tensorflow(
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), repo, env.get("PYTHONPATH", "")])
     env["EDGEKIT_TF_IMPORT_LOG"] = str(tmp_path / "attempts.log")
     proc = subprocess.run(
-        [sys.executable, "-m", "edgekit.cli", "train", *args, "-o", str(tmp_path / "m.keras")],
-        capture_output=True, text=True, env=env, timeout=60,
-    )  # fmt: skip
+        [sys.executable, "-m", "edgekit.cli.main", "train", *args, "-o", str(tmp_path / "m.keras")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert proc.returncode == 1
     assert proc.stderr.strip() == f"Error: {message}"
     assert not (tmp_path / "attempts.log").exists()  # TensorFlow was never imported

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgekit.config import (
+from edgekit.core.config import (
     ClusterConfig,
     DataConfig,
     ExportConfig,
@@ -26,11 +26,16 @@ PRUNE = PruneConfig(target_sparsity=0.8, epochs=3, seed=5)
 
 
 def _run(out: Path, **kw: Any) -> Any:
-    from edgekit.pipeline import run_pipeline
+    from edgekit.workstation.pipeline import run_pipeline
 
-    config = PipelineConfig(data=DATA, train=TRAIN, prune=PRUNE, output_dir=str(out),
-                            export=ExportConfig(precisions=("float32", "int8"),
-                                                calibration_samples=300), **kw)  # fmt: skip
+    config = PipelineConfig(
+        data=DATA,
+        train=TRAIN,
+        prune=PRUNE,
+        output_dir=str(out),
+        export=ExportConfig(precisions=("float32", "int8"), calibration_samples=300),
+        **kw,
+    )
     return run_pipeline(config, progress=lambda msg: None)
 
 
@@ -53,7 +58,7 @@ def test_qat_after_pruning_keeps_int8_kernels_zeros_and_accuracy(tmp_path: Path)
 
 def test_clusters_after_pruning_keep_zeros_and_few_values(tmp_path: Path) -> None:
     from edgekit.device.modelfile import read_model_file
-    from edgekit.export.model_io import load_keras_model
+    from edgekit.workstation.export.model_io import load_keras_model
 
     result = _run(tmp_path, cluster=ClusterConfig(clusters=16, epochs=1, seed=5))
     assert result.info["clustering"]["preserve_sparsity"] is True
@@ -70,8 +75,11 @@ def test_clusters_after_pruning_keep_zeros_and_few_values(tmp_path: Path) -> Non
 def test_qat_of_a_clustered_model_keeps_clusters_and_zeros(tmp_path: Path) -> None:
     from edgekit.device.modelfile import read_model_file
 
-    result = _run(tmp_path, cluster=ClusterConfig(clusters=16, epochs=1, seed=5),
-                  qat=QatConfig(epochs=1, seed=5))  # fmt: skip
+    result = _run(
+        tmp_path,
+        cluster=ClusterConfig(clusters=16, epochs=1, seed=5),
+        qat=QatConfig(epochs=1, seed=5),
+    )
     files = {f.record.variant["tag"]: f for f in result.export.files}
     qat, ptq = files["int8_qat"], files["int8"]
     # Cluster-preserving QAT: the int8 kernels still hold at most 16 values (+ zero) per

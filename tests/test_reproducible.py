@@ -15,10 +15,26 @@ from pathlib import Path
 from typing import Any
 
 SMALL = [
-    "--train-samples", "3000", "--test-samples", "1000", "--validation-size", "500",
-    "--hidden", "64,32", "--epochs", "3", "--prune-epochs", "2", "--batch-size", "64",
-    "--sparsity", "0.75", "--calibration-samples", "100", "--quiet",
-]  # fmt: skip
+    "--train-samples",
+    "3000",
+    "--test-samples",
+    "1000",
+    "--validation-size",
+    "500",
+    "--hidden",
+    "64,32",
+    "--epochs",
+    "3",
+    "--prune-epochs",
+    "2",
+    "--batch-size",
+    "64",
+    "--sparsity",
+    "0.75",
+    "--calibration-samples",
+    "100",
+    "--quiet",
+]
 
 
 def _listed(manifest: dict[str, Any]) -> dict[str, str]:
@@ -34,7 +50,7 @@ def test_same_seed_gives_identical_files_and_another_seed_does_not(tmp_path: Pat
             [
                 sys.executable,
                 "-m",
-                "edgekit.cli",
+                "edgekit.cli.main",
                 "export",
                 *SMALL,
                 "--seed",
@@ -46,7 +62,7 @@ def test_same_seed_gives_identical_files_and_another_seed_does_not(tmp_path: Pat
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, "COLUMNS": "200"},
-        )  # fmt: skip
+        )
         for name, seed in runs.items()
     }
     for name, proc in procs.items():

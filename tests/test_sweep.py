@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from edgekit.cli import main
-from edgekit.config import PipelineConfig, PruneConfig
-from edgekit.errors import EdgekitError
+from edgekit.cli.main import main
+from edgekit.core.config import PipelineConfig, PruneConfig
+from edgekit.core.errors import EdgekitError
 from edgekit.sweep import (
     REPRODUCIBLE_COLUMNS,
     SweepRow,
@@ -34,10 +34,23 @@ from edgekit.sweep import (
 
 # Big enough that every int8 file stays within export's 1-point accuracy budget.
 TINY = [
-    "--train-samples", "2000", "--test-samples", "500", "--validation-size", "200",
-    "--epochs", "2", "--prune-epochs", "1", "--hidden", "64,32", "--precision", "int8",
-    "--calibration-samples", "100",
-]  # fmt: skip
+    "--train-samples",
+    "2000",
+    "--test-samples",
+    "500",
+    "--validation-size",
+    "200",
+    "--epochs",
+    "2",
+    "--prune-epochs",
+    "1",
+    "--hidden",
+    "64,32",
+    "--precision",
+    "int8",
+    "--calibration-samples",
+    "100",
+]
 GRID = ["--grid", "sparsity=0.5,0.8"]
 PRUNE_TOO_SHORT = (
     "1 pruning epoch(s) of 1 batches are too few to reach the target sparsity: raise "
@@ -47,9 +60,12 @@ PRUNE_TOO_SHORT = (
 
 def _sweep(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "edgekit.cli", "sweep", *args],
-        capture_output=True, text=True, timeout=timeout, env={**os.environ, "COLUMNS": "200"},
-    )  # fmt: skip
+        [sys.executable, "-m", "edgekit.cli.main", "sweep", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200"},
+    )
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -85,19 +101,29 @@ def test_a_bad_grid_key_is_one_line_error_before_anything_runs(tmp_path: Path) -
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--grid", "sparsity=0.5,1.5"],
-         "grid point sparsity=1.5: sparsity must be in [0, 1), got 1.5: e.g. 0.8 for 80% zeros"),
-        (["--grid", "epochs=two"],
-         "grid value epochs='two' is not an integer: pass e.g. epochs=5,10"),
-        (["--grid", "precision=int8,int9"],
-         "grid value precision='int9': unknown precision 'int9': expected one of float32, "),
-        (["--sparsity", "0.5", "--grid", "sparsity=0.8"],
-         "sparsity is given both as --sparsity and as a grid key: pass it in one place"),
-        (["--grid", "sparsity"],
-         "--grid 'sparsity' is neither KEY=V1,V2 nor a .toml/.json grid file"),
+        (
+            ["--grid", "sparsity=0.5,1.5"],
+            "grid point sparsity=1.5: sparsity must be in [0, 1), got 1.5: e.g. 0.8 for 80% zeros",
+        ),
+        (
+            ["--grid", "epochs=two"],
+            "grid value epochs='two' is not an integer: pass e.g. epochs=5,10",
+        ),
+        (
+            ["--grid", "precision=int8,int9"],
+            "grid value precision='int9': unknown precision 'int9': expected one of float32, ",
+        ),
+        (
+            ["--sparsity", "0.5", "--grid", "sparsity=0.8"],
+            "sparsity is given both as --sparsity and as a grid key: pass it in one place",
+        ),
+        (
+            ["--grid", "sparsity"],
+            "--grid 'sparsity' is neither KEY=V1,V2 nor a .toml/.json grid file",
+        ),
         ([], "no --grid given: pass the values to sweep, e.g. --grid sparsity=0.5,0.8"),
     ],
-)  # fmt: skip
+)
 def test_bad_grids_are_refused_with_their_reason(
     tmp_path: Path, args: list[str], message: str
 ) -> None:
@@ -135,13 +161,17 @@ def test_a_grid_file_in_toml_or_json(tmp_path: Path) -> None:
     toml = tmp_path / "grid.toml"
     toml.write_text('[grid]\nsparsity = [0.5, 0.9]\nhidden = [[64, 32], "32+16"]\nqat = true\n')
     assert load_grid_file(toml) == {
-        "sparsity": [0.5, 0.9], "hidden": [(64, 32), (32, 16)], "qat": [True],
-    }  # fmt: skip
+        "sparsity": [0.5, 0.9],
+        "hidden": [(64, 32), (32, 16)],
+        "qat": [True],
+    }
     js = tmp_path / "grid.json"
     js.write_text('{"prune-epochs": [1, 2], "sparsity": 0.8}')
     assert parse_grid([str(js), "arch=mlp"]) == {
-        "prune_epochs": [1, 2], "sparsity": [0.8], "arch": ["mlp"],
-    }  # fmt: skip
+        "prune_epochs": [1, 2],
+        "sparsity": [0.8],
+        "arch": ["mlp"],
+    }
     js.write_text('{"sparsity": [0.5], "spartsity": [1]}')
     with pytest.raises(EdgekitError, match=r"unknown grid key 'spartsity' \(did you mean"):
         load_grid_file(js)
@@ -149,8 +179,15 @@ def test_a_grid_file_in_toml_or_json(tmp_path: Path) -> None:
 
 def test_the_frontier_keeps_files_nothing_beats_on_all_three() -> None:
     def row(name: str, acc: float, gz: int, p50: float) -> SweepRow:
-        return SweepRow(point=name, params={}, label=name, file=f"{name}.tflite",
-                        accuracy=acc, gzip_bytes=gz, p50_us=p50)  # fmt: skip
+        return SweepRow(
+            point=name,
+            params={},
+            label=name,
+            file=f"{name}.tflite",
+            accuracy=acc,
+            gzip_bytes=gz,
+            p50_us=p50,
+        )
 
     rows = [
         row("best_acc", 0.90, 300, 5.0),
@@ -176,23 +213,29 @@ def resumed_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("sweep") / "local"
     args = [*TINY, *GRID, "--jobs", "1", "-o", str(out)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edgekit.cli", "sweep", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "edgekit.cli.main", "sweep", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "COLUMNS": "200"},
-    )  # fmt: skip
+    )
     deadline = time.monotonic() + 240
     while not list(out.glob("*/point.json")) and proc.poll() is None:
         assert time.monotonic() < deadline, "the first point did not finish"
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     _, stopped_err = proc.communicate(timeout=60)
-    after_stop = {p.relative_to(out).as_posix(): p.stat().st_mtime_ns
-                  for p in out.rglob("*") if p.is_file()}  # fmt: skip
+    after_stop = {
+        p.relative_to(out).as_posix(): p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()
+    }
     again = _sweep(*args)
     return {
-        "out": out, "stopped_rc": proc.returncode, "stopped_err": stopped_err,
-        "after_stop": after_stop, "again": again,
-    }  # fmt: skip
+        "out": out,
+        "stopped_rc": proc.returncode,
+        "stopped_err": stopped_err,
+        "after_stop": after_stop,
+        "again": again,
+    }
 
 
 def test_a_killed_sweep_keeps_finished_points_and_resumes_with_the_rest(
@@ -205,9 +248,12 @@ def test_a_killed_sweep_keeps_finished_points_and_resumes_with_the_rest(
     kept = {f: t for f, t in resumed_sweep["after_stop"].items() if "/" in f}
     (done,) = {f.split("/")[0] for f in kept}
     assert sorted(f.split("/", 1)[1] for f in kept) == [
-        "fashion_mnist_mlp_sp50_folded.keras", "fashion_mnist_mlp_sp50_int8.tflite",
-        "manifest.json", "point.json", "point.log",
-    ]  # fmt: skip
+        "fashion_mnist_mlp_sp50_folded.keras",
+        "fashion_mnist_mlp_sp50_int8.tflite",
+        "manifest.json",
+        "point.json",
+        "point.log",
+    ]
 
     assert again.returncode == 0, again.stderr
     assert "1 of 2 point(s) already done" in again.stderr
@@ -232,8 +278,10 @@ def test_the_default_engine_and_ray_give_the_same_table_and_files(
     assert _table(ray_out) == _table(local)
     digests = _digests(ray_out)
     assert len(digests) == 4 and digests == _digests(local)
-    report = {name: json.loads((d / "sweep.json").read_text()) for name, d in
-              (("local", local), ("ray", ray_out))}  # fmt: skip
+    report = {
+        name: json.loads((d / "sweep.json").read_text())
+        for name, d in (("local", local), ("ray", ray_out))
+    }
     assert report["ray"]["engine"]["name"] == "ray"
     assert report["ray"]["engine"]["cluster_cpus"] == 2.0
     for name, rep in report.items():
@@ -255,8 +303,9 @@ def test_the_default_engine_and_ray_give_the_same_table_and_files(
 def test_a_failing_point_is_a_row_with_its_error_and_exit_1(tmp_path: Path) -> None:
     out = tmp_path / "out"
     # A batch larger than the training set leaves one pruning step: pruning cannot work.
-    result = _sweep(*TINY, "--grid", "batch_size=64,4096", "--jobs", "2", "--no-bench",
-                    "-o", str(out))  # fmt: skip
+    result = _sweep(
+        *TINY, "--grid", "batch_size=64,4096", "--jobs", "2", "--no-bench", "-o", str(out)
+    )
     assert result.returncode == 1
     report = json.loads((out / "sweep.json").read_text())
     ok, failed = report["rows"]
@@ -265,8 +314,10 @@ def test_a_failing_point_is_a_row_with_its_error_and_exit_1(tmp_path: Path) -> N
     assert failed["error"] == PRUNE_TOO_SHORT and failed["file"] is None
     assert report["counts"] == {"points": 2, "ok": 1, "failed": 1, "resumed": 0}
     assert f"{failed['point']} batch_size=4096: {PRUNE_TOO_SHORT}" in result.stdout
-    assert result.stderr.strip().splitlines()[-1].startswith(
-        f"Error: 1 of 2 point(s) failed: {failed['point']} (see the error rows"
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"Error: 1 of 2 point(s) failed: {failed['point']} (see the error rows")
     )
     assert (out / failed["point"] / "point.log").read_text().strip().endswith(PRUNE_TOO_SHORT)
     assert "| **error** |" in (out / "sweep.md").read_text()

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from edgekit.cli import main
+from edgekit.cli.main import main
 from edgekit.device.verify import verify_dir
 from edgekit.device.worker import TEST_FAULT_ENV
 

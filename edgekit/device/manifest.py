@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from edgekit import __version__
+from edgekit.core.errors import ManifestError
 from edgekit.device.modelfile import sha256_bytes
-from edgekit.errors import ManifestError
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT_NAME = "edgekit-manifest"
@@ -95,8 +95,12 @@ class TensorRecord:
                     list(self.zero_point) if isinstance(self.zero_point, tuple) else self.zero_point
                 ),
             }
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype,
-                "quantization": quant}  # fmt: skip
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "quantization": quant,
+        }
 
     @classmethod
     def from_dict(cls, d: Any) -> TensorRecord:
@@ -120,10 +124,12 @@ class TensorRecord:
             return cls(str(d.get("name", "")), tuple(shape), dtype)
         _need(len(zps) in (1, len(scales)), f"one zero point per scale, {_got(zp)}")
         return cls(
-            str(d.get("name", "")), tuple(shape), dtype,
+            str(d.get("name", "")),
+            tuple(shape),
+            dtype,
             float(scales[0]) if len(scales) == 1 else tuple(float(v) for v in scales),
             zps[0] if len(zps) == 1 else tuple(zps),
-        )  # fmt: skip
+        )
 
     @property
     def first_scale(self) -> float:
@@ -183,10 +189,15 @@ class ExportCheck:
             f"'accuracy.xnnpack' must be true or false, {_got(d.get('xnnpack'))}",
         )
         return cls(
-            float(d["accuracy"]), int(d["samples"]), d.get("top1_agreement_with_keras"),
-            d.get("max_abs_diff_vs_keras"), d.get("runtime"), d.get("min_agreement"),
-            d.get("threads"), d.get("xnnpack"),
-        )  # fmt: skip
+            float(d["accuracy"]),
+            int(d["samples"]),
+            d.get("top1_agreement_with_keras"),
+            d.get("max_abs_diff_vs_keras"),
+            d.get("runtime"),
+            d.get("min_agreement"),
+            d.get("threads"),
+            d.get("xnnpack"),
+        )
 
 
 @dataclass(frozen=True)
@@ -272,11 +283,18 @@ class FileRecord:
         except _Invalid as e:
             raise _Invalid(f"{name}: {e}") from None
         return cls(
-            file=name, sha256=sha, bytes=d["bytes"], precision=d.get("precision"),
-            gzip_bytes=d.get("gzip_bytes"), inputs=tensors["inputs"], outputs=tensors["outputs"],
-            weight_sparsity=d.get("weight_sparsity"), operators=dict(ops), accuracy=check,
+            file=name,
+            sha256=sha,
+            bytes=d["bytes"],
+            precision=d.get("precision"),
+            gzip_bytes=d.get("gzip_bytes"),
+            inputs=tensors["inputs"],
+            outputs=tensors["outputs"],
+            weight_sparsity=d.get("weight_sparsity"),
+            operators=dict(ops),
+            accuracy=check,
             variant=_str_dict(d.get("variant"), f"{name}: variant"),
-        )  # fmt: skip
+        )
 
 
 @dataclass(frozen=True)

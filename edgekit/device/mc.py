@@ -1,6 +1,7 @@
 """MC-dropout files on the device: mean class probabilities and their spread, picked by name.
 
-A file written by `edgekit.export.mc` runs N dropout passes batched inside its graph and has
+A file written by `edgekit.workstation.export.mc` runs N dropout passes batched inside its graph
+and has
 three outputs: `mc_mean` (mean class probabilities), `mc_std` (their per-class standard deviation
 over the N passes) and `mc_entropy` (predictive entropy of the mean, in nats). The converter
 stores outputs in an order of its own (the MLP here: std, entropy, mean), so they are found by
@@ -15,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.core.errors import EdgekitError
+from edgekit.device.outputs import MC_OUTPUTS, mc_output_indices
 from edgekit.device.runtime import (
     EVAL_BATCH_SIZE,
     Runtime,
@@ -22,10 +25,7 @@ from edgekit.device.runtime import (
     output_details,
     predict_outputs,
 )
-from edgekit.errors import EdgekitError
 
-MC_MEAN, MC_STD, MC_ENTROPY = "mc_mean", "mc_std", "mc_entropy"
-MC_OUTPUTS = (MC_MEAN, MC_STD, MC_ENTROPY)
 # Added to the mean before its log: entropy = -sum(p * log(p + eps)); p = 0 adds nothing.
 ENTROPY_EPS = 1e-7
 
@@ -48,37 +48,6 @@ class McPrediction:
     def predictions(self) -> np.ndarray:
         """Top-1 class of the mean, per sample."""
         return self.mean.argmax(axis=1)
-
-
-def _signature_outputs(interpreter: Any) -> dict[str, int]:
-    """Output name -> tensor index of the first signature naming all MC outputs, else {}."""
-    try:
-        signatures = interpreter.get_signature_list()
-    except (AttributeError, RuntimeError, ValueError):  # old runtimes, files without signatures
-        return {}
-    for key, spec in signatures.items():
-        if not set(MC_OUTPUTS) <= set(spec.get("outputs", ())):
-            continue
-        details = interpreter.get_signature_runner(key).get_output_details()
-        return {name: int(details[name]["index"]) for name in MC_OUTPUTS}
-    return {}
-
-
-def mc_output_indices(interpreter: Any) -> dict[str, int] | None:
-    """Tensor index of `mc_mean`, `mc_std` and `mc_entropy`, or None for a file without them.
-
-    Looked up by signature output name first, then by a tensor name containing the output name
-    (files converted without a signature); never by position.
-    """
-    found = _signature_outputs(interpreter)
-    if not found:
-        by_tensor = {}
-        for info in output_details(interpreter):
-            hits = [n for n in MC_OUTPUTS if n in info.name]
-            if len(hits) == 1:
-                by_tensor[hits[0]] = info.index
-        found = by_tensor if set(by_tensor) == set(MC_OUTPUTS) else {}
-    return found or None
 
 
 def is_mc_file(interpreter: Any) -> bool:

@@ -19,15 +19,23 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import ModelFileError
+from edgekit.core.errors import ModelFileError
 
 TFLITE_IDENTIFIER = b"TFL3"
 _NUMPY_TYPES = {
-    "FLOAT32": np.float32, "FLOAT16": np.float16, "FLOAT64": np.float64,
-    "INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "INT32": np.int32,
-    "INT64": np.int64, "UINT16": np.uint16, "UINT32": np.uint32, "BOOL": np.bool_,
+    "FLOAT32": np.float32,
+    "FLOAT16": np.float16,
+    "FLOAT64": np.float64,
+    "INT8": np.int8,
+    "UINT8": np.uint8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "BOOL": np.bool_,
     "INT4": np.int8,  # packed two per byte: unpacked by _values
-}  # fmt: skip
+}
 
 
 def _schema() -> Any:
@@ -166,8 +174,11 @@ def _parse(data: bytes, label: str) -> ModelFile:
     n_tensors = sub.TensorsLength()
     # Every element of a vector is at least a 4-byte offset inside the file: a larger count
     # is a damaged length field, and walking it would only waste time.
-    for what, count in (("tensors", n_tensors), ("buffers", buffers_len),
-                        ("operators", sub.OperatorsLength())):  # fmt: skip
+    for what, count in (
+        ("tensors", n_tensors),
+        ("buffers", buffers_len),
+        ("operators", sub.OperatorsLength()),
+    ):
         if count * 4 > len(data):
             raise ModelFileError(
                 f"{label} is damaged: it claims {count} {what} in {len(data)} bytes; "

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgekit.core.errors import ModelFileError
 from edgekit.device.modelfile import _enum_names, _schema
-from edgekit.errors import ModelFileError
 
 COMPUTE_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")
 
@@ -48,8 +48,10 @@ class ComputeLayer:
     weight_elements: int = 0
 
     def describe(self) -> str:
-        return f"{self.op} {self.name} (activations {self.activation_dtype}, weights " \
-               f"{self.weight_dtype})"  # fmt: skip
+        return (
+            f"{self.op} {self.name} (activations {self.activation_dtype}, weights "
+            f"{self.weight_dtype})"
+        )
 
 
 def compute_layers(data: bytes) -> list[ComputeLayer]:
@@ -105,14 +107,13 @@ def _compute_layers(data: bytes) -> list[ComputeLayer]:
             # float16 / weight-only files: a constant in the narrow type, widened at load.
             weight_name, weight_dtype = tensor(int(ops[src].Inputs(0)))
         out_name, _ = tensor(int(op.Outputs(0)))
-        layers.append(ComputeLayer(name, out_name, act_dtype, weight_dtype, weight_name,
-                                   elements(weight)))  # fmt: skip
+        layers.append(
+            ComputeLayer(name, out_name, act_dtype, weight_dtype, weight_name, elements(weight))
+        )
     return layers
 
 
-def precision_problems(
-    data: bytes, precision: str, float_layers: Iterable[str] = ()
-) -> list[str]:
+def precision_problems(data: bytes, precision: str, float_layers: Iterable[str] = ()) -> list[str]:
     """Compute layers whose dtypes are not those of `precision`, described one per entry.
 
     Args:

@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.data.arrays import scale_pixels
-from edgekit.errors import EdgekitError, ModelFileError, RuntimeMissingError
+from edgekit.core.data.arrays import scale_pixels
+from edgekit.core.errors import EdgekitError, ModelFileError, RuntimeMissingError
+from edgekit.device.outputs import MC_MEAN, mc_output_indices
 
 RUNTIME_CHOICES = ("auto", "litert", "tflite-runtime", "tf")
 _MODULES = {
@@ -229,8 +230,6 @@ def predict(
     streamed through the interpreter in batches. For an MC-dropout file (see
     `edgekit.device.mc`) the output is `mc_mean`, found by name: its mean class probabilities.
     """
-    from edgekit.device.mc import MC_MEAN, mc_output_indices
-
     mc = mc_output_indices(interpreter)
     index = mc[MC_MEAN] if mc else output_details(interpreter)[0].index
     return predict_outputs(interpreter, x, [index], batch_size, preprocessing)[0]
@@ -260,8 +259,9 @@ def predict_outputs(
     infos = {o.index: o for o in output_details(interpreter)}
     unknown = [i for i in output_indices if i not in infos]
     if unknown:
-        raise EdgekitError(f"tensor(s) {unknown} are not outputs of the file: expected "
-                           f"one of {sorted(infos)}")  # fmt: skip
+        raise EdgekitError(
+            f"tensor(s) {unknown} are not outputs of the file: expected one of {sorted(infos)}"
+        )
     outputs: list[list[np.ndarray]] = [[] for _ in output_indices]
     for start in range(0, len(x), batch_size):
         chunk = x[start : start + batch_size]

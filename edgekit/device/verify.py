@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgekit.core.errors import ModelFileError, RuntimeMissingError
 from edgekit.device.manifest import (
     MANIFEST_NAME,
     FileRecord,
@@ -25,7 +26,6 @@ from edgekit.device.manifest import (
 from edgekit.device.modelfile import ModelFile, TensorSummary, read_model_file
 from edgekit.device.runtime import get_runtime
 from edgekit.device.worker import ChildError, ChildProcess
-from edgekit.errors import ModelFileError, RuntimeMissingError
 
 DEFAULT_VERIFY_TIMEOUT_S = 120.0
 # Order of severity: a file's status is the worst problem it has.

@@ -10,7 +10,8 @@ Answers: `{"ok": true, ...}` or `{"ok": false, "error": "one line"}`.
 
 This module is imported by the parent for `ChildProcess` (the client side) and run with
 `python -m edgekit.device.worker` as the child (the server side). Neither side imports
-TensorFlow, except a child asked to load a `.keras` model (through `edgekit._keras`) or to use
+TensorFlow, except a child asked to load a `.keras` model (through `edgekit.workstation._keras`) or
+to use
 `runtime="tf"`.
 """
 
@@ -230,7 +231,7 @@ def _time_loop(invoke: Any, min_runs: int, min_ns: int) -> list[int]:
     return samples
 
 
-def _input_sample(path: str | None, shape: tuple[int, ...]) -> Any:
+def input_sample(path: str | None, shape: tuple[int, ...]) -> Any:
     """A float32 batch-1 input: the given sample if it fits `shape`, else a fixed random one."""
     import numpy as np
 
@@ -251,7 +252,7 @@ def _fault(path: str) -> None:
             time.sleep(3600)
 
 
-class _TfliteModel:
+class TfliteModel:
     @staticmethod
     def prepare(request: dict[str, Any]) -> None:
         """Import the runtime, so its own memory is not counted as the model's."""
@@ -273,7 +274,7 @@ class _TfliteModel:
         self.load_ns = time.perf_counter_ns() - t0
         self.inputs = input_details(self.interpreter)
         for i, info in enumerate(self.inputs):
-            x = _input_sample(request.get("input") if i == 0 else None, info.shape)
+            x = input_sample(request.get("input") if i == 0 else None, info.shape)
             self.interpreter.set_tensor(info.index, quantize(x, info))
         # The interpreter's own bound method: the timed loop adds no call of ours around it.
         self.invoke: Callable[[], Any] = self.interpreter.invoke
@@ -316,94 +317,41 @@ class _TfliteModel:
         return {"threads": self.threads, "xnnpack": self.xnnpack}
 
 
-class _KerasModel:
-    """A .keras model called at batch 1 through a tf.function (TensorFlow in this child only),
-    loaded by export's safe loader; a Keras 3 model is timed as it is (not its rebuild)."""
+# The kinds of model the worker loads, by registered name -> "module:class". A kind's class has
+# `prepare(request)` (fail early, before memory is measured), `__init__(request)`, `invoke()`,
+# `info()`, `outputs_finite()`, `evaluate(x, y)`, `input_shape()` and `settings()`. The Keras
+# baseline lives on the workstation side and is imported by this name only when a request asks
+# for it, so the device side never imports TensorFlow on its own.
+MODEL_KINDS = {
+    "tflite": "edgekit.device.worker:TfliteModel",
+    "keras": "edgekit.workstation.keras_baseline:KerasModel",
+}
 
-    @staticmethod
-    def prepare(request: dict[str, Any]) -> None:
-        from edgekit.errors import EdgekitError, ModelError
 
-        try:
-            import edgekit._keras  # noqa: F401  (TensorFlow's own memory is not the model's)
-        except (ImportError, EdgekitError) as e:  # _keras says which import failed
-            why = str(e.__cause__ or e.__context__ or e)
-            raise ModelError(
-                f"a .keras baseline needs TensorFlow and tf_keras, which cannot be imported "
-                f"here ({why}): `pip install 'edgekit[train]'`, or bench the .tflite files only"
-            ) from None
+def model_kind(name: str) -> Any:
+    """The class registered under `name` in MODEL_KINDS (imported on first use)."""
+    import importlib
 
-    def __init__(self, request: dict[str, Any]) -> None:
-        from edgekit._keras import tf
-        from edgekit.export.model_io import load_keras3_file, load_keras_model
-        from edgekit.export.model_path import keras_major_version
-
-        self.threads, self.path, self.tf = int(request.get("threads", 1)), str(request["path"]), tf
-        tf.config.threading.set_intra_op_parallelism_threads(self.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-        t0 = time.perf_counter_ns()
-        # The loaders export uses: safe mode on, custom classes and foreign modules refused.
-        k3 = keras_major_version(self.path) == 3
-        self.keras = "Keras 3" if k3 else "tf_keras"
-        load = load_keras3_file if k3 else load_keras_model
-        self.model = load(self.path, unsafe=bool(request.get("unsafe", False)))
-        shape = tuple(int(d or 1) for d in self.model.input_shape[1:])
-        self.fn = tf.function(
-            lambda t: self.model(t, training=False),
-            input_signature=[tf.TensorSpec([None, *shape], tf.float32)],
-        )
-        self.fn.get_concrete_function()
-        self.load_ns = time.perf_counter_ns() - t0
-        self.shape = shape
-        self.x = tf.constant(_input_sample(request.get("input"), (1, *shape)))
-        self.last: Any = None
-
-    def invoke(self) -> None:
-        self.last = self.fn(self.x)
-
-    def info(self) -> dict[str, Any]:
-        return {
-            "runtime": {"name": self.keras, "version": f"tensorflow {self.tf.__version__}"},
-            "inputs": [{"name": "input", "shape": [1, *self.shape], "dtype": "float32"}],
-            "outputs": [{"name": "output", "shape": list(self.last.shape), "dtype": "float32"}],
-        }
-
-    def outputs_finite(self) -> bool:
-        import numpy as np
-
-        return bool(np.isfinite(self.last.numpy()).all())
-
-    def evaluate(self, x: Any, y: Any) -> tuple[float, Any]:
-        import numpy as np
-
-        from edgekit.device.runtime import EVAL_BATCH_SIZE
-
-        outs = [
-            self.fn(self.tf.constant(np.asarray(x[s : s + EVAL_BATCH_SIZE], np.float32))).numpy()
-            for s in range(0, len(x), EVAL_BATCH_SIZE)
-        ]
-        outputs = np.concatenate(outs).reshape(len(x), -1).astype(np.float32)
-        acc = float((outputs.argmax(1) == np.asarray(y)).mean()) if len(y) else float("nan")
-        return acc, outputs
-
-    def input_shape(self) -> tuple[int, ...]:
-        return self.shape
-
-    def settings(self) -> dict[str, Any]:
-        return {"threads": self.threads, "xnnpack": None}
+    try:
+        module, _, cls = MODEL_KINDS[name].partition(":")
+    except KeyError:
+        raise ValueError(
+            f"unknown model kind {name!r}: expected one of {', '.join(MODEL_KINDS)}"
+        ) from None
+    return getattr(importlib.import_module(module), cls)
 
 
 class _Server:
     """Answers requests for one model until `exit` or end of input."""
 
     def __init__(self) -> None:
-        self.model: _TfliteModel | _KerasModel | None = None
+        self.model: Any = None
         self.rss_before: int | None = None
         self.peak_reset = False
 
     def load(self, req: dict[str, Any]) -> dict[str, Any]:
         _fault(str(req.get("path", "")))
-        kind = _KerasModel if req.get("kind") == "keras" else _TfliteModel
+        kind = model_kind(str(req.get("kind") or "tflite"))
         kind.prepare(req)
         gc.collect()
         self.rss_before = _rss_bytes()
@@ -454,7 +402,7 @@ class _Server:
 
 
 def _error_line(e: BaseException) -> str:
-    from edgekit.errors import EdgekitError
+    from edgekit.core.errors import EdgekitError
 
     lines = str(e).strip().splitlines()
     first = lines[0] if lines else ""

@@ -3,7 +3,7 @@ frontier of accuracy, gzipped size and latency.
 
 No TensorFlow at import: each point imports it in its own process (edgekit.sweep.point).
 `keys` parses grids, `grid` expands them into points, `engines` runs points, `run` drives a
-sweep, `results` holds what it found; the words, tables and plot are in edgekit.report.sweep.
+sweep, `results` holds what it found; the words, tables and plot are in edgekit.cli.report.sweep.
 """
 
 from edgekit.sweep.grid import SweepPoint, apply_params, config_id, expand_grid

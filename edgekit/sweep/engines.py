@@ -16,22 +16,30 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from edgekit.errors import EdgekitError
+from edgekit.core.errors import EdgekitError
 from edgekit.sweep.point import PointJob, execute_point, worker_init
 
 OnResult = Callable[[PointJob, dict[str, Any]], None]
 # Seconds a stopped worker gets to remove its temporary folder before it is killed.
 STOP_GRACE_S = 5.0
-# Environment of Ray's workers: TF-MOT needs Keras 2 (see edgekit._keras).
+# Environment of Ray's workers: TF-MOT needs Keras 2 (see edgekit.workstation._keras).
 RAY_ENV_VARS = {"TF_USE_LEGACY_KERAS": "1"}
 
 
 def crashed(job: PointJob, why: str) -> dict[str, Any]:
     """The outcome of a point whose process died without answering."""
     return {
-        "id": job.point.id, "status": "error", "error": why, "seconds": None, "host": None,
-        "pid": None, "log": [why], "summary": None, "left_out": [], "files": {},
-    }  # fmt: skip
+        "id": job.point.id,
+        "status": "error",
+        "error": why,
+        "seconds": None,
+        "host": None,
+        "pid": None,
+        "log": [why],
+        "summary": None,
+        "left_out": [],
+        "files": {},
+    }
 
 
 def run_local(jobs: Sequence[PointJob], workers: int, on_result: OnResult) -> dict[str, Any]:
@@ -60,8 +68,11 @@ def run_local(jobs: Sequence[PointJob], workers: int, on_result: OnResult) -> di
                 try:
                     outcome = future.result()
                 except BrokenProcessPool:
-                    outcome = crashed(job, "the point's process ended without a result (killed, "
-                                           "out of memory, or a crash in native code)")  # fmt: skip
+                    outcome = crashed(
+                        job,
+                        "the point's process ended without a result (killed, "
+                        "out of memory, or a crash in native code)",
+                    )
                 on_result(job, outcome)
     except BaseException:
         for _job, pool in running.values():
@@ -161,8 +172,12 @@ def run_ray(
     }
     if address is None:
         # "local": a new instance even when a cluster runs here (RAY_ADDRESS, `ray start`).
-        init |= {"address": "local", "num_cpus": cpus, "include_dashboard": False,
-                 "_node_ip_address": "127.0.0.1"}  # fmt: skip
+        init |= {
+            "address": "local",
+            "num_cpus": cpus,
+            "include_dashboard": False,
+            "_node_ip_address": "127.0.0.1",
+        }
     else:
         import edgekit
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit import __version__
-from edgekit.config import (
+from edgekit.core.config import (
     DEFAULT_EPOCHS,
     ClusterConfig,
     DataConfig,
@@ -26,7 +26,7 @@ from edgekit.config import (
     TrainConfig,
     to_dict,
 )
-from edgekit.errors import EdgekitError
+from edgekit.core.errors import EdgekitError
 from edgekit.sweep.keys import GRID_KEYS, describe_params, normalize_key
 
 # Characters of a point id (hex of a sha256): short enough for a folder name, long enough that
@@ -111,8 +111,7 @@ def apply_params(
 ) -> PipelineConfig:
     """`base` with one point's grid values applied (see GRID_KEYS); validated on construction."""
     fixed = set(fixed)
-    req = {"data": _fields(base.data), "train": _fields(base.train),
-           "export": _fields(base.export)}  # fmt: skip
+    req = {"data": _fields(base.data), "train": _fields(base.train), "export": _fields(base.export)}
     opt: dict[str, dict[str, Any] | None] = {
         "prune": _fields(base.prune) if base.prune else None,
         "qat": _fields(base.qat) if base.qat else None,
@@ -191,7 +190,7 @@ def _apply_preset(
     fixed: set[str],
 ) -> None:
     """The preset's training settings and pruning, under the point's and the options' own."""
-    from edgekit.presets import preset_settings
+    from edgekit.core.presets import preset_settings
 
     settings = preset_settings(str(params["preset"]))
     prune = settings.pop("prune")
@@ -200,8 +199,10 @@ def _apply_preset(
             req["train"][field] = value
     if "prune" not in fixed and "prune" not in params:
         if prune and opt["prune"] is None:
-            opt["prune"] = {"seed": params.get("seed", req["data"]["seed"]),
-                            "batch_size": req["train"]["batch_size"]}  # fmt: skip
+            opt["prune"] = {
+                "seed": params.get("seed", req["data"]["seed"]),
+                "batch_size": req["train"]["batch_size"],
+            }
         elif not prune:
             opt["prune"] = None
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgekit.config import parse_precision
-from edgekit.errors import EdgekitError
+from edgekit.core.config import parse_precision
+from edgekit.core.errors import EdgekitError
 
 # Inside one grid value: the parts of a list-valued key (`hidden=300+100`, `precision=int8+int4`).
 PART_SEPARATOR = "+"
@@ -139,8 +139,16 @@ def _convert(spec: GridKey, value: Any) -> Any:
     if spec.kind == "bool":
         if isinstance(value, bool):
             return value
-        words = {"true": True, "yes": True, "on": True, "1": True,
-                 "false": False, "no": False, "off": False, "0": False}  # fmt: skip
+        words = {
+            "true": True,
+            "yes": True,
+            "on": True,
+            "1": True,
+            "false": False,
+            "no": False,
+            "off": False,
+            "0": False,
+        }
         return words[str(value).lower()] if str(value).lower() in words else _fail(value)
     if spec.kind == "sizes":
         parts = _parts(value)
@@ -170,11 +178,16 @@ def _parts(value: Any) -> list[Any]:
 
 
 _EXAMPLES = {
-    "sparsity": "sparsity=0.5,0.8", "precision": "precision=int8,float16+int8",
-    "hidden": "hidden=300+100,64+32", "arch": "arch=mlp,cnn", "epochs": "epochs=5,10",
-    "image_size": "image_size=96x96", "prune": "prune=true,false",
-    "clusters": "clusters=none,16", "preset": "preset=fast,sparse",
-}  # fmt: skip
+    "sparsity": "sparsity=0.5,0.8",
+    "precision": "precision=int8,float16+int8",
+    "hidden": "hidden=300+100,64+32",
+    "arch": "arch=mlp,cnn",
+    "epochs": "epochs=5,10",
+    "image_size": "image_size=96x96",
+    "prune": "prune=true,false",
+    "clusters": "clusters=none,16",
+    "preset": "preset=fast,sparse",
+}
 
 
 def _example(key: str) -> str:
@@ -238,6 +251,7 @@ def load_grid_file(path: str | os.PathLike[str]) -> dict[str, list[Any]]:
             data = json.loads(text)
         else:
             import tomllib  # Python >= 3.11
+
             data = tomllib.loads(text)
     except ImportError:
         raise EdgekitError(

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import EdgekitError
+from edgekit.core.errors import EdgekitError
 from edgekit.sweep.grid import SweepPoint
 
 # Names of the files a point writes besides the export's own.
@@ -63,9 +63,16 @@ def execute_point(job: PointJob) -> dict[str, Any]:
     started = time.perf_counter()
     log: list[str] = []
     outcome: dict[str, Any] = {
-        "id": job.point.id, "status": "ok", "error": None, "host": socket.gethostname(),
-        "pid": os.getpid(), "log": log, "summary": None, "left_out": [], "files": {},
-    }  # fmt: skip
+        "id": job.point.id,
+        "status": "ok",
+        "error": None,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "log": log,
+        "summary": None,
+        "left_out": [],
+        "files": {},
+    }
     try:
         with _terminate_as_exit(), tempfile.TemporaryDirectory(prefix="edgekit-point-") as tmp:
             _run(job, Path(tmp), log, outcome)
@@ -85,7 +92,7 @@ def _run(job: PointJob, tmp: Path, log: list[str], outcome: dict[str, Any]) -> N
     import dataclasses
 
     outcome["tf_threads"] = pin_tensorflow_threads(job.threads)
-    from edgekit.pipeline import run_pipeline
+    from edgekit.workstation.pipeline import run_pipeline
 
     out = tmp / "out"
     config = dataclasses.replace(job.point.config, output_dir=str(out))
@@ -120,7 +127,7 @@ def _collect(out: Path, moved: dict[str, str]) -> dict[str, bytes]:
             files[p.name] = p.read_bytes()
     if MANIFEST_NAME in files:
         manifest = _moved(json.loads(files[MANIFEST_NAME]), moved)
-        # As edgekit.files.write_json_atomic writes it.
+        # As edgekit.core.io.files.write_json_atomic writes it.
         files[MANIFEST_NAME] = (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode()
     return files
 
@@ -145,7 +152,7 @@ def pin_tensorflow_threads(threads: int) -> dict[str, int]:
     Raises:
         EdgekitError: TensorFlow already started its thread pools in this process.
     """
-    from edgekit._keras import tf
+    from edgekit.workstation._keras import tf
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)

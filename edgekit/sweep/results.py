@@ -1,6 +1,6 @@
 """What a sweep found: one row per exported file (or per failed point), the Pareto frontier.
 
-Plain data, no TensorFlow: the words and tables are in edgekit.report.sweep.
+Plain data, no TensorFlow: the words and tables are in edgekit.cli.report.sweep.
 """
 
 from __future__ import annotations
@@ -14,9 +14,19 @@ from edgekit import __version__
 # Columns of a row that the same seeded grid reproduces exactly, whichever engine ran it
 # (everything but times and latency).
 REPRODUCIBLE_COLUMNS = (
-    "point", "params", "status", "error", "file", "precision", "bytes", "gzip_bytes",
-    "weight_sparsity", "accuracy", "accuracy_drop_points", "sha256",
-)  # fmt: skip
+    "point",
+    "params",
+    "status",
+    "error",
+    "file",
+    "precision",
+    "bytes",
+    "gzip_bytes",
+    "weight_sparsity",
+    "accuracy",
+    "accuracy_drop_points",
+    "sha256",
+)
 
 
 @dataclass

@@ -8,31 +8,30 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgekit import __version__
-from edgekit.config import to_dict
-from edgekit.errors import EdgekitError
-from edgekit.files import (
+from edgekit.core.config import to_dict
+from edgekit.core.errors import EdgekitError
+from edgekit.core.io.console import Progress  # noqa: E402
+from edgekit.core.io.files import (
     ensure_writable_dir,
-    lock_output_dir,
-    remove_stale_temporaries,
     write_bytes_atomic,
     write_json_atomic,
     write_text_atomic,
 )
+from edgekit.core.io.lock import lock_output_dir, remove_stale_temporaries
 from edgekit.sweep.grid import SweepPoint
 from edgekit.sweep.keys import format_value
 from edgekit.sweep.point import POINT_LOG_NAME, POINT_RESULT_NAME, PointJob
 from edgekit.sweep.results import SweepResult, SweepRow, mark_frontier, rows_of_point
 
-Progress = Callable[[str], None]
 POINT_FORMAT = "edgekit-sweep-point/1"
 # Latency of every point's files, measured on the machine running the sweep after the points
-# finished, all files interleaved (edgekit.bench): comparable across points and engines.
+# finished, all files interleaved (edgekit.device.bench): comparable across points and engines.
 BENCH_THREADS = 1
 BENCH_MIN_RUNS = 50
 BENCH_MIN_TIME_S = 0.3
@@ -162,7 +161,7 @@ def run_sweep(
 ) -> SweepResult:
     """Run every point not finished yet, gather all points' results, mark the frontier.
 
-    The sweep folder is locked for the whole run (edgekit.folder_lock). A failing point is a
+    The sweep folder is locked for the whole run (edgekit.core.io.lock). A failing point is a
     row with its one-line error; the others go on. Ctrl-C stops the running points and keeps
     the finished ones: the same command resumes (a point whose point.json exists for the same
     config hash and edgekit version, with its files intact, is not rerun).
@@ -190,7 +189,7 @@ def run_sweep(
         folders = {p.id: Path(p.config.output_dir) for p in points}
         bench = _measure_latency(rows, folders, say) if config.bench else None
         objectives = mark_frontier(rows)
-        from edgekit.bench import machine_info
+        from edgekit.device.bench import machine_info
 
         return SweepResult(
             rows=rows,
@@ -219,10 +218,15 @@ def _run_points(
 
     model_bytes = Path(model_path).read_bytes() if model_path is not None else None
     jobs = [
-        PointJob(p, config.threads_per_point, model_bytes,
-                 str(model_path) if model_path is not None else None, unsafe)
+        PointJob(
+            p,
+            config.threads_per_point,
+            model_bytes,
+            str(model_path) if model_path is not None else None,
+            unsafe,
+        )
         for p in todo
-    ]  # fmt: skip
+    ]
     name = "ray" if config.ray else "local"
 
     def on_result(job: PointJob, outcome: dict[str, Any]) -> None:
@@ -235,8 +239,11 @@ def _run_points(
 
     if not jobs:
         return {"name": name, "ran": 0}
-    where = ("Ray at " + config.ray_address if config.ray_address else "a local Ray") \
-        if config.ray else f"{config.jobs} local worker process(es)"  # fmt: skip
+    where = (
+        ("Ray at " + config.ray_address if config.ray_address else "a local Ray")
+        if config.ray
+        else f"{config.jobs} local worker process(es)"
+    )
     say(f"running {len(jobs)} point(s) on {where}")
     try:
         if config.ray:
@@ -246,8 +253,10 @@ def _run_points(
             info = run_local(jobs, config.jobs, on_result)
     except KeyboardInterrupt:
         left = total - len(records)
-        say(f"stopped: {len(records)} of {total} point(s) finished and kept in "
-            f"{config.output_dir}; run the same command again to run the other {left}")
+        say(
+            f"stopped: {len(records)} of {total} point(s) finished and kept in "
+            f"{config.output_dir}; run the same command again to run the other {left}"
+        )
         raise
     return info | {"ran": len(jobs)}
 
@@ -256,16 +265,19 @@ def _measure_latency(
     rows: list[SweepRow], folders: dict[str, Path], say: Progress
 ) -> dict[str, Any] | None:
     """p50/p90 of every file (one thread, batch 1), all files interleaved in one bench run."""
-    from edgekit.bench import BenchConfig, run_bench
+    from edgekit.device.bench import BenchConfig, run_bench
 
     ok = [r for r in rows if r.ok and r.file is not None]
     if not ok:
         return None
     paths = {str(folders[r.point] / r.file): r for r in ok if r.file is not None}
     bench_config = BenchConfig(
-        threads=(BENCH_THREADS,), min_runs=BENCH_MIN_RUNS, min_time_s=BENCH_MIN_TIME_S,
-        rounds=BENCH_ROUNDS, data=None,
-    )  # fmt: skip
+        threads=(BENCH_THREADS,),
+        min_runs=BENCH_MIN_RUNS,
+        min_time_s=BENCH_MIN_TIME_S,
+        rounds=BENCH_ROUNDS,
+        data=None,
+    )
     say(f"measuring p50 latency of {len(paths)} file(s), {BENCH_THREADS} thread, interleaved")
     result = run_bench(list(paths), bench_config)
     for b in result.rows:

@@ -1,0 +1,580 @@
+"""Reusable option groups and small helpers of the `edgekit` command (see cli.py).
+
+Parsing only: no TensorFlow, no measuring.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from edgekit.core.config import DataConfig, ExportConfig, PruneConfig, TrainConfig
+from edgekit.core.errors import EdgekitError
+
+IMAGE_OPTIONS = [
+    click.option(
+        "--test-split",
+        type=float,
+        default=DataConfig.test_split,
+        show_default=True,
+        help="Image folders without train/ and test/: fraction of each class held out for "
+        "testing (seeded, stratified).",
+    ),
+    click.option(
+        "--skip-bad-images",
+        is_flag=True,
+        help="Image folders: go on without files that are not readable images, and count them.",
+    ),
+]
+
+
+def image_size(value: str | None) -> tuple[int, int] | None:
+    """'96x96' -> (96, 96)."""
+    if value is None:
+        return None
+    try:
+        h, w = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise EdgekitError(
+            f"--image-size must be HEIGHTxWIDTH, e.g. 96x96, got {value!r}"
+        ) from None
+    if h < 1 or w < 1:
+        raise EdgekitError(f"--image-size must be positive sizes, e.g. 96x96, got {value!r}")
+    return h, w
+
+
+def _apply(options: list[Any], f: Any) -> Any:
+    """Decorate `f` with `options`, the first option first in --help."""
+    for opt in reversed(options):
+        f = opt(f)
+    return f
+
+
+def data_options(f: Any) -> Any:
+    options = [
+        click.option(
+            "--data",
+            "data_source",
+            default="fashion_mnist",
+            show_default=True,
+            help="'fashion_mnist', a .npz with x_train, y_train, x_test, y_test (and optional "
+            "labels), or a folder of images with one subfolder per class (train/ and test/ "
+            "inside it for a fixed test set).",
+        ),
+        click.option(
+            "--data-dir",
+            type=click.Path(file_okay=False),
+            help="Folder with the four Fashion-MNIST .gz files (else $EDGEKIT_DATA_DIR, the Keras "
+            "cache, /usr/share/datasets/fashion-mnist, then a download).",
+        ),
+        click.option(
+            "--validation-size",
+            default=DataConfig.validation_size,
+            show_default=True,
+            type=int,
+            help="Training samples held out for early stopping.",
+        ),
+        click.option("--train-samples", type=int, help="Use only N training samples (quick runs)."),
+        click.option("--test-samples", type=int, help="Use only N test samples (quick runs)."),
+        *IMAGE_OPTIONS,
+        click.option(
+            "--image-size",
+            help="Image folders: resize images to HxW, e.g. 96x96 [default: the model's input "
+            "size, else the first image's].",
+        ),
+        click.option(
+            "--pixel-scale",
+            type=float,
+            help="Multiply uint8 pixels by this before the model [default: 1/255, or 1 when "
+            "MODEL starts with Rescaling(1/255) and so takes raw pixels].",
+        ),
+        click.option(
+            "--seed",
+            default=DataConfig.seed,
+            show_default=True,
+            type=int,
+            help="Seed for shuffling, initialization and calibration.",
+        ),
+    ]
+    return _apply(options, f)
+
+
+def train_options(f: Any) -> Any:
+    from edgekit.core.presets import PRESETS
+
+    options = [
+        click.option(
+            "--preset",
+            type=click.Choice(list(PRESETS)),
+            help="The guidance's configurations: default (He, ELU, BN, l2, Nadam, 1cycle), "
+            "self-normalizing (LeCun, SELU, no BN, alpha dropout, standardized inputs, "
+            "1cycle), sparse (default + L1 + pruning), fast (ReLU, BN folded, L1 + pruning: "
+            "edgekit's defaults). Printed when used; options given explicitly override it.",
+        ),
+        click.option(
+            "--arch",
+            type=click.Choice(["mlp", "cnn", "cnn_gap"]),
+            default="mlp",
+            show_default=True,
+            help="mlp: Dense 300-100; cnn: 4 Conv2D + Dense; cnn_gap: 5 Conv2D + global "
+            "average pooling, no dense head (all with BN).",
+        ),
+        click.option(
+            "--hidden",
+            default=",".join(str(u) for u in TrainConfig.hidden_units),
+            show_default=True,
+            help="Hidden Dense sizes (mlp); the last one is the cnn's dense head.",
+        ),
+        click.option(
+            "--l1",
+            default=TrainConfig.l1,
+            show_default=True,
+            type=float,
+            help="L1 kernel regularization factor (0 turns it off).",
+        ),
+        click.option(
+            "--l2",
+            default=0.0,
+            show_default=True,
+            type=float,
+            help="L2 kernel regularization factor (0 turns it off).",
+        ),
+        click.option("--l1-l2", help="L1 and L2 factors together (l1_l2), e.g. 1e-5,1e-4."),
+        click.option(
+            "--dropout",
+            type=float,
+            help="Dropout rate after the top --dropout-layers hidden layers [default: 0 (mlp), "
+            "0.3 (cnn)].",
+        ),
+        click.option(
+            "--dropout-layers",
+            default=TrainConfig.dropout_layers,
+            show_default=True,
+            type=int,
+            help="Hidden Dense layers, from the top, followed by (alpha) dropout.",
+        ),
+        click.option(
+            "--alpha-dropout",
+            default=0.0,
+            show_default=True,
+            type=float,
+            help="AlphaDropout rate (keeps SELU's self-normalization; --activation selu only).",
+        ),
+        click.option(
+            "--max-norm",
+            type=float,
+            help="Max-norm constraint on the hidden kernels' columns, e.g. 1.",
+        ),
+        click.option(
+            "--init",
+            type=click.Choice(["he", "lecun"]),
+            default="he",
+            show_default=True,
+            help="Hidden kernel initialization (lecun for selu).",
+        ),
+        click.option(
+            "--activation",
+            type=click.Choice(["relu", "leaky_relu", "elu", "selu"]),
+            default="relu",
+            show_default=True,
+            help="Activation after each batch norm (elu stays float in int8 files: edgekit "
+            "says so; selu is built to quantize well).",
+        ),
+        click.option(
+            "--batch-norm/--no-batch-norm",
+            default=True,
+            show_default=True,
+            help="BatchNormalization after each hidden layer (folded at export).",
+        ),
+        click.option(
+            "--standardize/--no-standardize",
+            default=False,
+            show_default=True,
+            help="Standardize the inputs (mean 0, std 1 of the training set) inside the model.",
+        ),
+        click.option(
+            "--optimizer",
+            type=click.Choice(["adam", "nadam", "momentum", "rmsprop"]),
+            default="adam",
+            show_default=True,
+            help="momentum: SGD with Nesterov momentum 0.9.",
+        ),
+        click.option(
+            "--lr-schedule",
+            type=click.Choice(["cosine", "constant", "1cycle"]),
+            default="cosine",
+            show_default=True,
+            help="cosine: decay to 2%; 1cycle: up over 30% of the steps to --learning-rate, "
+            "then down.",
+        ),
+        click.option(
+            "--epochs",
+            type=int,
+            help="Maximum training epochs, early stopping on validation accuracy "
+            "[default: 20 (mlp), 10 (cnn)].",
+        ),
+        click.option("--batch-size", default=TrainConfig.batch_size, show_default=True, type=int),
+        click.option(
+            "--learning-rate", default=TrainConfig.learning_rate, show_default=True, type=float
+        ),
+        click.option(
+            "--patience",
+            default=TrainConfig.patience,
+            show_default=True,
+            type=int,
+            help="Early-stopping patience in epochs.",
+        ),
+        click.option(
+            "--distributed",
+            is_flag=True,
+            help="Train and prune on several machines (MultiWorkerMirroredStrategy): run the "
+            "same command on each, with TF_CONFIG naming the workers and this one's task; the "
+            "chief (worker 0) writes the files.",
+        ),
+    ]
+    return _apply(options, f)
+
+
+def quantize_options(f: Any) -> Any:
+    """`edgekit export`: the accuracy budget and the remedies for an int8 file that loses."""
+    from edgekit.core.config import DEFAULT_MAX_ACCURACY_DROP
+
+    options = [
+        click.option(
+            "--max-accuracy-drop",
+            type=float,
+            help="Points of test accuracy a file may lose against the float Keras model; a file "
+            f"that loses more is reported, not written [default: {DEFAULT_MAX_ACCURACY_DROP:g}]. "
+            "Given, edgekit also tries cheaper files (int4, dynamic, int8, int8 with float "
+            "layers, QAT, int16x8, float16) until one fits, and marks the smallest recommended.",
+        ),
+        click.option(
+            "--float-layers",
+            help="Also write an int8 file with these layers kept float: NAME,NAME or auto:K "
+            "(the K worst of `edgekit quantize-report`).",
+        ),
+        click.option(
+            "--int4-layers",
+            help="int4_int8 files: regex of the layers with int4 weights (default: the largest).",
+        ),
+        click.option(
+            "--min-agreement",
+            type=float,
+            help="Also require this top-1 agreement with the Keras model (e.g. 0.98); "
+            "default: reported only.",
+        ),
+        click.option(
+            "--qat",
+            is_flag=True,
+            help="Also write an int8 file made by quantization-aware training (pruning-"
+            "preserving on a pruned model; BN folded first).",
+        ),
+        click.option(
+            "--qat-epochs",
+            type=int,
+            default=2,
+            show_default=True,
+            help="Fine-tuning epochs of --qat.",
+        ),
+        click.option(
+            "--clusters",
+            type=int,
+            help="Cluster each kernel's weights to N values (sparsity-preserving when pruned), "
+            "after pruning and before export: smaller gzipped files.",
+        ),
+        click.option(
+            "--mc-samples",
+            help="MC dropout: also write float32 and int8 files returning the mean, std and "
+            "entropy of N dropout passes in one invoke; a list (1,5,10,30) writes one per N. "
+            "Needs a model with Dropout (--dropout RATE).",
+        ),
+        click.option(
+            "--mc-masks",
+            type=click.Choice(["fixed", "random"]),
+            default="fixed",
+            show_default=True,
+            help="fixed: N seeded masks stored in the file (same outputs every run); "
+            "random: drawn in the graph at every invoke.",
+        ),
+        click.option(
+            "--cluster-epochs",
+            type=int,
+            default=2,
+            show_default=True,
+            help="Fine-tuning epochs of --clusters.",
+        ),
+    ]
+    return _apply(options, f)
+
+
+def data_config_from_options(kw: dict[str, Any]) -> DataConfig:
+    """The DataConfig of the `data_options` group."""
+    return DataConfig(
+        source=kw["data_source"],
+        data_dir=kw["data_dir"],
+        validation_size=kw["validation_size"],
+        train_samples=kw["train_samples"],
+        test_samples=kw["test_samples"],
+        seed=kw["seed"],
+        image_size=image_size(kw["image_size"]),
+        test_split=kw["test_split"],
+        skip_bad_images=kw["skip_bad_images"],
+        pixel_scale=kw["pixel_scale"],
+    )
+
+
+def export_options(f: Any) -> Any:
+    """`edgekit export`: output, pruning, precisions, the accuracy budget and its remedies."""
+    options = [
+        click.option(
+            "-o",
+            "--output",
+            default="artifacts",
+            show_default=True,
+            type=click.Path(),
+            help="Folder for the .tflite files, the folded .keras model and manifest.json.",
+        ),
+        click.option(
+            "--wait",
+            is_flag=True,
+            help="If another edgekit run is writing into the output folder, wait for it to "
+            "finish (default: stop at once, naming its pid).",
+        ),
+        click.option(
+            "--prune/--no-prune",
+            default=None,
+            help="Prune with TF-MOT (default: on when training, off for a given MODEL).",
+        ),
+        click.option(
+            "--sparsity",
+            default=PruneConfig.target_sparsity,
+            show_default=True,
+            type=float,
+            help="Target fraction of zero weights in every kernel, in [0, 1).",
+        ),
+        click.option(
+            "--prune-epochs",
+            type=int,
+            help="Fine-tuning epochs while pruning [default: 8 (mlp), 6 (cnn)].",
+        ),
+        click.option(
+            "--min-weights",
+            default=PruneConfig.min_weights,
+            show_default=True,
+            type=int,
+            help="Kernels with fewer weights stay dense (pruning them saves little, costs "
+            "accuracy).",
+        ),
+        click.option(
+            "--precision",
+            "precisions",
+            help="Comma-separated: float32, float16, int8 (full integer), dynamic, int16x8 "
+            "(int16 activations; no fast kernels), int4, int4_weight_only, int4_int8 (int4 by "
+            "ai-edge-quantizer) [default: float32,float16,int8]. Exit status 1 if one is left out.",
+        ),
+        click.option(
+            "--calibration-samples",
+            default=ExportConfig.calibration_samples,
+            show_default=True,
+            type=int,
+            help="Training samples used to calibrate int8.",
+        ),
+        click.option(
+            "--verify-samples",
+            type=int,
+            help="Test samples each file is checked on (default: all).",
+        ),
+        click.option("--name", help="File name stem (default: <data>_<arch>_sp<NN>)."),
+        click.option(
+            "--unsafe",
+            is_flag=True,
+            help="Load MODEL with Keras safe mode off (runs Lambda code: trusted files only).",
+        ),
+        click.option("-q", "--quiet", is_flag=True, help="No progress on stderr."),
+    ]
+    return _apply(options, quantize_options(f))
+
+
+# TrainConfig fields read from options of the same name.
+_TRAIN_FIELDS = (
+    "arch",
+    "l1",
+    "l2",
+    "dropout",
+    "dropout_layers",
+    "alpha_dropout",
+    "max_norm",
+    "init",
+    "activation",
+    "batch_norm",
+    "standardize",
+    "optimizer",
+    "lr_schedule",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "patience",
+    "seed",
+    "distributed",
+)
+
+
+def explicit_options() -> set[str]:
+    """Names of the parameters given on the command line (or by environment) in this command."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return set()
+    given = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT)
+    return {name for name in ctx.params if ctx.get_parameter_source(name) in given}
+
+
+def _l1_l2(value: str) -> tuple[float, float]:
+    try:
+        l1, l2 = (float(v) for v in value.split(","))
+    except ValueError:
+        raise EdgekitError(
+            f"--l1-l2 must be two factors L1,L2, e.g. 1e-5,1e-4, got {value!r}"
+        ) from None
+    return l1, l2
+
+
+def mc_samples(value: str | None) -> tuple[int, ...]:
+    """'1,5,10' -> (1, 5, 10)."""
+    if not value:
+        return ()
+    try:
+        return tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise EdgekitError(
+            f"--mc-samples must be whole numbers like 10 or 1,5,10,30, got {value!r}"
+        ) from None
+
+
+def configs_from_options(kw: dict[str, Any]) -> tuple[Any, Any]:
+    """DataConfig and TrainConfig of the data and train options, `--preset` applied.
+
+    A preset's settings replace the options not given explicitly, and are printed on stderr
+    (unless --quiet). For `export`, `kw["prune"]` is set from the preset when --prune/--no-prune
+    is not given, and pruning a SELU network prints the guidance's warning.
+    """
+    from edgekit.core.presets import describe_settings, preset_settings, pruning_warning
+
+    data = data_config_from_options(kw)
+    try:
+        hidden = tuple(int(h) for h in str(kw["hidden"]).split(",") if h.strip())
+    except ValueError:
+        raise EdgekitError(
+            f"--hidden must be comma-separated sizes like 300,100, got {kw['hidden']!r}"
+        ) from None
+    explicit = explicit_options()
+    values = {name: kw[name] for name in _TRAIN_FIELDS}
+    if kw.get("l1_l2"):
+        if {"l1", "l2"} & explicit:
+            raise EdgekitError("--l1-l2 sets both factors: pass it or --l1/--l2, not both")
+        values["l1"], values["l2"] = _l1_l2(kw["l1_l2"])
+        explicit |= {"l1", "l2"}
+    say = None if kw.get("quiet") else (lambda msg: click.echo(msg, err=True))
+    if kw.get("preset"):
+        settings = preset_settings(kw["preset"])
+        if "prune" not in kw:  # `edgekit train` does not prune
+            settings.pop("prune")
+        elif "prune" not in explicit:
+            kw["prune"] = settings["prune"]
+        values.update({k: v for k, v in settings.items() if k != "prune" and k not in explicit})
+        if say:
+            over = sorted(k for k in settings if k in explicit)
+            note = f" (overridden by options: {', '.join(over)})" if over else ""
+            say(f"preset {kw['preset']}: {describe_settings(settings)}{note}")
+    train = TrainConfig(hidden_units=hidden, **values)
+    # `export` prunes when training unless --no-prune (kw["prune"] None: on when training).
+    warning = pruning_warning(train, kw["prune"] is not False) if "prune" in kw else None
+    if warning:  # a warning, not progress: shown with --quiet too
+        click.echo(warning, err=True)
+    return data, train
+
+
+def progress_printer(quiet: bool) -> Any:
+    """Progress lines on stderr, or nothing with --quiet."""
+    if quiet:
+        return None
+    return lambda msg: click.echo(f"  {msg}", err=True)
+
+
+def console() -> Any:
+    from rich.console import Console
+
+    # Wide enough for the bench table when stdout is a file or a pipe.
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
+def thread_counts(value: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(t) for t in value.split(",") if t.strip())
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a comma-separated list of counts, e.g. 1,2"
+        ) from None
+    if not counts or min(counts) < 1:
+        raise click.BadParameter(f"{value!r}: thread counts must be >= 1, e.g. 1,2")
+    return counts
+
+
+RUNTIME_OPTION = click.option(
+    "--runtime",
+    type=click.Choice(["auto", "litert", "tflite-runtime", "tf"]),
+    default="auto",
+    show_default=True,
+    help="TFLite runtime: auto = ai-edge-litert, else tflite-runtime, else tf.lite.",
+)
+
+
+def sweep_options(f: Any) -> Any:
+    """`edgekit sweep`: the grid and where its points run."""
+    options = [
+        click.option(
+            "--grid",
+            "grid",
+            multiple=True,
+            metavar="KEY=V1,V2|FILE",
+            help="Values of one option to sweep, e.g. sparsity=0.5,0.8 or precision=int8,"
+            "float16+int8 (+ joins the parts of one value); or a .toml/.json file of KEY = "
+            "[values]. Repeat it: every combination is a point.",
+        ),
+        click.option(
+            "-j",
+            "--jobs",
+            type=int,
+            default=1,
+            show_default=True,
+            help="Points run at once (worker processes; the CPUs of a local Ray).",
+        ),
+        click.option(
+            "--ray",
+            "ray_address",
+            is_flag=False,
+            flag_value="local",
+            default=None,
+            metavar="[ADDRESS]",
+            help="Run the points as Ray tasks: alone, on a local Ray started for the run; with "
+            "an ADDRESS (auto, HOST:PORT, ray://HEAD:10001), on that cluster. pip install "
+            "'edgekit[ray]'.",
+        ),
+        click.option(
+            "--threads-per-point",
+            type=int,
+            default=1,
+            show_default=True,
+            help="TensorFlow threads of each point (pinned: engines cannot change the numbers).",
+        ),
+        click.option(
+            "--bench/--no-bench",
+            default=True,
+            show_default=True,
+            help="Measure p50 latency of every file (1 thread) after the points.",
+        ),
+    ]
+    return _apply(options, f)

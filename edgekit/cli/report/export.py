@@ -1,0 +1,109 @@
+"""`edgekit export`: the summary table of the files a run wrote."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from edgekit.cli.report.formats import _pct
+
+
+def _percent(x: float | None) -> str:
+    return _pct(x) if x is None else _pct(x) + "%"
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1024:.1f} KB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.2f} MB"
+
+
+def export_table(result: Any) -> Table:
+    """One row per file: precision, size, gzipped size, zeros, accuracy, agreement with Keras.
+
+    `result` is a `PipelineResult` (its `.export` is the ExportResult).
+    """
+    table = Table(title=f"edgekit export -> {result.export.output_dir}")
+    cols = (
+        "file",
+        "precision",
+        "size",
+        "gzipped",
+        "sparsity",
+        "accuracy",
+        "vs float (pts)",
+        "agrees w/ Keras",
+    )
+    for col in cols:
+        table.add_column(
+            col, justify="left" if col in ("file", "precision") else "right", no_wrap=col == "file"
+        )
+    for row in result.export.rows():
+        sparsity = row["weight_sparsity"]
+        drop = row.get("accuracy_drop_points")
+        table.add_row(
+            row["file"] + ("  (recommended)" if row.get("recommended") else ""),
+            row["precision"],
+            _size(row["bytes"]),
+            _size(row["gzip_bytes"]),
+            "-" if sparsity is None else f"{sparsity:.1%}",
+            _percent(row["accuracy"]),
+            "-" if drop is None else f"{0.0 - drop + 0.0:+.2f}",
+            _percent(row["agreement"]),
+        )
+    for r in getattr(result.export, "rejected", []):
+        table.add_row(
+            f"[dim]{r.file} (not written)[/dim]",
+            r.precision,
+            _size(r.bytes),
+            _size(r.gzip_bytes),
+            "-",
+            _percent(r.accuracy),
+            "-" if r.accuracy_drop_points is None else f"{0.0 - r.accuracy_drop_points + 0.0:+.2f}",
+            _percent(r.agreement),
+        )
+    return table
+
+
+def print_export_summary(result: Any, console: Console | None = None) -> None:
+    """The table, the Keras accuracies of each stage, the manifest path and the wall time."""
+    console = console or Console()
+    console.print(export_table(result))
+    source = result.info.get("source_model") or {}
+    if source.get("keras_version") == 3:
+        k3 = source.get("keras3") or {}
+        how = (
+            f"rebuilt in tf_keras (max abs difference {k3['max_abs_difference']:.1e} on "
+            f"{k3['samples']} test samples)"
+            if k3.get("rebuilt_in_tf_keras")
+            else "converted as it is (no tf_keras rebuild: no pruning, no folding in Keras)"
+        )
+        console.print(f"model: a Keras 3 file, {how}", highlight=False)
+    elif source:
+        console.print("model: a tf_keras (Keras 2) file", highlight=False)
+    acc = result.accuracy
+    parts = [f"{k.replace('_keras', '')} Keras {v:.2%}" for k, v in acc.items() if "keras" in k]
+    console.print("test accuracy: " + ", ".join(parts))
+    total = sum(result.stage_seconds.values())
+    for r in getattr(result.export, "rejected", []):
+        console.print(f"not written: {r.file}: {r.reason}", highlight=False)
+    for f in result.export.files:
+        ops = f.record.variant.get("float_ops") or []
+        if ops:
+            more = f" and {len(ops) - 1} more" if len(ops) > 1 else ""
+            console.print(
+                f"note: {f.file} keeps {ops[0]}{more} in float between DEQUANTIZE and QUANTIZE "
+                "(no int8 kernel, e.g. ELU): for an all-int8 file train with --activation relu, "
+                "leaky_relu or selu",
+                highlight=False,
+            )
+    budget = result.export.manifest.selection.get("max_accuracy_drop_points")
+    if result.export.recommended:
+        console.print(
+            f"recommended: {result.export.recommended} (the smallest file within {budget:g} "
+            "points of the float model)",
+            highlight=False,
+        )
+    console.print(f"manifest: {result.export.manifest_path}  ({total:.0f} s in all)")

@@ -1,0 +1,116 @@
+"""`edgekit sweep`, registered on the `edgekit` group by cli.py (kept apart: cli.py stays short).
+
+Parsing only; the work is edgekit.sweep's. No TensorFlow: each point imports it in its own
+process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edgekit.cli.build import pipeline_config_from_options
+from edgekit.cli.options import (
+    console,
+    data_options,
+    explicit_options,
+    export_options,
+    progress_printer,
+    sweep_options,
+    train_options,
+)
+from edgekit.core.errors import EdgekitError
+
+DEFAULT_SWEEP_DIR = "artifacts/sweep"
+# Option parameters whose grid key has another name.
+_KEY_OF_PARAM = {"data_source": "data", "precisions": "precision"}
+
+
+def _fixed_keys() -> set[str]:
+    """Grid keys set by options given on the command line."""
+    given = explicit_options()
+    if "l1_l2" in given:
+        given |= {"l1", "l2"}
+    return {_KEY_OF_PARAM.get(name, name) for name in given}
+
+
+@click.command(context_settings={"default_map": {"output": DEFAULT_SWEEP_DIR}})
+@click.argument("model", required=False, type=click.Path(dir_okay=False))
+@sweep_options
+@data_options
+@train_options
+@export_options
+def sweep(model: str | None, **kw: Any) -> None:
+    """Run a grid of export settings, one full pipeline run per point, and find the frontier.
+
+    \b
+    edgekit sweep --grid sparsity=0.5,0.8,0.9 --grid precision=int8,float16 --jobs 2
+    edgekit sweep --grid grid.toml --ray          # a local Ray; --ray ADDRESS: a cluster
+
+    \b
+    Options not in the grid are fixed for every point (as for `edgekit export`). Each point
+    runs in a fresh process with pinned TensorFlow threads and writes into OUTPUT/<id>/ (id:
+    a hash of its settings and the edgekit version); a point already finished there is not
+    rerun, so the same command resumes a stopped sweep. Then every file's p50 latency is
+    measured here, and sweep.json/.csv/.md/.png in OUTPUT list all points with the frontier
+    of accuracy, gzipped size and p50 marked. A failed point is a row with its error; the
+    exit status is then 1.
+    """
+    from edgekit.cli.report.plot import require_matplotlib
+    from edgekit.cli.report.sweep import print_sweep, write_sweep_outputs
+    from edgekit.sweep import SweepConfig, expand_grid, parse_grid, point_salt, run_sweep
+
+    if not kw["grid"]:
+        raise EdgekitError(
+            "no --grid given: pass the values to sweep, e.g. --grid sparsity=0.5,0.8 "
+            "--grid precision=int8,float16"
+        )
+    grid = parse_grid(kw["grid"])
+    config = SweepConfig(
+        output_dir=kw["output"],
+        jobs=kw["jobs"],
+        ray=kw["ray_address"] is not None,
+        ray_address=None if kw["ray_address"] in (None, "local") else kw["ray_address"],
+        threads_per_point=kw["threads_per_point"],
+        bench=kw["bench"],
+        wait=kw["wait"],
+    )
+    model_sha = None
+    if model is not None:
+        from edgekit.core.model_path import check_model_path
+
+        check_model_path(model)
+        model_sha = hashlib.sha256(Path(model).read_bytes()).hexdigest()
+    base = pipeline_config_from_options(kw, model)
+    points = expand_grid(
+        grid,
+        base,
+        kw["output"],
+        fixed=_fixed_keys(),
+        strict_precisions=kw["precisions"] is not None or "precision" in grid,
+        salt=point_salt(config.threads_per_point, model_sha),
+    )
+    try:
+        require_matplotlib()
+        plot = True
+    except EdgekitError:
+        plot = False
+    say = progress_printer(kw["quiet"])
+    result = run_sweep(points, config, grid, model, kw["unsafe"], say)
+    print_sweep(result, console())
+    written = write_sweep_outputs(result, kw["output"], plot=plot)
+    if say:
+        say(
+            "wrote "
+            + ", ".join(str(p) for p in written)
+            + ("" if plot else " (no sweep.png: matplotlib is not installed)")
+        )
+    if not result.ok:
+        failed = sorted({r.point for r in result.failed})
+        raise click.ClickException(
+            f"{len(failed)} of {len(result.points)} point(s) failed: {', '.join(failed)} "
+            f"(see the error rows; each point's log: {kw['output']}/<id>/point.log)"
+        )

@@ -1,0 +1,1 @@
+"""Files written atomically, the output-folder lock, process helpers, progress on stderr."""

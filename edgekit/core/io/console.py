@@ -1,0 +1,18 @@
+"""Progress lines on stderr: the one callback type every stage takes."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+Progress = Callable[[str], None]
+
+
+def stderr_progress(quiet: bool = False) -> Progress:
+    """A progress callback printing to stderr (or nothing when quiet)."""
+
+    def say(msg: str) -> None:
+        if not quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    return say

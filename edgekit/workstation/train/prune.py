@@ -1,0 +1,193 @@
+"""Magnitude pruning with TF-MOT: schedule from the real number of batches, fine-tune, strip."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgekit.core.config import PruneConfig
+from edgekit.core.data import Dataset
+from edgekit.core.errors import EdgekitError, ModelError
+from edgekit.core.io.console import Progress
+from edgekit.workstation._keras import keras, set_determinism, tfmot
+from edgekit.workstation.train.batches import training_batches
+from edgekit.workstation.train.model import ProgressLogger, check_data_fits, compile_model
+
+# Tolerance between the sparsity asked for and the one every pruned kernel must end at.
+SPARSITY_TOLERANCE = 0.01
+_KERNEL_ATTRS = ("kernel", "depthwise_kernel")
+
+
+@dataclass(frozen=True)
+class PruningSchedulePlan:
+    """The PolynomialDecay parameters actually used, derived from the number of batches."""
+
+    steps_per_epoch: int
+    total_steps: int
+    begin_step: int
+    end_step: int
+    frequency: int
+    initial_sparsity: float
+    final_sparsity: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def plan_schedule(num_samples: int, config: PruneConfig) -> PruningSchedulePlan:
+    """Choose begin/end/frequency so pruning fires at end_step, inside the steps trained.
+
+    TF-MOT prunes only when `(step - begin_step) % frequency == 0` and `step <= end_step`, so
+    end_step - begin_step must be a multiple of the frequency and lie before the last step.
+    """
+    if num_samples < 1:
+        raise EdgekitError("pruning needs training data: got 0 samples")
+    steps_per_epoch = math.ceil(num_samples / config.batch_size)
+    total = steps_per_epoch * config.max_epochs
+    # Leave room after end_step for fine-tuning at the final sparsity.
+    ramp = max(1, int(total * config.ramp_fraction) - 1)
+    frequency = min(config.frequency, max(1, ramp // 4))
+    end = (ramp // frequency) * frequency
+    if end < frequency or end >= total:
+        raise EdgekitError(
+            f"{config.max_epochs} pruning epoch(s) of {steps_per_epoch} batches are too few to "
+            "reach the target sparsity: raise --prune-epochs or use more data"
+        )
+    return PruningSchedulePlan(
+        steps_per_epoch, total, 0, end, frequency, config.initial_sparsity, config.target_sparsity
+    )
+
+
+def kernel_sparsity(model: keras.Model) -> dict[str, float]:
+    """Fraction of exactly-zero weights in every kernel (Dense, Conv2D, DepthwiseConv2D...)."""
+    out: dict[str, float] = {}
+    for layer in _all_layers(model):
+        for attr in _KERNEL_ATTRS:
+            w = getattr(layer, attr, None)
+            if w is not None and hasattr(w, "numpy"):
+                arr = np.asarray(w.numpy())
+                out[layer.name] = float((arr == 0).mean()) if arr.size else 0.0
+    return out
+
+
+def _kernel_size(layer: Any) -> int | None:
+    for attr in _KERNEL_ATTRS:
+        w = getattr(layer, attr, None)
+        if w is not None and hasattr(w, "shape"):
+            return int(np.prod(w.shape))
+    return None
+
+
+def _all_layers(model: keras.Model) -> list[Any]:
+    out = []
+    for layer in model.layers:
+        out += _all_layers(layer) if isinstance(layer, keras.Model) else [layer]
+    return out
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    model: keras.Model  # stripped: plain Keras layers, zeros in the kernels
+    schedule: PruningSchedulePlan
+    kernel_sparsity: dict[str, float]  # every kernel, pruned or not
+    skipped: dict[str, str]  # kernels left dense -> why
+    history: dict[str, list[float]]
+
+    @property
+    def pruned_sparsity(self) -> dict[str, float]:
+        """Sparsity of the kernels that were pruned (each within tolerance of the target)."""
+        return {k: v for k, v in self.kernel_sparsity.items() if k not in self.skipped}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schedule": self.schedule.to_dict(),
+            "kernel_sparsity": self.kernel_sparsity,
+            "skipped": self.skipped,
+        }
+
+
+def prune_model(
+    model: keras.Model, data: Dataset, config: PruneConfig, progress: Progress | None = None
+) -> PruneResult:
+    """Prune every kernel of >= config.min_weights weights to the target while fine-tuning.
+
+    Raises:
+        ModelError: TF-MOT cannot wrap a layer of the model.
+        EdgekitError: a kernel ended more than SPARSITY_TOLERANCE from the target.
+    """
+    check_data_fits(model, data)
+    set_determinism(config.seed)
+    plan = plan_schedule(len(data.x_train), config)
+    schedule = tfmot.sparsity.keras.PolynomialDecay(
+        initial_sparsity=plan.initial_sparsity,
+        final_sparsity=plan.final_sparsity,
+        begin_step=plan.begin_step,
+        end_step=plan.end_step,
+        frequency=plan.frequency,
+    )
+    # TF-MOT wraps the model's own layer objects, so fine-tuning would change the caller's
+    # model too: prune a copy.
+    original = model
+    model = keras.models.clone_model(original)
+    model.set_weights(original.get_weights())
+    skipped: dict[str, str] = {}
+
+    def wrap(layer: Any) -> Any:
+        size = _kernel_size(layer)
+        if size is None:
+            return layer
+        if size < config.min_weights:
+            skipped[layer.name] = (
+                f"{size} kernel weights < min_weights={config.min_weights}: left dense "
+                "(pruning it saves little and costs accuracy)"
+            )
+            return layer
+        try:
+            return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
+        except ValueError as e:
+            first = str(e).strip().splitlines()[0]
+            raise ModelError(
+                f"TF-MOT cannot prune layer {layer.name!r} ({first}): prune only models built "
+                "from built-in tf_keras layers, or export with --no-prune"
+            ) from None
+
+    if any(isinstance(layer, keras.Model) for layer in model.layers):
+        raise ModelError(
+            "the model nests another model, which TF-MOT cannot prune layer by layer: "
+            "flatten it into one Sequential/Functional model, or export with --no-prune"
+        )
+    wrapped = keras.models.clone_model(model, clone_function=wrap)
+    if not any(_kernel_size(lyr) is not None and lyr.name not in skipped for lyr in model.layers):
+        raise ModelError(
+            f"no layer of the model has >= {config.min_weights} kernel weights to prune: "
+            "lower --min-weights or export with --no-prune"
+        )
+    # The wrapper drops the optimizer: compile again.
+    compile_model(wrapped, config.learning_rate, decay_steps=plan.total_steps)
+    hist = wrapped.fit(
+        training_batches(wrapped, data.x_train, data.y_train, config.batch_size, config.seed),
+        validation_data=(data.x_val, data.y_val),
+        epochs=config.max_epochs,
+        verbose=0,
+        callbacks=[
+            tfmot.sparsity.keras.UpdatePruningStep(),
+            ProgressLogger("prune", config.max_epochs, progress),
+        ],
+    )
+    stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
+    compile_model(stripped, config.learning_rate)
+    sparsity = kernel_sparsity(stripped)
+    pruned = {k: v for k, v in sparsity.items() if k not in skipped}
+    target = config.target_sparsity
+    off = {k: v for k, v in pruned.items() if abs(v - target) > SPARSITY_TOLERANCE}
+    if off:
+        detail = ", ".join(f"{k}={v:.3f}" for k, v in off.items())
+        raise EdgekitError(
+            f"pruning did not reach {config.target_sparsity:.2f} sparsity ({detail}): "
+            "raise --prune-epochs"
+        )
+    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    return PruneResult(stripped, plan, sparsity, skipped, history)
