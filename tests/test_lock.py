@@ -41,7 +41,8 @@ STARTED = r"started \d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
 HOLDER = """
 import sys
 from pathlib import Path
-from edgekit.core.io.files import atomic_open, lock_output_dir
+from edgekit.core.io.files import atomic_open
+from edgekit.core.io.lock import lock_output_dir
 mode, folder = sys.argv[1], Path(sys.argv[2])
 if mode == "lock":
     with lock_output_dir(folder):
