@@ -13,5 +13,5 @@ Importing this package does not import TensorFlow; neither do `core` and `device
 
 from edgekit.core.errors import EdgekitError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["EdgekitError", "__version__"]

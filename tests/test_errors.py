@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
+from edgekit import __version__
 from edgekit.cli.main import main
 
 # Keeps the data step short; these runs all stop before any training.
@@ -556,7 +557,7 @@ def test_verify_with_a_manifest_of_a_newer_format(copied: Path) -> None:
     path.write_text(json.dumps(manifest))
     msg, _ = verify_error(copied)
     assert msg == (
-        f"{path} has format edgekit-manifest/3, newer than this edgekit 0.1.0 reads (up to "
+        f"{path} has format edgekit-manifest/3, newer than this edgekit {__version__} reads (up to "
         "edgekit-manifest/2): upgrade edgekit with `pip install -U edgekit`"
     )
 
