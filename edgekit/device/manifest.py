@@ -425,7 +425,21 @@ def _duplicate(names: list[Any]) -> Any:
 
 
 def read_manifest(folder_or_file: str | os.PathLike[str]) -> Manifest:
-    """Load and validate a manifest (a folder means its manifest.json)."""
+    """Load and validate a manifest (a folder means its manifest.json).
+
+    Raises:
+        ManifestError: the file is missing, not JSON, or not a valid manifest.
+
+    Examples:
+        >>> folder = "artifacts"  # doctest: +SKIP
+        >>> manifest = read_manifest(folder)
+        >>> manifest.labels[:3]
+        ('T-shirt/top', 'Trouser', 'Pullover')
+        >>> [f.file for f in manifest.files if f.precision == "int8"]
+        ['fashion_mnist_mlp_sp80_int8.tflite', 'fashion_mnist_mlp_sp80_mc10_int8.tflite']
+        >>> manifest.input["shape"]  # what a raw sample looks like (scale and offset too)
+        [28, 28]
+    """
     path = Path(folder_or_file)
     if path.is_dir():
         path = path / MANIFEST_NAME

@@ -74,6 +74,24 @@ def predict_mc(
     Raises:
         EdgekitError: the file has no MC outputs, or x does not fit its input.
         ModelFileError: the file cannot be loaded.
+
+    Examples:
+        A file of `edgekit export --dropout 0.2 --mc-samples 10`, on raw uint8 images:
+
+        >>> from edgekit.core.data import load_fashion_mnist_arrays
+        >>> from edgekit.device.manifest import read_manifest
+        >>> folder = "artifacts"  # doctest: +SKIP
+        >>> manifest = read_manifest(folder)
+        >>> raw, _ = load_fashion_mnist_arrays()
+        >>> mc = predict_mc(
+        ...     f"{folder}/fashion_mnist_mlp_sp80_mc10_int8.tflite",
+        ...     raw["x_test"][:5],
+        ...     preprocessing=manifest.input,
+        ... )
+        >>> mc.mean.shape, mc.std.shape, mc.entropy.shape
+        ((5, 10), (5, 10), (5,))
+        >>> bool((mc.std >= 0).all() and (mc.entropy >= 0).all())
+        True
     """
     interpreter = model if hasattr(model, "invoke") else load_interpreter(model, runtime)
     indices = mc_output_indices(interpreter)

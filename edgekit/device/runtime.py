@@ -125,6 +125,14 @@ def load_interpreter(
 
     Raises:
         ModelFileError: the file is missing or the runtime refuses it.
+
+    Examples:
+        >>> folder = "artifacts"  # doctest: +SKIP
+        >>> path = f"{folder}/fashion_mnist_mlp_sp80_int8.tflite"
+        >>> interpreter = load_interpreter(path, num_threads=2)
+        >>> detail = interpreter.get_input_details()[0]
+        >>> detail["dtype"].__name__, detail["shape"].tolist()
+        ('int8', [1, 28, 28])
     """
     rt = runtime if isinstance(runtime, Runtime) else get_runtime(runtime)
     kwargs: dict[str, Any] = {"num_threads": int(num_threads)}
@@ -229,6 +237,21 @@ def predict(
     and is turned into the model's input by `preprocess` first, as export did. Data is
     streamed through the interpreter in batches. For an MC-dropout file (see
     `edgekit.device.mc`) the output is `mc_mean`, found by name: its mean class probabilities.
+
+    Examples:
+        Raw uint8 images in, class probabilities out (the int8 file's quantization is applied
+        and undone here):
+
+        >>> from edgekit.core.data import load_fashion_mnist_arrays
+        >>> from edgekit.device.manifest import read_manifest
+        >>> folder = "artifacts"  # doctest: +SKIP
+        >>> manifest = read_manifest(folder)
+        >>> interpreter = load_interpreter(f"{folder}/fashion_mnist_mlp_sp80_int8.tflite")
+        >>> raw, _ = load_fashion_mnist_arrays()
+        >>> probs = predict(interpreter, raw["x_test"][:5], preprocessing=manifest.input)
+        >>> probs.shape, probs.sum(axis=1).round(1).tolist()
+        ((5, 10), [1.0, 1.0, 1.0, 1.0, 1.0])
+        >>> label = manifest.labels[probs[0].argmax()]
     """
     mc = mc_output_indices(interpreter)
     index = mc[MC_MEAN] if mc else output_details(interpreter)[0].index

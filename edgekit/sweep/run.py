@@ -169,6 +169,30 @@ def run_sweep(
     Args:
         points: from expand_grid, their ids salted with point_salt(config.threads_per_point).
         model_path: a tf_keras model every point starts from (shipped to workers as bytes).
+
+    Examples:
+        Two tiny points (8 and 16 hidden units), two worker processes, no latency pass:
+
+        >>> import tempfile
+        >>> from edgekit.core.config import DataConfig, ExportConfig, PipelineConfig, Precision
+        >>> from edgekit.core.config import TrainConfig
+        >>> from edgekit.sweep import expand_grid, parse_grid
+        >>> base = PipelineConfig(
+        ...     data=DataConfig(train_samples=1000, test_samples=200, validation_size=100),
+        ...     train=TrainConfig(epochs=2, batch_size=32, learning_rate=0.01),
+        ...     prune=None,
+        ...     export=ExportConfig(
+        ...         precisions=(Precision.INT8,), calibration_samples=50, max_accuracy_drop=5
+        ...     ),
+        ... )
+        >>> out = tempfile.mkdtemp()
+        >>> grid = parse_grid(["hidden=8,16"])
+        >>> points = expand_grid(grid, base, out, salt=point_salt(1))
+        >>> sweep = run_sweep(points, SweepConfig(out, jobs=2, bench=False), grid)
+        >>> [(row.label, row.precision, row.error) for row in sweep.rows]
+        [('hidden=8', 'int8', None), ('hidden=16', 'int8', None)]
+        >>> bool(sweep.frontier)
+        True
     """
     say = progress or (lambda _msg: None)
     started = time.time()

@@ -104,6 +104,25 @@ def run_pipeline(
     With `config.train.distributed`, training and pruning run on every worker of TF_CONFIG's
     cluster; only the chief takes the folder and writes files (see
     edgekit.workstation.train.distributed).
+
+    Examples:
+        A tiny run (1,000 training images, 2 epochs, no pruning) into a new folder:
+
+        >>> import pathlib, tempfile
+        >>> from edgekit.core.config import DataConfig, ExportConfig, PipelineConfig, TrainConfig
+        >>> out = pathlib.Path(tempfile.mkdtemp())
+        >>> config = PipelineConfig(
+        ...     data=DataConfig(train_samples=1000, test_samples=200, validation_size=100),
+        ...     train=TrainConfig(hidden_units=(16,), epochs=2, batch_size=32, learning_rate=0.01),
+        ...     prune=None,
+        ...     export=ExportConfig(name="tiny", calibration_samples=50, max_accuracy_drop=5),
+        ...     output_dir=str(out),
+        ... )
+        >>> result = run_pipeline(config, progress=lambda message: None)
+        >>> [row["file"] for row in result.export.rows()]
+        ['tiny_float32.tflite', 'tiny_float16.tflite', 'tiny_int8.tflite']
+        >>> sorted(p.name for p in out.iterdir())  # the files, the folded model, the manifest
+        ['manifest.json', 'tiny_float16.tflite', 'tiny_float32.tflite', 'tiny_folded.keras', ...]
     """
     config = config or PipelineConfig()
     say = progress or stderr_progress()

@@ -325,6 +325,28 @@ def export_tflite(
 
     Raises:
         ExportError: no file passed (nothing written), or a file cannot be written.
+
+    Examples:
+        Train a tiny tf_keras model, then write its float32 and int8 files:
+
+        >>> import tempfile
+        >>> from edgekit.core.config import DataConfig, ExportConfig, Precision, TrainConfig
+        >>> from edgekit.core.data import load_dataset
+        >>> from edgekit.workstation.train import build_model, train_model
+        >>> small = DataConfig(train_samples=1000, test_samples=200, validation_size=100)
+        >>> data = load_dataset(small)
+        >>> train = TrainConfig(hidden_units=(16,), epochs=2, batch_size=32, learning_rate=0.01)
+        >>> model = train_model(build_model(train, (28, 28), 10), data, train).model
+        >>> config = ExportConfig(
+        ...     precisions=(Precision.FLOAT32, Precision.INT8),
+        ...     calibration_samples=50,
+        ...     max_accuracy_drop=5,  # 200 test samples: 0.5 points each
+        ... )
+        >>> result = export_tflite(model, data, config, tempfile.mkdtemp(), "tiny")
+        >>> [(row["file"], row["precision"]) for row in result.rows()]
+        [('tiny_float32.tflite', 'float32'), ('tiny_int8.tflite', 'int8')]
+        >>> result.rows()[0]["agreement"]  # float32 against the Keras model: top-1 agreement
+        1.0
     """
     from edgekit.workstation.export.variants import plan_variants
 
