@@ -23,12 +23,12 @@ def digests(folder: Path) -> dict[str, str]:
 
 
 def assert_manifest_matches_its_files(folder: Path) -> None:
-    from edgekit.device.manifest import check_file_against_record, read_manifest
+    from edgekit.device.manifest import file_problems, read_manifest
 
     manifest = read_manifest(folder)
     records = [*manifest.files, *([manifest.keras_model] if manifest.keras_model else [])]
     for record in records:
-        assert check_file_against_record(folder, record) == [], record.file
+        assert file_problems(folder, record) == [], record.file
 
 
 # ---- atomic_open -------------------------------------------------------------------------

@@ -454,11 +454,6 @@ def read_manifest(folder_or_file: str | os.PathLike[str]) -> Manifest:
     return Manifest.from_dict(data, str(path))
 
 
-def check_file_against_record(folder: Path, record: FileRecord) -> list[str]:
-    """Problems (empty if none) between one manifest record and the file on disk."""
-    return [f"{record.file}: {message}" for _, message in file_problems(folder, record)]
-
-
 def file_problems(folder: Path, record: FileRecord) -> list[tuple[str, str]]:
     """(status, message) pairs between a manifest record and the file on disk.
 

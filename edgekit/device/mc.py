@@ -50,11 +50,6 @@ class McPrediction:
         return self.mean.argmax(axis=1)
 
 
-def is_mc_file(interpreter: Any) -> bool:
-    """True when the loaded file has the three MC-dropout outputs."""
-    return mc_output_indices(interpreter) is not None
-
-
 def predict_mc(
     model: str | os.PathLike[str] | bytes | Any,
     x: np.ndarray,

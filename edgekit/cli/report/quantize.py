@@ -20,11 +20,6 @@ from rich.table import Table
 from edgekit.cli.report.formats import _num, dumps_json, write_report_files
 from edgekit.cli.report.plot import require_matplotlib
 
-QUANTIZE_OUTPUT_NAMES = {
-    "json": "quantize_report.json",
-    "markdown": "quantize_report.md",
-    "plot": "quantize_report.png",
-}
 # rmse/scale of plain rounding noise (uniform over one quantization step): 1/sqrt(12).
 ROUNDING_NOISE = 1 / math.sqrt(12)
 # Above this many times the rounding noise a node is flagged as quantizing badly.

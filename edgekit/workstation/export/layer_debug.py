@@ -259,13 +259,6 @@ def debug_layers(
     return sorted(errors, key=_sort_key)
 
 
-def worst_nodes(errors: Sequence[LayerError], k: int) -> list[str]:
-    """Names of the `k` nodes with the largest rmse/scale (for `--float-layers auto:K`)."""
-    if k < 1:
-        raise ExportError(f"auto:K needs K >= 1, got {k}: e.g. auto:3")
-    return [e.name for e in sorted(errors, key=_sort_key)[:k]]
-
-
 def worst_layer_nodes(errors: Sequence[LayerError], k: int) -> list[str]:
     """Nodes of the `k` Keras layers holding the worst nodes, for a fallback that helps.
 
