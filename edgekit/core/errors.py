@@ -33,3 +33,10 @@ class ManifestError(EdgekitError):
 
 class RuntimeMissingError(EdgekitError):
     """No TFLite runtime can be imported (a missing install, never a damaged file)."""
+
+
+def first_line(error: object) -> str:
+    """The first non-empty line of an exception's message (its type name when it has none),
+    for a one-line message that names what a library refused."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

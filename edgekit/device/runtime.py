@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.core.data.arrays import scale_pixels
-from edgekit.core.errors import EdgekitError, ModelFileError, RuntimeMissingError
+from edgekit.core.errors import EdgekitError, ModelFileError, RuntimeMissingError, first_line
 from edgekit.device.outputs import MC_MEAN, mc_output_indices
 
 RUNTIME_CHOICES = ("auto", "litert", "tflite-runtime", "tf")
@@ -150,7 +150,7 @@ def load_interpreter(
         interpreter = rt.interpreter_class(**kwargs)
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise ModelFileError(
             f"{label} cannot be loaded by {rt.name} {rt.version} ({first}): "
             "re-export or re-copy the file"

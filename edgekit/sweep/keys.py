@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.core.config import parse_precision
-from edgekit.core.errors import EdgekitError
+from edgekit.core.errors import EdgekitError, first_line
 
 # Inside one grid value: the parts of a list-valued key (`hidden=300+100`, `precision=int8+int4`).
 PART_SEPARATOR = "+"
@@ -258,7 +258,7 @@ def load_grid_file(path: str | os.PathLike[str]) -> dict[str, list[Any]]:
             f"grid file {p}: TOML needs Python >= 3.11 here; write the grid as JSON instead"
         ) from None
     except ValueError as e:  # json.JSONDecodeError and tomllib.TOMLDecodeError
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        first = first_line(e)
         raise EdgekitError(f"grid file {p} is not valid {p.suffix[1:].upper()}: {first}") from None
     if isinstance(data, dict) and set(data) == {"grid"}:
         data = data["grid"]

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.core.config import DataConfig
-from edgekit.core.errors import DataError
+from edgekit.core.errors import DataError, first_line
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -181,12 +181,7 @@ def _open(path: Path) -> Any:
     try:
         return Image.open(path)
     except Exception as e:  # UnidentifiedImageError, OSError, ...
-        raise DataError(f"{path} cannot be read as an image ({_first_line(e)})") from None
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
+        raise DataError(f"{path} cannot be read as an image ({first_line(e)})") from None
 
 
 # Decoded images beyond this many bytes go to a file on disk (a memmap), not to memory.
@@ -237,7 +232,7 @@ def read_images(
             why = (
                 str(e)
                 if isinstance(e, DataError)
-                else f"{path} cannot be decoded ({_first_line(e)})"
+                else f"{path} cannot be decoded ({first_line(e)})"
             )
             if not skip_bad:
                 raise DataError(

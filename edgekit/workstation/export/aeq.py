@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.core.errors import ExportError
+from edgekit.core.errors import ExportError, first_line
 from edgekit.core.io.process import quiet_native_stderr
 from edgekit.device.modelfile import parse_model_bytes
 from edgekit.workstation.export.calibration import calibration_indices
@@ -331,7 +331,7 @@ def _calibration_set(
 
 
 def _failed(what: str, e: Exception) -> ExportError:
-    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    first = first_line(e)
     return ExportError(
         f"ai-edge-quantizer failed for {what} ({type(e).__name__}: {first}): the model may use "
         "ops it cannot quantize; try int8 or float16"

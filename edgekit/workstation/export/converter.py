@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.core.errors import ExportError
+from edgekit.core.errors import ExportError, first_line
 from edgekit.core.io.process import quiet_native_stderr
 from edgekit.core.recipes import ExportRecipe
 from edgekit.workstation._keras import keras, tf
@@ -74,7 +74,7 @@ def convert(
             warnings.simplefilter("ignore")
             return bytes(converter.convert())
     except Exception as e:  # the converter raises ConverterError, ValueError, RuntimeError...
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise ExportError(
             f"the TFLite converter failed for {name} ({first}): the model may use "
             "layers without a TFLite builtin op; try another precision or simplify the model"

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.core.errors import ExportError
+from edgekit.core.errors import ExportError, first_line
 from edgekit.core.io.process import quiet_native_stderr
 from edgekit.device.modelfile import parse_model_bytes
 from edgekit.device.tflite_schema import schema
@@ -77,7 +77,7 @@ def _converting(what: str) -> Iterator[None]:
     except ExportError:
         raise
     except Exception as e:  # the converter raises ConverterError, ValueError, RuntimeError...
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise ExportError(
             f"the QuantizationDebugger failed to {what} ({first}): the model may use layers "
             "without an int8 TFLite op; try `edgekit export --precision int8` to see why"

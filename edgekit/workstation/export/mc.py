@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.core.config import Precision
-from edgekit.core.errors import ExportError
+from edgekit.core.errors import ExportError, first_line
 from edgekit.core.recipes import recipe_for
 from edgekit.device.mc import ENTROPY_EPS
 from edgekit.device.modelfile import parse_model_bytes
@@ -271,7 +271,7 @@ def build_mc_model(
             clone = keras.models.clone_model(model, clone_function=swap)
         except (ValueError, TypeError, NotImplementedError) as e:
             raise ExportError(
-                f"--mc-samples cannot rebuild {model.name} ({str(e).splitlines()[0]}): build the "
+                f"--mc-samples cannot rebuild {model.name} ({first_line(e)}): build the "
                 "model as a Sequential or functional tf_keras model"
             ) from None
         probs = clone(TileSamples(n, name="mc_tile")(inp))

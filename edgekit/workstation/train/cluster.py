@@ -19,7 +19,7 @@ import numpy as np
 
 from edgekit.core.config import ClusterConfig
 from edgekit.core.data import Dataset
-from edgekit.core.errors import EdgekitError, ModelError
+from edgekit.core.errors import EdgekitError, ModelError, first_line
 from edgekit.core.io.console import Progress
 from edgekit.workstation._keras import keras, set_determinism, tfmot
 from edgekit.workstation.optimize.fold import fold_batchnorm
@@ -143,7 +143,7 @@ def cluster_weights(
     try:
         wrapped = keras.models.clone_model(float_model, clone_function=wrap)
     except ValueError as e:
-        first = str(e).strip().splitlines()[0]
+        first = first_line(e)
         raise ModelError(
             f"TF-MOT cannot cluster model {model.name!r} ({first}): use built-in tf_keras "
             "layers, or export without clustering"

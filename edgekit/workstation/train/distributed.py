@@ -28,7 +28,7 @@ import numpy as np
 
 from edgekit.core.config import PruneConfig, TrainConfig
 from edgekit.core.data import Dataset
-from edgekit.core.errors import EdgekitError
+from edgekit.core.errors import EdgekitError, first_line
 from edgekit.core.io.console import Progress
 from edgekit.workstation._keras import keras, tf
 from edgekit.workstation.tf_config import JOBS, WorkerRole, read_tf_config
@@ -194,7 +194,7 @@ def start_workers(
         try:
             strategy = tf.distribute.MultiWorkerMirroredStrategy()
         except (tf.errors.OpError, RuntimeError, ValueError) as e:
-            first = str(getattr(e, "message", e)).strip().splitlines()[0]
+            first = first_line(getattr(e, "message", None) or e)
             raise EdgekitError(
                 f"{role.name} could not join the cluster at {role.address} ({first}): check "
                 "TF_CONFIG and that the port is free"

@@ -10,7 +10,7 @@ import numpy as np
 
 from edgekit.core.config import PruneConfig
 from edgekit.core.data import Dataset
-from edgekit.core.errors import EdgekitError, ModelError
+from edgekit.core.errors import EdgekitError, ModelError, first_line
 from edgekit.core.io.console import Progress
 from edgekit.workstation._keras import keras, set_determinism, tfmot
 from edgekit.workstation.train.batches import training_batches
@@ -148,7 +148,7 @@ def prune_model(
         try:
             return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
         except ValueError as e:
-            first = str(e).strip().splitlines()[0]
+            first = first_line(e)
             raise ModelError(
                 f"TF-MOT cannot prune layer {layer.name!r} ({first}): prune only models built "
                 "from built-in tf_keras layers, or export with --no-prune"

@@ -23,7 +23,7 @@ import numpy as np
 
 from edgekit.core.config import QatConfig
 from edgekit.core.data import Dataset
-from edgekit.core.errors import EdgekitError, ModelError
+from edgekit.core.errors import EdgekitError, ModelError, first_line
 from edgekit.core.io.console import Progress
 from edgekit.workstation._keras import keras, set_determinism, tfmot
 from edgekit.workstation.optimize.fold import fold_batchnorm
@@ -203,7 +203,7 @@ def _apply(model: keras.Model, scheme_name: str) -> tuple[keras.Model, dict[str,
     try:
         qat = tfmot.quantization.keras.quantize_apply(annotated, _scheme(scheme_name))
     except (ValueError, RuntimeError, TypeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise ModelError(
             f"TF-MOT cannot apply quantization-aware training to model {model.name!r} "
             f"({first}): use built-in tf_keras layers with relu/softmax/linear activations, or "
