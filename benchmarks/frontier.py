@@ -28,7 +28,10 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 RESULTS = Path(__file__).parent / "results"
 # Issue 9's goal for one point.
@@ -277,46 +280,43 @@ def run_points(
 
 def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     """Accuracy vs gzip KB, one colour per network, the Pareto frontier joined by a line."""
-    import matplotlib
+    from edgekit.cli.report.plot import figure_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for arch in sorted({r["point"].split("@")[0] for r in rows}):  # arch (/hidden units)
-        pts = [r for r in rows if r["point"].split("@")[0] == arch]
-        ax.scatter(
-            [r["gzip_bytes"] / 1024 for r in pts],
-            [100 * r["int8_accuracy"] for r in pts],
-            label=arch,
-            s=40,
-        )
-        for r in pts:
-            ax.annotate(
-                f"sp{r['sparsity']:g}",
-                (r["gzip_bytes"] / 1024, 100 * r["int8_accuracy"]),
-                textcoords="offset points",
-                xytext=(4, 4),
-                fontsize=8,
+    def draw(fig: Figure) -> None:
+        ax = fig.subplots()
+        for arch in sorted({r["point"].split("@")[0] for r in rows}):  # arch (/hidden units)
+            pts = [r for r in rows if r["point"].split("@")[0] == arch]
+            ax.scatter(
+                [r["gzip_bytes"] / 1024 for r in pts],
+                [100 * r["int8_accuracy"] for r in pts],
+                label=arch,
+                s=40,
             )
-    front = sorted((r for r in rows if r["pareto"]), key=lambda r: r["gzip_bytes"])
-    ax.plot(
-        [r["gzip_bytes"] / 1024 for r in front],
-        [100 * r["int8_accuracy"] for r in front],
-        "k--",
-        lw=1,
-        label="Pareto frontier",
-    )
-    ax.axhline(100 * GOAL_ACCURACY, color="g", lw=0.8, ls=":")
-    ax.axvline(GOAL_GZIP_BYTES / 1024, color="g", lw=0.8, ls=":", label="goal (92.5%, 64 KB)")
-    ax.set_xlabel("int8 .tflite, gzip -9 (KB)")
-    ax.set_ylabel("int8 test accuracy, 10k images (%)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+            for r in pts:
+                ax.annotate(
+                    f"sp{r['sparsity']:g}",
+                    (r["gzip_bytes"] / 1024, 100 * r["int8_accuracy"]),
+                    textcoords="offset points",
+                    xytext=(4, 4),
+                    fontsize=8,
+                )
+        front = sorted((r for r in rows if r["pareto"]), key=lambda r: r["gzip_bytes"])
+        ax.plot(
+            [r["gzip_bytes"] / 1024 for r in front],
+            [100 * r["int8_accuracy"] for r in front],
+            "k--",
+            lw=1,
+            label="Pareto frontier",
+        )
+        ax.axhline(100 * GOAL_ACCURACY, color="g", lw=0.8, ls=":")
+        ax.axvline(GOAL_GZIP_BYTES / 1024, color="g", lw=0.8, ls=":", label="goal (92.5%, 64 KB)")
+        ax.set_xlabel("int8 .tflite, gzip -9 (KB)")
+        ax.set_ylabel("int8 test accuracy, 10k images (%)")
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+
+    path.write_bytes(figure_png(draw, figsize=(7, 4.5), dpi=120))
 
 
 def combine(paths: list[Path], out: Path) -> int:

@@ -12,10 +12,11 @@ from edgekit.cli.report.bench import (
     print_bench,
     write_bench_outputs,
 )
+from edgekit.cli.report.bench_plot import bench_plot_png
 from edgekit.cli.report.export import print_export_summary
 from edgekit.cli.report.formats import dumps_json
 from edgekit.cli.report.inspect import inspect_dict, print_inspect
-from edgekit.cli.report.plot import bench_plot_png, require_matplotlib
+from edgekit.cli.report.plot import require_matplotlib
 from edgekit.cli.report.verify import print_verify
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""`edgekit bench` results as a rich table, JSON, CSV and Markdown (the plot: report/plot.py)."""
+"""`edgekit bench` results as a rich table, JSON, CSV and Markdown (the plot: bench_plot.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from edgekit.cli.report.bench_plot import bench_plot_png
 from edgekit.cli.report.formats import _kb, _mb, _num, _pct, _times, dumps_json, write_report_files
-from edgekit.cli.report.plot import bench_plot_png
 
 if TYPE_CHECKING:
     from edgekit.device.bench.records import BenchResult, BenchRow

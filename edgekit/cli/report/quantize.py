@@ -1,24 +1,25 @@
 """The per-layer int8 error report: a rich table, JSON, Markdown and a bar chart (PNG).
 
-Takes the dicts of `edgekit.workstation.export.layer_debug.LayerError.to_dict()` (worst first), so
-it
-needs no TensorFlow. matplotlib (the `plot` extra) is imported only when a plot is drawn.
+Takes the dicts of `edgekit.workstation.export.layer_debug.LayerError.to_dict()` (worst first),
+so it needs no TensorFlow. matplotlib (the `plot` extra) is imported only when a plot is drawn.
 """
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
 from edgekit.cli.report.formats import _num, dumps_json, write_report_files
-from edgekit.cli.report.plot import require_matplotlib
+from edgekit.cli.report.plot import figure_png
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 # rmse/scale of plain rounding noise (uniform over one quantization step): 1/sqrt(12).
 ROUNDING_NOISE = 1 / math.sqrt(12)
@@ -135,12 +136,6 @@ def quantize_plot_png(
     errors: Sequence[Mapping[str, Any]], max_nodes: int = PLOT_MAX_NODES
 ) -> bytes:
     """A horizontal bar per node (worst at the top) of rmse/scale, log scale; PNG bytes."""
-    require_matplotlib()
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
     rows = [r for r in errors if r.get("rmse_scale") is not None][:max_nodes]
     values = [max(float(r["rmse_scale"]), 1e-3) for r in rows]  # log axis: no zeros
     labels = [
@@ -148,8 +143,9 @@ def quantize_plot_png(
         f"{', ' + str(r['layer']) if r.get('layer') else ''})"
         for r in rows
     ]
-    fig, ax = plt.subplots(figsize=(9, 1.5 + 0.3 * max(len(rows), 1)), dpi=110)
-    try:
+
+    def draw(fig: Figure) -> None:
+        ax = fig.subplots()
         y = list(range(len(rows)))[::-1]  # worst at the top
         colors = ["tab:red" if _bad(r) else "tab:blue" for r in rows]
         ax.barh(y, values, color=colors)
@@ -163,12 +159,8 @@ def quantize_plot_png(
         more = f", worst {len(rows)} of {len(errors)}" if len(errors) > len(rows) else ""
         ax.set_title(f"int8 error per node{more}", fontsize=10)
         ax.grid(True, axis="x", which="both", alpha=0.3)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        return buf.getvalue()
-    finally:
-        plt.close(fig)
+
+    return figure_png(draw, figsize=(9, 1.5 + 0.3 * max(len(rows), 1)), dpi=110)
 
 
 def write_quantize_outputs(

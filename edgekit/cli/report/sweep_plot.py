@@ -4,16 +4,19 @@ marked and labelled. matplotlib (the `plot` extra) is imported only here, when i
 
 from __future__ import annotations
 
-import io
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from edgekit.cli.report.plot import PRECISION_COLORS, _label_slots, require_matplotlib
+from edgekit.cli.report.plot import PRECISION_COLORS, figure_png, label_slots
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
     from edgekit.sweep.results import SweepResult, SweepRow
 
 
-def _panel(ax: Any, rows: list[SweepRow], x_of: Any, xlabel: str) -> None:
+def _panel(ax: Axes, rows: list[SweepRow], x_of: Callable[[SweepRow], float], xlabel: str) -> None:
     from matplotlib.ticker import FuncFormatter
 
     for precision in dict.fromkeys(r.precision for r in rows):
@@ -35,7 +38,7 @@ def _panel(ax: Any, rows: list[SweepRow], x_of: Any, xlabel: str) -> None:
             )
     front = [r for r in rows if r.frontier]
     points = [(x_of(r), 100 * (r.accuracy or 0)) for r in front]
-    for r, xy, slot in zip(front, points, _label_slots(points), strict=True):
+    for r, xy, slot in zip(front, points, label_slots(points), strict=True):
         label = r.label if "precision" in r.params else f"{r.label} {r.precision}"
         ax.annotate(label, xy, textcoords="offset points", xytext=(7, 3 - 9 * slot), fontsize=6)
     ax.set_xscale("log")
@@ -47,17 +50,12 @@ def _panel(ax: Any, rows: list[SweepRow], x_of: Any, xlabel: str) -> None:
 
 def sweep_plot_png(result: SweepResult) -> bytes:
     """Accuracy against gzipped size (and p50 when measured), frontier starred; PNG bytes."""
-    require_matplotlib()
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
     rows = [r for r in result.rows if r.ok and r.accuracy is not None and r.gzip_bytes]
     timed = [r for r in rows if r.p50_us is not None]
     panels = 2 if timed else 1
-    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 5), dpi=120, squeeze=False)
-    try:
+
+    def draw(fig: Figure) -> None:
+        axes = fig.subplots(1, panels, squeeze=False)
         _panel(
             axes[0][0],
             rows,
@@ -69,7 +67,7 @@ def sweep_plot_png(result: SweepResult) -> bytes:
             _panel(
                 axes[0][1],
                 timed,
-                lambda r: r.p50_us,
+                lambda r: r.p50_us or 0.0,
                 "p50 latency, batch 1, 1 thread (microseconds, log scale)",
             )
         if rows:
@@ -84,9 +82,5 @@ def sweep_plot_png(result: SweepResult) -> bytes:
             f"{', '.join(result.objectives)} starred - {m.get('cpu')}",
             fontsize=9,
         )
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        return buf.getvalue()
-    finally:
-        plt.close(fig)
+
+    return figure_png(draw, figsize=(6.5 * panels, 5), dpi=120)
