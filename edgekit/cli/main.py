@@ -24,12 +24,12 @@ from edgekit.cli.options import (
     data_config_from_options,
     data_options,
     export_options,
-    progress_printer,
     thread_counts,
     train_options,
 )
 from edgekit.core.config import DEFAULT_PRECISIONS, ExportConfig
 from edgekit.core.errors import EdgekitError
+from edgekit.core.io.console import stderr_progress
 
 
 class _Terminated(KeyboardInterrupt):
@@ -111,7 +111,6 @@ def export(model: str | None, **kw: Any) -> None:
     Every file is loaded in LiteRT and checked on real test samples before it is written;
     a run replaces the previous run's files and manifest.json as a whole.
     """
-    from edgekit.core.io.console import stderr_progress
     from edgekit.workstation.pipeline import run_pipeline
 
     named = kw["precisions"] is not None
@@ -155,7 +154,6 @@ def train(**kw: Any) -> None:
     from pathlib import Path
 
     from edgekit.core.data import load_dataset
-    from edgekit.core.io.console import stderr_progress
     from edgekit.core.io.files import ensure_writable_dir
 
     data_cfg, train_cfg = configs_from_options(kw)
@@ -251,7 +249,7 @@ def quantize_report_command(model: str, **kw: Any) -> None:
         kw["samples"],
         kw["calibration_samples"],
         kw["unsafe"],
-        progress_printer(kw["quiet"]),
+        stderr_progress(kw["quiet"], indent="  "),
     )
     print_quantize_report(errors, console(), title=f"int8 error per layer: {meta['model']}")
     written = write_quantize_outputs(
@@ -435,7 +433,7 @@ def bench(paths: tuple[str, ...], **kw: Any) -> None:
         split_seed=kw["split_seed"],
         skip_bad_images=kw["skip_bad_images"],
     )
-    result = run_bench(targets, config, progress=progress_printer(kw["quiet"]))
+    result = run_bench(targets, config, progress=stderr_progress(kw["quiet"], indent="  "))
     print_bench(result, console())
     written = [p for out in outputs for p in write_bench_outputs(result, **out)]
     if written and not kw["quiet"]:
@@ -493,9 +491,8 @@ def verify(
     from edgekit.cli.report import dumps_json, print_verify
     from edgekit.device.verify import verify_dir
 
-    result = verify_dir(
-        folder, runtime=runtime, run=not no_run, timeout_s=timeout, progress=progress_printer(quiet)
-    )
+    say = stderr_progress(quiet, indent="  ")
+    result = verify_dir(folder, runtime=runtime, run=not no_run, timeout_s=timeout, progress=say)
     if as_json:
         click.echo(dumps_json(result.to_dict()), nl=False)
     else:

@@ -497,13 +497,6 @@ def configs_from_options(kw: dict[str, Any]) -> tuple[Any, Any]:
     return data, train
 
 
-def progress_printer(quiet: bool) -> Any:
-    """Progress lines on stderr, or nothing with --quiet."""
-    if quiet:
-        return None
-    return lambda msg: click.echo(f"  {msg}", err=True)
-
-
 def console() -> Any:
     from rich.console import Console
 

@@ -18,11 +18,11 @@ from edgekit.cli.options import (
     data_options,
     explicit_options,
     export_options,
-    progress_printer,
     sweep_options,
     train_options,
 )
 from edgekit.core.errors import EdgekitError
+from edgekit.core.io.console import stderr_progress
 
 DEFAULT_SWEEP_DIR = "artifacts/sweep"
 # Option parameters whose grid key has another name.
@@ -98,16 +98,15 @@ def sweep(model: str | None, **kw: Any) -> None:
         plot = True
     except EdgekitError:
         plot = False
-    say = progress_printer(kw["quiet"])
+    say = stderr_progress(kw["quiet"], indent="  ")
     result = run_sweep(points, config, grid, model, kw["unsafe"], say)
     print_sweep(result, console())
     written = write_sweep_outputs(result, kw["output"], plot=plot)
-    if say:
-        say(
-            "wrote "
-            + ", ".join(str(p) for p in written)
-            + ("" if plot else " (no sweep.png: matplotlib is not installed)")
-        )
+    say(
+        "wrote "
+        + ", ".join(str(p) for p in written)
+        + ("" if plot else " (no sweep.png: matplotlib is not installed)")
+    )
     if not result.ok:
         failed = sorted({r.point for r in result.failed})
         raise click.ClickException(

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgekit.core.errors import ModelFileError, RuntimeMissingError
+from edgekit.core.io.console import Progress
 from edgekit.device.manifest import (
     MANIFEST_NAME,
     FileRecord,
@@ -147,7 +147,7 @@ def verify_dir(
     runtime: str = "auto",
     run: bool = True,
     timeout_s: float = DEFAULT_VERIFY_TIMEOUT_S,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> VerifyResult:
     """Check every file of `folder`'s manifest, and flag .tflite files it does not list.
 

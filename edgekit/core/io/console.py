@@ -8,11 +8,11 @@ from collections.abc import Callable
 Progress = Callable[[str], None]
 
 
-def stderr_progress(quiet: bool = False) -> Progress:
-    """A progress callback printing to stderr (or nothing when quiet)."""
+def stderr_progress(quiet: bool = False, indent: str = "") -> Progress:
+    """A progress callback printing each line to stderr after `indent` (nothing when quiet)."""
 
     def say(msg: str) -> None:
         if not quiet:
-            print(msg, file=sys.stderr, flush=True)
+            print(f"{indent}{msg}", file=sys.stderr, flush=True)
 
     return say

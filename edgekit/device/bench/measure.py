@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.core.errors import ManifestError, ModelFileError
+from edgekit.core.io.console import Progress
 from edgekit.device.bench.machine import machine_info
 from edgekit.device.bench.records import (
     KNOWN_PRECISIONS,
@@ -34,7 +35,6 @@ from edgekit.device.bench.records import (
     BenchResult,
     BenchRow,
     LatencyStats,
-    ProgressFn,
 )
 from edgekit.device.bench.testdata import load_bench_data
 from edgekit.device.bench.uncertainty import annotate_uncertainty
@@ -164,7 +164,7 @@ def _spread(values: Sequence[float]) -> float | None:
 def run_bench(
     paths: Sequence[str | os.PathLike[str]],
     config: BenchConfig | None = None,
-    progress: ProgressFn | None = None,
+    progress: Progress | None = None,
 ) -> BenchResult:
     """Measure every model file in `paths` (see discover_models) with `config`.
 
@@ -326,7 +326,7 @@ def _make_rows(
 
 
 def _load_all(
-    workers: list[_Worker], config: BenchConfig, sample_path: Path | None, say: ProgressFn
+    workers: list[_Worker], config: BenchConfig, sample_path: Path | None, say: Progress
 ) -> None:
     """Start each row's process and load its model (one at a time)."""
     # One at a time: loads in parallel would disturb each other's load times.
@@ -364,7 +364,7 @@ def _load_all(
             w.row.accuracy_note = "the first inference returned NaN or infinite outputs"
 
 
-def _run_rounds(workers: list[_Worker], config: BenchConfig, say: ProgressFn) -> None:
+def _run_rounds(workers: list[_Worker], config: BenchConfig, say: Progress) -> None:
     per_round = {
         "cmd": "round",
         "warmup_runs": config.warmup_runs,
@@ -411,7 +411,7 @@ def _evaluate_all(
     config: BenchConfig,
     tmpdir: Path,
     data_info: dict[str, Any],
-    say: ProgressFn,
+    say: Progress,
 ) -> dict[str, np.ndarray]:
     """Accuracy of every row, with the row's own runtime options (threads, XNNPACK on/off), so
     the figure belongs to the latency beside it. Returns the outputs by row id."""

@@ -5,7 +5,7 @@ Plain data: no measuring here (bench/measure.py) and no formatting (edgekit/repo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -31,7 +31,6 @@ DEFAULT_BENCH_DIR = "artifacts"
 NOISY_SPREAD = 0.10
 # Latency ratios within this of 1 are reported as ties.
 TIE_TOLERANCE = 0.05
-ProgressFn = Callable[[str], None]
 # edgekit's precisions (the order of rows), then those of files from elsewhere.
 KNOWN_PRECISIONS = (*(p.value for p in Precision), "uint8", "int16")
 
