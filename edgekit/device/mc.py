@@ -1,11 +1,10 @@
 """MC-dropout files on the device: mean class probabilities and their spread, picked by name.
 
 A file written by `edgekit.workstation.export.mc` runs N dropout passes batched inside its graph
-and has
-three outputs: `mc_mean` (mean class probabilities), `mc_std` (their per-class standard deviation
-over the N passes) and `mc_entropy` (predictive entropy of the mean, in nats). The converter
-stores outputs in an order of its own (the MLP here: std, entropy, mean), so they are found by
-their signature output names (or tensor names), never by position. No TensorFlow.
+and has three outputs: `mc_mean` (mean class probabilities), `mc_std` (their per-class standard
+deviation over the N passes) and `mc_entropy` (predictive entropy of the mean, in nats). The
+converter stores outputs in an order of its own (the MLP here: std, entropy, mean), so they are
+found by their signature output names (or tensor names), never by position. No TensorFlow.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.core.errors import EdgekitError
+from edgekit.device.interpreter import Interpreter
 from edgekit.device.outputs import MC_OUTPUTS, mc_output_indices
 from edgekit.device.runtime import (
     EVAL_BATCH_SIZE,
@@ -51,7 +51,7 @@ class McPrediction:
 
 
 def predict_mc(
-    model: str | os.PathLike[str] | bytes | Any,
+    model: str | os.PathLike[str] | bytes | Interpreter,
     x: np.ndarray,
     batch_size: int = EVAL_BATCH_SIZE,
     preprocessing: dict[str, Any] | None = None,
@@ -88,7 +88,11 @@ def predict_mc(
         >>> bool((mc.std >= 0).all() and (mc.entropy >= 0).all())
         True
     """
-    interpreter = model if hasattr(model, "invoke") else load_interpreter(model, runtime)
+    interpreter = (
+        load_interpreter(model, runtime)
+        if isinstance(model, (str, os.PathLike, bytes, bytearray))
+        else model
+    )
     indices = mc_output_indices(interpreter)
     if indices is None:
         names = ", ".join(i.name for i in output_details(interpreter))

@@ -8,13 +8,16 @@ none of edgekit's runtime wrapper, so `runtime` and `mc` can both build on it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edgekit.device.interpreter import Interpreter
 
 MC_MEAN, MC_STD, MC_ENTROPY = "mc_mean", "mc_std", "mc_entropy"
 MC_OUTPUTS = (MC_MEAN, MC_STD, MC_ENTROPY)
 
 
-def _signature_outputs(interpreter: Any) -> dict[str, int]:
+def _signature_outputs(interpreter: Interpreter) -> dict[str, int]:
     """Output name -> tensor index of the first signature naming all MC outputs, else {}."""
     try:
         signatures = interpreter.get_signature_list()
@@ -28,7 +31,7 @@ def _signature_outputs(interpreter: Any) -> dict[str, int]:
     return {}
 
 
-def mc_output_indices(interpreter: Any) -> dict[str, int] | None:
+def mc_output_indices(interpreter: Interpreter) -> dict[str, int] | None:
     """Tensor index of `mc_mean`, `mc_std` and `mc_entropy`, or None for a file without them.
 
     Looked up by signature output name first, then by a tensor name containing the output name

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from edgekit.core.data.arrays import scale_pixels
 from edgekit.core.errors import EdgekitError, ModelFileError, RuntimeMissingError, first_line
+from edgekit.device.interpreter import Interpreter, TensorDetail
 from edgekit.device.outputs import MC_MEAN, mc_output_indices
 
 RUNTIME_CHOICES = ("auto", "litert", "tflite-runtime", "tf")
@@ -32,13 +35,13 @@ class Runtime:
 
     name: str
     version: str
-    module: Any
+    module: ModuleType
 
     @property
-    def interpreter_class(self) -> Any:
+    def interpreter_class(self) -> Callable[..., Interpreter]:
         return self.module.lite.Interpreter if self.name == "tf" else self.module.Interpreter
 
-    def op_resolver_without_delegates(self) -> Any:
+    def op_resolver_without_delegates(self) -> object:
         ns = self.module.lite.experimental if self.name == "tf" else self.module
         return ns.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
 
@@ -103,7 +106,7 @@ class TensorInfo:
         }
 
 
-def _tensor_info(detail: dict[str, Any]) -> TensorInfo:
+def _tensor_info(detail: TensorDetail) -> TensorInfo:
     scale, zero_point = detail.get("quantization", (0.0, 0))
     return TensorInfo(
         name=str(detail["name"]),
@@ -120,7 +123,7 @@ def load_interpreter(
     runtime: str | Runtime = "auto",
     num_threads: int = 1,
     xnnpack: bool = True,
-) -> Any:
+) -> Interpreter:
     """Create and allocate an interpreter for a .tflite path or its bytes.
 
     Raises:
@@ -135,7 +138,7 @@ def load_interpreter(
         ('int8', [1, 28, 28])
     """
     rt = runtime if isinstance(runtime, Runtime) else get_runtime(runtime)
-    kwargs: dict[str, Any] = {"num_threads": int(num_threads)}
+    kwargs: dict[str, object] = {"num_threads": int(num_threads)}
     if not xnnpack:
         kwargs["experimental_op_resolver_type"] = rt.op_resolver_without_delegates()
     if isinstance(model, (bytes, bytearray)):
@@ -158,11 +161,11 @@ def load_interpreter(
     return interpreter
 
 
-def input_details(interpreter: Any) -> list[TensorInfo]:
+def input_details(interpreter: Interpreter) -> list[TensorInfo]:
     return [_tensor_info(d) for d in interpreter.get_input_details()]
 
 
-def output_details(interpreter: Any) -> list[TensorInfo]:
+def output_details(interpreter: Interpreter) -> list[TensorInfo]:
     return [_tensor_info(d) for d in interpreter.get_output_details()]
 
 
@@ -217,7 +220,7 @@ def preprocess(raw: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
     return out.reshape(len(x), *shape)
 
 
-def _resize_batch(interpreter: Any, info: TensorInfo, batch: int) -> TensorInfo:
+def _resize_batch(interpreter: Interpreter, info: TensorInfo, batch: int) -> TensorInfo:
     if info.shape and info.shape[0] == batch:
         return info
     interpreter.resize_tensor_input(info.index, [batch, *info.shape[1:]], strict=False)
@@ -226,7 +229,7 @@ def _resize_batch(interpreter: Any, info: TensorInfo, batch: int) -> TensorInfo:
 
 
 def predict(
-    interpreter: Any,
+    interpreter: Interpreter,
     x: np.ndarray,
     batch_size: int = EVAL_BATCH_SIZE,
     preprocessing: dict[str, Any] | None = None,
@@ -259,7 +262,7 @@ def predict(
 
 
 def predict_outputs(
-    interpreter: Any,
+    interpreter: Interpreter,
     x: np.ndarray,
     output_indices: list[int],
     batch_size: int = EVAL_BATCH_SIZE,
@@ -313,7 +316,7 @@ class Evaluation:
 
 
 def evaluate(
-    model: str | os.PathLike[str] | bytes | Any,
+    model: str | os.PathLike[str] | bytes | Interpreter,
     x: np.ndarray,
     y: np.ndarray,
     runtime: str | Runtime = "auto",
@@ -321,9 +324,9 @@ def evaluate(
 ) -> Evaluation:
     """Top-1 accuracy of a .tflite file (path, bytes or interpreter) on float inputs x, labels y."""
     interpreter = (
-        model
-        if hasattr(model, "invoke")
-        else load_interpreter(model, runtime=runtime, num_threads=os.cpu_count() or 1)
+        load_interpreter(model, runtime=runtime, num_threads=os.cpu_count() or 1)
+        if isinstance(model, (str, os.PathLike, bytes, bytearray))
+        else model
     )
     outputs = predict(interpreter, x, batch_size)
     preds = outputs.argmax(axis=1) if outputs.ndim == 2 else outputs.reshape(len(x), -1).argmax(1)

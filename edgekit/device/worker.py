@@ -277,7 +277,7 @@ class TfliteModel:
             x = input_sample(request.get("input") if i == 0 else None, info.shape)
             self.interpreter.set_tensor(info.index, quantize(x, info))
         # The interpreter's own bound method: the timed loop adds no call of ours around it.
-        self.invoke: Callable[[], Any] = self.interpreter.invoke
+        self.invoke: Callable[[], None] = self.interpreter.invoke
 
     def info(self) -> dict[str, Any]:
         from edgekit.device.runtime import output_details
