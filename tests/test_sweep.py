@@ -122,6 +122,10 @@ def test_a_bad_grid_key_is_one_line_error_before_anything_runs(tmp_path: Path) -
             "--grid 'sparsity' is neither KEY=V1,V2 nor a .toml/.json grid file",
         ),
         ([], "no --grid given: pass the values to sweep, e.g. --grid sparsity=0.5,0.8"),
+        (
+            ["--distributed", "--grid", "sparsity=0.5"],
+            "--distributed trains one run across a TF_CONFIG cluster, not a sweep's points: ",
+        ),
     ],
 )
 def test_bad_grids_are_refused_with_their_reason(

@@ -123,6 +123,7 @@ def export(model: str | None, **kw: Any) -> None:
         wait_for_lock=kw["wait"],
     )
     if result.export is None:  # --distributed, not the chief: it writes nothing
+        assert result.worker is not None  # run_pipeline returns no export only on a worker
         click.echo(result.worker.done_message, err=True)
         return
     from edgekit.cli.report.export import print_export_summary

@@ -68,6 +68,11 @@ def sweep(model: str | None, **kw: Any) -> None:
             "no --grid given: pass the values to sweep, e.g. --grid sparsity=0.5,0.8 "
             "--grid precision=int8,float16"
         )
+    if kw["distributed"]:  # each point would wait for a cluster of its own
+        raise EdgekitError(
+            "--distributed trains one run across a TF_CONFIG cluster, not a sweep's points: "
+            "drop --distributed (points run side by side with --jobs N or --ray)"
+        )
     grid = parse_grid(kw["grid"])
     config = SweepConfig(
         output_dir=kw["output"],

@@ -105,6 +105,7 @@ def _run(job: PointJob, tmp: Path, log: list[str], outcome: dict[str, Any]) -> N
     moved = {str(out): job.point.config.output_dir}
     if model_path is not None:
         moved[str(model_path)] = job.model_name or model_path.name
+    assert result.export is not None  # a point never runs as a --distributed worker
     left_out = [r.to_dict() for r in result.export.requested_left_out]
     if not job.point.strict_precisions:  # as `edgekit export` without --precision
         defaults = {f"_{p}.tflite" for p in ("float32", "float16", "int8")}

@@ -7,7 +7,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgekit.core.config import DataConfig, PipelineConfig, to_dict
 from edgekit.core.data import Dataset, load_dataset
@@ -18,6 +18,12 @@ from edgekit.core.io.lock import lock_output_dir
 from edgekit.core.model_path import check_model_path, model_input_shape, model_takes_raw_pixels
 from edgekit.device.modelfile import sha256_bytes
 
+if TYPE_CHECKING:
+    from edgekit.workstation._keras import keras
+    from edgekit.workstation.export.tflite import ExportResult
+    from edgekit.workstation.optimize.fold import FoldResult
+    from edgekit.workstation.tf_config import WorkerRole
+
 # Test samples a Keras 3 model and its tf_keras rebuild are compared on.
 REBUILD_CHECK_SAMPLES = 1000
 
@@ -27,17 +33,17 @@ class PipelineResult:
     """What each stage produced, with its accuracy on the test set and its wall time."""
 
     dataset: Dataset
-    export: Any  # ExportResult
-    fold: Any  # FoldResult
+    export: ExportResult | None
+    fold: FoldResult | None
     accuracy: dict[str, float] = field(default_factory=dict)
     kernel_sparsity: dict[str, float] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     # The Keras model after each stage ("trained" or "loaded", "pruned", "folded").
-    models: dict[str, Any] = field(default_factory=dict, repr=False)
+    models: dict[str, keras.Model] = field(default_factory=dict, repr=False)
     # A --distributed run: this process's WorkerRole. On a worker other than the chief the run
     # stops once the weights are final: `export` and `fold` are None, nothing was written.
-    worker: Any = None
+    worker: WorkerRole | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -156,7 +162,7 @@ def _run_stages(
     unsafe: bool,
     say: Progress,
     out: Path | None,
-    role: Any = None,
+    role: WorkerRole | None = None,
 ) -> PipelineResult:
     """The stages of run_pipeline, run while it holds the output folder (`out` None: a worker
     other than the chief, which stops once training and pruning are done)."""
