@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from edgekit import __version__
 from edgekit.core.config import ExportConfig, Precision
 from edgekit.core.data import Dataset, data_fingerprint
 from edgekit.core.errors import EdgekitError, ExportError, ModelFileError, VerificationError
+from edgekit.core.io.console import Progress
 from edgekit.core.io.files import (
     check_file_stem,
     ensure_writable_dir,
@@ -31,7 +33,7 @@ from edgekit.device.manifest import (
     TensorRecord,
     read_manifest,
 )
-from edgekit.device.modelfile import parse_model_bytes, sha256_bytes
+from edgekit.device.modelfile import ModelFile, parse_model_bytes, sha256_bytes
 from edgekit.device.runtime import evaluate, get_runtime, load_interpreter
 from edgekit.workstation._keras import keras, versions
 from edgekit.workstation.export.variants import Variant
@@ -176,7 +178,7 @@ SPARSITY_TOLERANCE = 0.01
 def _gate(
     variant: Variant,
     blob: bytes,
-    info: Any,
+    info: ModelFile,
     check: ExportCheck,
     keras_acc: float,
     config: ExportConfig,
@@ -205,7 +207,7 @@ def _gate(
     return None
 
 
-def _kernel_sparsity(blob: bytes, info: Any) -> float:
+def _kernel_sparsity(blob: bytes, info: ModelFile) -> float:
     """Zeros over the kernels of the compute layers (not other constants, such as the dropout
     masks an MC-dropout file stores)."""
     from edgekit.device.opcheck import compute_layers
@@ -225,7 +227,7 @@ def _measure(
     keras_acc: float,
     config: ExportConfig,
     model_sparsity: float,
-    say: Any,
+    say: Progress,
 ) -> ExportedFile | RejectedFile:
     """Build one variant and check it; the file's record, or why it is left out."""
     name = file_name(stem, variant.tag)
@@ -303,9 +305,9 @@ def export_tflite(
     output_dir: str | os.PathLike[str],
     stem: str,
     run_config: dict[str, Any] | None = None,
-    progress: Any = None,
+    progress: Progress | None = None,
     keras_model_name: str | None = None,
-    qat_model: Any = None,
+    qat_model: Callable[[], keras.Model] | None = None,
     qat_requested: bool = False,
 ) -> ExportResult:
     """Make each variant, check every file on real data, then write those that pass + manifest.
@@ -373,7 +375,7 @@ def export_tflite(
 
     measured: dict[str, ExportedFile | RejectedFile] = {}
 
-    def measure(variant: Any) -> ExportedFile | RejectedFile:
+    def measure(variant: Variant) -> ExportedFile | RejectedFile:
         m = _measure(
             variant, stem, x_eval, y_eval, keras_outputs, keras_acc, config, model_sparsity, say
         )
@@ -433,7 +435,7 @@ def export_tflite(
     return ExportResult(out, exported, manifest, keras_acc, rejected, recommended)
 
 
-def _model_sparsity(model: Any) -> float:
+def _model_sparsity(model: keras.Model) -> float:
     """Fraction of exact zeros over the model's kernels (rank >= 2 weights), as files count."""
     total = zeros = 0
     for w in model.get_weights():
