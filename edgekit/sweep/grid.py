@@ -27,7 +27,7 @@ from edgekit.core.config import (
     to_dict,
 )
 from edgekit.core.errors import EdgekitError
-from edgekit.sweep.keys import GRID_KEYS, describe_params, normalize_key
+from edgekit.sweep.keys import GRID_KEYS, Grid, GridValue, describe_params, normalize_key
 
 # Characters of a point id (hex of a sha256): short enough for a folder name, long enough that
 # two points of one sweep never collide.
@@ -45,7 +45,7 @@ class SweepPoint:
     """
 
     id: str
-    params: dict[str, Any]
+    params: dict[str, GridValue]
     config: PipelineConfig
     strict_precisions: bool = True
 
@@ -56,7 +56,7 @@ class SweepPoint:
 
 
 def expand_grid(
-    grid: dict[str, list[Any]],
+    grid: Grid,
     base: PipelineConfig,
     output_dir: str | os.PathLike[str],
     fixed: Iterable[str] = (),

@@ -11,10 +11,15 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from edgekit.core.config import parse_precision
 from edgekit.core.errors import EdgekitError, first_line
+
+# One grid value as parsed: a number, switch or name, the parts of a list-valued key (hidden
+# sizes, precisions, an image size), or None (the option's default).
+GridValue = int | float | bool | str | tuple[int, ...] | tuple[str, ...] | None
+Grid = dict[str, list[GridValue]]
 
 # Inside one grid value: the parts of a list-valued key (`hidden=300+100`, `precision=int8+int4`).
 PART_SEPARATOR = "+"
@@ -105,7 +110,7 @@ def check_key(key: str) -> str:
     )
 
 
-def parse_value(key: str, value: Any) -> Any:
+def parse_value(key: str, value: Any) -> GridValue:
     """One grid value of `key` (a string from the command line, or a TOML/JSON value)."""
     spec = GRID_KEYS[key]
     if isinstance(value, str):
@@ -127,7 +132,7 @@ def parse_value(key: str, value: Any) -> Any:
         ) from None
 
 
-def _convert(spec: GridKey, value: Any) -> Any:
+def _convert(spec: GridKey, value: Any) -> GridValue:
     if spec.kind == "int":
         if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
             raise ValueError(value)
@@ -164,7 +169,7 @@ def _convert(spec: GridKey, value: Any) -> Any:
     return str(value)
 
 
-def _fail(value: Any) -> Any:
+def _fail(value: object) -> NoReturn:
     raise ValueError(value)
 
 
@@ -198,13 +203,13 @@ def _example(key: str) -> str:
     return f"{key}={sample}"
 
 
-def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
+def parse_grid(items: Sequence[str]) -> Grid:
     """`--grid` values: `KEY=V1,V2,...` or the path of a .toml/.json grid file (see load_grid_file).
 
     Raises:
         EdgekitError: a malformed item, an unknown key, a key given twice, a bad value.
     """
-    grid: dict[str, list[Any]] = {}
+    grid: Grid = {}
     for item in items:
         if "=" not in item:
             if item.lower().endswith((".toml", ".json")) or Path(item).is_file():
@@ -223,7 +228,7 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
     return grid
 
 
-def _merge(grid: dict[str, list[Any]], more: dict[str, list[Any]], where: str) -> None:
+def _merge(grid: Grid, more: Grid, where: str) -> None:
     for key, values in more.items():
         if key in grid:
             raise EdgekitError(
@@ -233,7 +238,7 @@ def _merge(grid: dict[str, list[Any]], more: dict[str, list[Any]], where: str) -
         grid[key] = values
 
 
-def load_grid_file(path: str | os.PathLike[str]) -> dict[str, list[Any]]:
+def load_grid_file(path: str | os.PathLike[str]) -> Grid:
     """A grid from TOML or JSON: `key = [values]` (a single value is a fixed setting).
 
     The keys may sit at the top level or in a `grid` table. A list-valued key takes a list per
@@ -266,7 +271,7 @@ def load_grid_file(path: str | os.PathLike[str]) -> dict[str, list[Any]]:
         raise EdgekitError(
             f"grid file {p} must map keys to lists of values, e.g. sparsity = [0.5, 0.8]"
         )
-    grid: dict[str, list[Any]] = {}
+    grid: Grid = {}
     for raw_key, values in data.items():
         key = check_key(str(raw_key))
         values = values if isinstance(values, list) else [values]
@@ -276,7 +281,7 @@ def load_grid_file(path: str | os.PathLike[str]) -> dict[str, list[Any]]:
     return grid
 
 
-def format_value(value: Any) -> str:
+def format_value(value: GridValue) -> str:
     """A grid value as it is written on the command line."""
     if value is None:
         return "none"
@@ -289,6 +294,6 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def describe_params(params: dict[str, Any]) -> str:
+def describe_params(params: dict[str, GridValue]) -> str:
     """'sparsity=0.8 precision=int8'."""
     return " ".join(f"{k}={format_value(v)}" for k, v in params.items()) or "(base config)"

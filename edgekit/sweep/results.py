@@ -66,7 +66,7 @@ class SweepResult:
 
     rows: list[SweepRow]
     points: list[dict[str, Any]]  # each point's point.json (status, files, summary, ...)
-    grid: dict[str, list[Any]]
+    grid: dict[str, list[str]]  # key -> its values as written on the command line
     engine: dict[str, Any]
     machine: dict[str, Any]
     output_dir: str

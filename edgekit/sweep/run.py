@@ -25,7 +25,7 @@ from edgekit.core.io.files import (
 )
 from edgekit.core.io.lock import lock_output_dir, remove_stale_temporaries
 from edgekit.sweep.grid import SweepPoint
-from edgekit.sweep.keys import format_value
+from edgekit.sweep.keys import Grid, GridValue, format_value
 from edgekit.sweep.point import POINT_LOG_NAME, POINT_RESULT_NAME, PointJob
 from edgekit.sweep.results import SweepResult, SweepRow, mark_frontier, rows_of_point
 
@@ -147,14 +147,14 @@ def write_point(point: SweepPoint, outcome: dict[str, Any], engine: str) -> dict
     return record
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: GridValue) -> object:  # JSON has lists, not tuples
     return list(value) if isinstance(value, tuple) else value
 
 
 def run_sweep(
     points: Sequence[SweepPoint],
     config: SweepConfig,
-    grid: dict[str, list[Any]] | None = None,
+    grid: Grid | None = None,
     model_path: str | os.PathLike[str] | None = None,
     unsafe: bool = False,
     progress: Progress | None = None,
