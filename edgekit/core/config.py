@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 from edgekit.core.errors import EdgekitError
 
@@ -85,7 +85,10 @@ DEFAULT_CNN_DROPOUT = 0.3
 DEFAULT_PRECISIONS: tuple[Precision, ...] = (Precision.FLOAT32, Precision.FLOAT16, Precision.INT8)
 
 
-def _choice(enum: type[Enum], value: Any, what: str) -> Any:
+_E = TypeVar("_E", bound=Enum)
+
+
+def _choice(enum: type[_E], value: object, what: str) -> _E:
     if isinstance(value, enum):
         return value
     try:
@@ -95,7 +98,7 @@ def _choice(enum: type[Enum], value: Any, what: str) -> Any:
         raise EdgekitError(f"unknown {what} {value!r}: expected one of {choices}") from None
 
 
-def parse_precision(value: Any) -> Precision:
+def parse_precision(value: object) -> Precision:
     """Turn a string such as 'int8' into a Precision, with a clear error for unknown ones."""
     return _choice(Precision, value, "precision")
 

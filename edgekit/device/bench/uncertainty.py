@@ -12,12 +12,16 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from edgekit.core.errors import EdgekitError
 from edgekit.device.mc import predictive_entropy
+
+if TYPE_CHECKING:
+    from edgekit.device.bench.records import BenchRow
 
 DEFAULT_ECE_BINS = 15
 DEFAULT_COVERAGES = (0.5, 0.8, 0.9, 1.0)
@@ -27,7 +31,7 @@ CERTAINTY_CHOICES = ("max_prob", "entropy")
 NLL_MIN_PROB = 1e-7
 
 
-def _check(probs: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+def _check(probs: npt.ArrayLike, labels: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     p = np.asarray(probs, dtype=np.float64)
     y = np.asarray(labels)
     if p.ndim != 2 or p.shape[0] == 0 or p.shape[1] < 2:
@@ -49,13 +53,15 @@ def _check(probs: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
     return p, y.astype(np.int64)
 
 
-def accuracy(probs: Any, labels: Any) -> float:
+def accuracy(probs: npt.ArrayLike, labels: npt.ArrayLike) -> float:
     """Top-1 accuracy of the class probabilities (ties: the lowest class index)."""
     p, y = _check(probs, labels)
     return float((p.argmax(axis=1) == y).mean())
 
 
-def expected_calibration_error(probs: Any, labels: Any, bins: int = DEFAULT_ECE_BINS) -> float:
+def expected_calibration_error(
+    probs: npt.ArrayLike, labels: npt.ArrayLike, bins: int = DEFAULT_ECE_BINS
+) -> float:
     """ECE: sum over equal-width confidence bins of (bin share) * |bin accuracy - bin confidence|.
 
     Confidence is the top probability; bin i holds confidences in (i/bins, (i+1)/bins], the
@@ -79,7 +85,9 @@ def expected_calibration_error(probs: Any, labels: Any, bins: int = DEFAULT_ECE_
     return float(ece)
 
 
-def negative_log_likelihood(probs: Any, labels: Any, min_prob: float = NLL_MIN_PROB) -> float:
+def negative_log_likelihood(
+    probs: npt.ArrayLike, labels: npt.ArrayLike, min_prob: float = NLL_MIN_PROB
+) -> float:
     """Mean -log p(true class), p clipped to >= `min_prob` (nats per sample)."""
     if not 0.0 < min_prob < 1.0:
         raise EdgekitError(f"min_prob must be in (0, 1), got {min_prob!r}")
@@ -100,7 +108,7 @@ class CoverageRow:
         return {"coverage": self.coverage, "samples": self.samples, "accuracy": self.accuracy}
 
 
-def certainty_scores(probs: Any, certainty: str = "max_prob") -> np.ndarray:
+def certainty_scores(probs: npt.ArrayLike, certainty: str = "max_prob") -> np.ndarray:
     """Higher = more certain: the top probability, or minus the predictive entropy."""
     if certainty not in CERTAINTY_CHOICES:
         raise EdgekitError(
@@ -111,8 +119,8 @@ def certainty_scores(probs: Any, certainty: str = "max_prob") -> np.ndarray:
 
 
 def risk_coverage(
-    probs: Any,
-    labels: Any,
+    probs: npt.ArrayLike,
+    labels: npt.ArrayLike,
     coverages: Sequence[float] = DEFAULT_COVERAGES,
     certainty: str = "max_prob",
 ) -> tuple[CoverageRow, ...]:
@@ -162,8 +170,8 @@ class UncertaintyMetrics:
 
 
 def uncertainty_metrics(
-    probs: Any,
-    labels: Any,
+    probs: npt.ArrayLike,
+    labels: npt.ArrayLike,
     bins: int = DEFAULT_ECE_BINS,
     coverages: Sequence[float] = DEFAULT_COVERAGES,
     certainty: str = "max_prob",
@@ -206,9 +214,9 @@ class UncertaintyComparison:
 
 
 def compare_uncertainty(
-    mc_probs: Any,
-    deterministic_probs: Any,
-    labels: Any,
+    mc_probs: npt.ArrayLike,
+    deterministic_probs: npt.ArrayLike,
+    labels: npt.ArrayLike,
     bins: int = DEFAULT_ECE_BINS,
     coverages: Sequence[float] = DEFAULT_COVERAGES,
     certainty: str = "max_prob",
@@ -233,7 +241,9 @@ def compare_uncertainty(
 _MC_NAME = re.compile(r"^(?P<stem>.+)_mc(?P<n>\d+)_(?P<precision>[a-z0-9_]+)\.tflite$")
 
 
-def annotate_uncertainty(rows: Sequence[Any], outputs: dict[str, np.ndarray], labels: Any) -> None:
+def annotate_uncertainty(
+    rows: Sequence[BenchRow], outputs: dict[str, np.ndarray], labels: npt.ArrayLike | None
+) -> None:
     """Set `row.uncertainty` of every MC-dropout row (`<stem>_mcN_<precision>.tflite`): its
     mean's accuracy, ECE, NLL and risk-coverage next to the deterministic file of the same
     model and precision (`<stem>_<precision>.tflite`, same folder and thread count)."""
