@@ -49,11 +49,11 @@ def _opt_fraction(value: Any) -> bool:
     return value is None or (_number(value) and 0.0 <= value <= 1.0)
 
 
-def _count(value: Any) -> bool:
+def _count(value: object) -> bool:
     return type(value) is int and value >= 0
 
 
-def _got(value: Any) -> str:
+def _got(value: object) -> str:
     return f"got {json.dumps(value)[:40]}"
 
 

@@ -175,7 +175,7 @@ def _comparable(row: BenchRow) -> bool:
     return bool(m and row.accuracy is not None and m.get("samples") == row.accuracy_samples)
 
 
-def _setting(runtime: Any, threads: Any, xnnpack: Any, cpu: Any, arch: Any) -> str:
+def _setting(runtime: object, threads: object, xnnpack: object, cpu: object, arch: object) -> str:
     xnn = "" if xnnpack is None else f", XNNPACK {'on' if xnnpack else 'off'}"
     thr = "" if threads is None else f", {threads} thread{'s' if threads != 1 else ''}"
     where = f" on {cpu or 'an unknown CPU'}" + (f" ({arch})" if arch else "")
