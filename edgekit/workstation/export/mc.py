@@ -38,7 +38,7 @@ _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
 
 
-def _is_dropout(layer: Any) -> bool:
+def _is_dropout(layer: keras.layers.Layer) -> bool:
     return isinstance(layer, (keras.layers.Dropout, keras.layers.AlphaDropout))
 
 
@@ -140,7 +140,7 @@ def _alpha_affine(rate: float) -> tuple[float, float, float]:
     return a, -a * alpha_p * rate, alpha_p
 
 
-def _noise_shape(layer: Any, features: tuple[int, ...]) -> tuple[int, ...]:
+def _noise_shape(layer: keras.layers.Layer, features: tuple[int, ...]) -> tuple[int, ...]:
     """The per-sample shape of `layer`'s masks: `features`, or 1 where noise is shared
     (noise_shape, SpatialDropout's whole feature maps)."""
     ns = layer._get_noise_shape(tf.zeros((1, *features)))  # eager: concrete values
@@ -151,7 +151,7 @@ def _noise_shape(layer: Any, features: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def _fixed_mask_layer(
-    layer: Any, features: tuple[int, ...], samples: int, seed: int, k: int
+    layer: keras.layers.Layer, features: tuple[int, ...], samples: int, seed: int, k: int
 ) -> FixedMaskDropout:
     """The k-th Dropout of the model as N fixed masks drawn with (seed, k)."""
     rate = float(layer.rate)
@@ -166,7 +166,12 @@ def _fixed_mask_layer(
 
 
 def _mc_layer(
-    layer: Any, features: tuple[Any, ...], samples: int, masks: str, seed: int, k: int
+    layer: keras.layers.Layer,
+    features: tuple[Any, ...],
+    samples: int,
+    masks: str,
+    seed: int,
+    k: int,
 ) -> keras.layers.Layer:
     """The MC replacement of Dropout number k, whose input has the per-sample shape `features`."""
     if any(d is None for d in features):
@@ -261,7 +266,7 @@ def build_mc_model(
     else:
         counter = iter(range(len(model.layers)))
 
-        def swap(layer: Any) -> Any:
+        def swap(layer: keras.layers.Layer) -> keras.layers.Layer:
             if not _is_dropout(layer):
                 return layer
             features = tuple(layer.get_input_shape_at(0)[1:])

@@ -223,7 +223,7 @@ def _kept(graph: _Graph) -> Iterator[KeptBatchNorm]:
                 )
 
 
-def _nested_batchnorms(model: Any, prefix: str) -> Iterator[str]:
+def _nested_batchnorms(model: keras.Model, prefix: str) -> Iterator[str]:
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             yield f"{prefix}/{layer.name}"
@@ -367,7 +367,7 @@ def _value(variable: Any) -> np.ndarray:
     return np.asarray(keras.backend.get_value(variable), dtype=np.float64)
 
 
-def _bn_scale(bn: Any) -> np.ndarray:
+def _bn_scale(bn: keras.layers.BatchNormalization) -> np.ndarray:
     """s = gamma / sqrt(moving_variance + epsilon), gamma = 1 when scale=False."""
     variance = _value(bn.moving_variance)
     gamma = _value(bn.gamma) if bn.scale else np.ones_like(variance)
@@ -408,7 +408,7 @@ def _fold(graph: _Graph, bn_name: str, source: str) -> None:
     graph.folded.append(FoldedPair(batchnorm=bn_name, layer=source))
 
 
-def _rebuild(model: Any, graph: _Graph) -> Any:
+def _rebuild(model: keras.Model, graph: _Graph) -> keras.Model:
     """A new model from the edited config, with the original or folded weights."""
     cls = keras.Sequential if graph.sequential else keras.Model
     try:

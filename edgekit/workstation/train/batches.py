@@ -73,7 +73,7 @@ def global_batches(
     )
 
 
-def training_batches(model: Any, x: Any, y: np.ndarray, batch_size: int, seed: int) -> Any:
+def training_batches(model: keras.Model, x: Any, y: np.ndarray, batch_size: int, seed: int) -> Any:
     """What `model.fit` trains on: `ShuffledBatches` on one process, `global_batches` when the
     model was built under a `tf.distribute.MultiWorkerMirroredStrategy` (its scope)."""
     if isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):

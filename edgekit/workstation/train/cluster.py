@@ -120,7 +120,7 @@ def cluster_weights(
     skipped: dict[str, str] = {}
     init = tfmot.clustering.keras.CentroidInitialization.KMEANS_PLUS_PLUS
 
-    def wrap(layer: Any) -> Any:
+    def wrap(layer: keras.layers.Layer) -> keras.layers.Layer:
         kernel = kernel_values(layer)
         if kernel is None or isinstance(layer, keras.layers.InputLayer):
             return layer

@@ -49,7 +49,7 @@ CLUSTER_TIMEOUT_S = 600.0
 CLUSTER_TIMEOUT_ENV = "EDGEKIT_CLUSTER_TIMEOUT"
 
 
-def weights_sha256(model: Any) -> str:
+def weights_sha256(model: keras.Model) -> str:
     """SHA-256 of a model's weights (dtype, shape and bytes of each array, in order): equal on
     every worker after a distributed run."""
     h = hashlib.sha256()
@@ -79,7 +79,7 @@ class MultiWorker:
         with self.strategy.scope():
             yield
 
-    def local_copy(self, model: Any) -> Any:
+    def local_copy(self, model: keras.Model) -> keras.Model:
         """The model as an ordinary (one-process, uncompiled) tf_keras model, same weights.
 
         Every worker must call it, in step: reading the batch-norm moving statistics averages
@@ -107,7 +107,11 @@ class MultiWorker:
         return dataclasses.replace(result, model=local)
 
     def prune(
-        self, model: Any, data: Dataset, config: PruneConfig, progress: Progress | None = None
+        self,
+        model: keras.Model,
+        data: Dataset,
+        config: PruneConfig,
+        progress: Progress | None = None,
     ) -> PruneResult:
         """`prune_model` on every worker; the result's model is a local copy."""
 
@@ -120,7 +124,7 @@ class MultiWorker:
         compile_model(local, config.learning_rate)  # as prune_model leaves its model
         return dataclasses.replace(result, model=local)
 
-    def report(self, model: Any, progress: Progress | None = None) -> dict[str, Any]:
+    def report(self, model: keras.Model, progress: Progress | None = None) -> dict[str, Any]:
         """The run's record (role, cluster, the weights' sha256), also said on `progress`:
         every worker says the same sha256 when all ended with the same weights."""
         record = {**self.role.to_dict(), "weights_sha256": weights_sha256(model)}

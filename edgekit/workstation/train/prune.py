@@ -73,7 +73,7 @@ def kernel_sparsity(model: keras.Model) -> dict[str, float]:
     return out
 
 
-def _kernel_size(layer: Any) -> int | None:
+def _kernel_size(layer: keras.layers.Layer) -> int | None:
     for attr in _KERNEL_ATTRS:
         w = getattr(layer, attr, None)
         if w is not None and hasattr(w, "shape"):
@@ -135,7 +135,7 @@ def prune_model(
     model.set_weights(original.get_weights())
     skipped: dict[str, str] = {}
 
-    def wrap(layer: Any) -> Any:
+    def wrap(layer: keras.layers.Layer) -> keras.layers.Layer:
         size = _kernel_size(layer)
         if size is None:
             return layer

@@ -25,7 +25,7 @@ from edgekit.core.config import QatConfig
 from edgekit.core.data import Dataset
 from edgekit.core.errors import EdgekitError, ModelError, first_line
 from edgekit.core.io.console import Progress
-from edgekit.workstation._keras import keras, set_determinism, tfmot
+from edgekit.workstation._keras import keras, set_determinism, tf, tfmot
 from edgekit.workstation.optimize.fold import fold_batchnorm
 from edgekit.workstation.optimize.fuse import fuse_relu
 from edgekit.workstation.train.model import check_data_fits, fine_tune
@@ -99,7 +99,7 @@ def has_sparse_kernels(sparsity: dict[str, float]) -> bool:
     return any(v >= SPARSE_KERNEL_FRACTION for v in sparsity.values())
 
 
-def _kernel_variable(layer: Any) -> Any:
+def _kernel_variable(layer: keras.layers.Layer) -> tf.Variable | None:
     """The kernel variable of a Dense/Conv2D/DepthwiseConv2D-like layer, or None.
 
     Looked up among the layer's weights by name: inside a QuantizeWrapper the inner layer's
@@ -112,7 +112,7 @@ def _kernel_variable(layer: Any) -> Any:
     return None
 
 
-def kernel_values(layer: Any) -> np.ndarray | None:
+def kernel_values(layer: keras.layers.Layer) -> np.ndarray | None:
     """The kernel of a Dense/Conv2D/DepthwiseConv2D-like layer as NumPy, or None."""
     w = _kernel_variable(layer)
     return None if w is None else np.asarray(w.numpy())
@@ -179,7 +179,7 @@ def _annotate(model: keras.Model, scheme: Any) -> tuple[keras.Model, dict[str, s
     registries = (default.get_quantize_registry(), scheme.get_quantize_registry())
     left: dict[str, str] = {}
 
-    def annotate(layer: Any) -> Any:
+    def annotate(layer: keras.layers.Layer) -> keras.layers.Layer:
         if isinstance(layer, keras.layers.InputLayer):
             return layer
         if all(r.supports(layer) for r in registries):
