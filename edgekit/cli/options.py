@@ -6,12 +6,19 @@ Parsing only: no TensorFlow, no measuring.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from edgekit.core.config import DataConfig, ExportConfig, PruneConfig, TrainConfig
 from edgekit.core.errors import EdgekitError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# A click command function: the option groups below decorate it and return it.
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 IMAGE_OPTIONS = [
     click.option(
@@ -45,14 +52,14 @@ def image_size(value: str | None) -> tuple[int, int] | None:
     return h, w
 
 
-def _apply(options: list[Any], f: Any) -> Any:
+def _apply(options: Sequence[Callable[[_F], _F]], f: _F) -> _F:
     """Decorate `f` with `options`, the first option first in --help."""
     for opt in reversed(options):
         f = opt(f)
     return f
 
 
-def data_options(f: Any) -> Any:
+def data_options(f: _F) -> _F:
     options = [
         click.option(
             "--data",
@@ -101,7 +108,7 @@ def data_options(f: Any) -> Any:
     return _apply(options, f)
 
 
-def train_options(f: Any) -> Any:
+def train_options(f: _F) -> _F:
     from edgekit.core.presets import PRESETS
 
     options = [
@@ -237,7 +244,7 @@ def train_options(f: Any) -> Any:
     return _apply(options, f)
 
 
-def quantize_options(f: Any) -> Any:
+def quantize_options(f: _F) -> _F:
     """`edgekit export`: the accuracy budget and the remedies for an int8 file that loses."""
     from edgekit.core.config import DEFAULT_MAX_ACCURACY_DROP
 
@@ -325,7 +332,7 @@ def data_config_from_options(kw: dict[str, Any]) -> DataConfig:
     )
 
 
-def export_options(f: Any) -> Any:
+def export_options(f: _F) -> _F:
     """`edgekit export`: output, pruning, precisions, the accuracy budget and its remedies."""
     options = [
         click.option(
@@ -497,7 +504,7 @@ def configs_from_options(kw: dict[str, Any]) -> tuple[Any, Any]:
     return data, train
 
 
-def console() -> Any:
+def console() -> Console:
     from rich.console import Console
 
     # Wide enough for the bench table when stdout is a file or a pipe.
@@ -525,7 +532,7 @@ RUNTIME_OPTION = click.option(
 )
 
 
-def sweep_options(f: Any) -> Any:
+def sweep_options(f: _F) -> _F:
     """`edgekit sweep`: the grid and where its points run."""
     options = [
         click.option(

@@ -54,49 +54,69 @@ def row_verdict(
 
 def overall_verdict(result: BenchResult) -> list[str]:
     """The run in plain words: fastest file, int8 warnings, accuracy costs, manifest, noise."""
-    rows = result.rows
-    ok = [r for r in rows if r.ok and r.latency]
+    ok = [r for r in result.rows if r.ok and r.latency]
     lines: list[str] = []
-    flags = set(result.machine.get("cpu_flags", []))
     for threads in result.config.threads:
-        at = [r for r in ok if r.threads == threads]
-        tfl = [r for r in at if r.kind == "tflite"]
-        if not tfl:
+        lines += _speed_lines(result, [r for r in ok if r.threads == threads], threads)
+    lines += _recommended_lines(ok)
+    lines += _uncertainty_lines(ok)
+    lines += _accuracy_cost_lines(ok)
+    lines += _manifest_lines(ok, result)
+    lines += _noise_lines(result.rounds)
+    notes = {r.file: r.accuracy_note for r in result.rows if r.ok and r.accuracy_note}
+    lines += [f"{file}: {note}." for file, note in notes.items()]
+    if result.failed:
+        names = sorted({r.file for r in result.failed})
+        lines.append(f"FAILED: {len(names)} file(s) could not be measured: {', '.join(names)}.")
+    return lines
+
+
+def _speed_lines(result: BenchResult, at: list[BenchRow], threads: int) -> list[str]:
+    """The fastest file at one thread count, and the int8/int16x8 files that are not fast."""
+    tfl = [r for r in at if r.kind == "tflite"]
+    if not tfl:
+        return []
+    best = min(tfl, key=lambda r: r.latency.p50_us if r.latency else math.inf)
+    assert best.latency is not None
+    text = (
+        f"Fastest at {threads} thread{'s' if threads > 1 else ''}: {best.file} "
+        f"(p50 {_fmt_us(best.latency.p50_us)}"
+    )
+    if best.speedup_vs_float32 is not None and best.reference != best.file:
+        text += f", {_speed_words(best.speedup_vs_float32, 'float32')}"
+    if best.speedup_vs_keras is not None:
+        text += f", {_speed_words(best.speedup_vs_keras, 'Keras')}"
+    lines = [text + ")."]
+    flags = set(result.machine.get("cpu_flags", []))
+    for row in tfl:
+        if row.precision == "int16x8" and row.speedup_vs_float32 is not None:
+            lines.append(
+                f"{row.file} (int16x8) runs on reference kernels (XNNPACK has none for "
+                f"int16 activations): {_speed_words(row.speedup_vs_float32, 'float32')}."
+            )
+        if row.precision not in ("int8", "uint8") or row.speedup_vs_float32 is None:
             continue
-        best = min(tfl, key=lambda r: r.latency.p50_us if r.latency else math.inf)
-        assert best.latency is not None
-        text = (
-            f"Fastest at {threads} thread{'s' if threads > 1 else ''}: {best.file} "
-            f"(p50 {_fmt_us(best.latency.p50_us)}"
-        )
-        if best.speedup_vs_float32 is not None and best.reference != best.file:
-            text += f", {_speed_words(best.speedup_vs_float32, 'float32')}"
-        if best.speedup_vs_keras is not None:
-            text += f", {_speed_words(best.speedup_vs_keras, 'Keras')}"
-        lines.append(text + ").")
-        for row in tfl:
-            if row.precision == "int16x8" and row.speedup_vs_float32 is not None:
-                lines.append(
-                    f"{row.file} (int16x8) runs on reference kernels (XNNPACK has none for "
-                    f"int16 activations): {_speed_words(row.speedup_vs_float32, 'float32')}."
+        if row.speedup_vs_float32 < 1 + TIE_TOLERANCE:
+            ref = next((r for r in tfl if r.file == row.reference), None)
+            ref_p50 = _fmt_us(ref.latency.p50_us) if ref and ref.latency else "?"
+            assert row.latency is not None
+            why = ""
+            if not flags & set(INT8_DOT_FLAGS):
+                why = (
+                    " This CPU has no int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI,"
+                    " ARM dotprod), which int8 kernels need to be fast."
                 )
-            if row.precision not in ("int8", "uint8") or row.speedup_vs_float32 is None:
-                continue
-            if row.speedup_vs_float32 < 1 + TIE_TOLERANCE:
-                ref = next((r for r in tfl if r.file == row.reference), None)
-                ref_p50 = _fmt_us(ref.latency.p50_us) if ref and ref.latency else "?"
-                assert row.latency is not None
-                why = ""
-                if not flags & set(INT8_DOT_FLAGS):
-                    why = (
-                        " This CPU has no int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI,"
-                        " ARM dotprod), which int8 kernels need to be fast."
-                    )
-                lines.append(
-                    f"WARNING: {row.file} (int8) is not faster than float32 on this CPU "
-                    f"({result.machine.get('cpu')}): p50 {_fmt_us(row.latency.p50_us)} against "
-                    f"{ref_p50} at {threads} thread(s).{why}"
-                )
+            lines.append(
+                f"WARNING: {row.file} (int8) is not faster than float32 on this CPU "
+                f"({result.machine.get('cpu')}): p50 {_fmt_us(row.latency.p50_us)} against "
+                f"{ref_p50} at {threads} thread(s).{why}"
+            )
+    return lines
+
+
+def _recommended_lines(ok: list[BenchRow]) -> list[str]:
+    """The file export recommended, once per manifest folder."""
+    lines = []
     for row in {r.path: r for r in ok if r.manifest and r.manifest.get("recommended")}.values():
         budget = row.manifest.get("max_accuracy_drop_points") if row.manifest else None
         within = f" within {budget:g} points of the float model" if budget is not None else ""
@@ -106,7 +126,12 @@ def overall_verdict(result: BenchResult) -> list[str]:
             if row.accuracy is not None
             else f"Recommended by export: {row.file}, the smallest file{within}."
         )
-    lines += _uncertainty_lines(ok)
+    return lines
+
+
+def _accuracy_cost_lines(ok: list[BenchRow]) -> list[str]:
+    """What each quantized file costs (or gains) in accuracy against its float32 reference."""
+    lines = []
     seen: set[str] = set()
     for row in ok:
         if row.path in seen or row.kind != "tflite" or row.reference in (None, row.file):
@@ -134,40 +159,44 @@ def overall_verdict(result: BenchResult) -> list[str]:
             f"{row.precision} ({row.file}) {what} against float32 "
             f"({row.accuracy:.2%} vs {ref_acc:.2%}){agree}{size}."
         )
+    return lines
+
+
+def _manifest_lines(ok: list[BenchRow], result: BenchResult) -> list[str]:
+    """Whether the accuracy measured here equals the manifest's, and why not."""
     checked = [r for r in ok if _comparable(r)]
     reasons: dict[str, list[str]] = {}
     for r in checked:
         reason = manifest_difference(r, result.machine, result.data)
         if reason is not None:
             reasons.setdefault(reason, []).append(r.id)
-    for reason, labels in reasons.items():
-        lines.append(
-            f"WARNING: accuracy differs from the manifest's for {', '.join(labels)}: {reason}."
-        )
+    lines = [
+        f"WARNING: accuracy differs from the manifest's for {', '.join(labels)}: {reason}."
+        for reason, labels in reasons.items()
+    ]
     if checked and not reasons:
         lines.append(
             f"Accuracy equals the manifest's for {len({r.file for r in checked})} file(s)."
         )
-    rounds = result.rounds
-    if rounds.get("max_round_spread") is not None:
-        spread = rounds["max_round_spread"]
-        noisy = rounds["noisy"]
-        lines.append(
-            f"Measured in {rounds['count']} interleaved rounds; round medians varied by up to "
-            f"{spread:.1%}"
-            + (
-                " (noisy: something else used the CPU; compare figures with care or rerun "
-                "on an idle machine)."
-                if noisy
-                else " (quiet machine)."
-            )
-        )
-    notes = {r.file: r.accuracy_note for r in rows if r.ok and r.accuracy_note}
-    lines += [f"{file}: {note}." for file, note in notes.items()]
-    if result.failed:
-        names = sorted({r.file for r in result.failed})
-        lines.append(f"FAILED: {len(names)} file(s) could not be measured: {', '.join(names)}.")
     return lines
+
+
+def _noise_lines(rounds: dict[str, Any]) -> list[str]:
+    """How much the round medians varied: a noisy machine is named."""
+    if rounds.get("max_round_spread") is None:
+        return []
+    spread = rounds["max_round_spread"]
+    noisy = rounds["noisy"]
+    return [
+        f"Measured in {rounds['count']} interleaved rounds; round medians varied by up to "
+        f"{spread:.1%}"
+        + (
+            " (noisy: something else used the CPU; compare figures with care or rerun "
+            "on an idle machine)."
+            if noisy
+            else " (quiet machine)."
+        )
+    ]
 
 
 def _comparable(row: BenchRow) -> bool:
