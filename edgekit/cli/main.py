@@ -380,42 +380,11 @@ def bench(paths: tuple[str, ...], **kw: Any) -> None:
     that off. --json/--csv/--markdown/--plot write where you say. All files are written
     even when some model failed; the exit status is then 1.
     """
-    from pathlib import Path
-
-    from edgekit.cli.report import (
-        BENCH_OUTPUT_NAMES,
-        print_bench,
-        require_matplotlib,
-        write_bench_outputs,
-    )
+    from edgekit.cli.report import print_bench, write_bench_outputs
     from edgekit.device.bench import DEFAULT_BENCH_DIR, BenchConfig, run_bench
 
     targets = paths or (DEFAULT_BENCH_DIR,)
-    save = kw["save"]
-    folders = [Path(t) for t in targets if Path(t).is_dir()]
-    folder = folders[0] if len(folders) == 1 else None
-    if save and folder is None:
-        raise click.UsageError("--save needs exactly one folder among PATHS; use --json etc.")
-    save = folder is not None and save is not False
-    if kw["plot_path"]:
-        require_matplotlib()  # fail before measuring, not after
-    outputs = [
-        {
-            "json_path": kw["json_path"],
-            "csv_path": kw["csv_path"],
-            "markdown_path": kw["markdown_path"],
-            "plot_path": kw["plot_path"],
-        }
-    ]
-    if save and folder is not None:
-        saved = {f"{key}_path": str(folder / name) for key, name in BENCH_OUTPUT_NAMES.items()}
-        try:
-            require_matplotlib()
-        except EdgekitError:
-            saved["plot_path"] = None  # type: ignore[assignment]
-            if not kw["quiet"]:
-                click.echo("  (no bench.png: matplotlib is not installed)", err=True)
-        outputs.append(saved)
+    outputs = _bench_outputs(targets, kw)
     config = BenchConfig(
         threads=thread_counts(kw["threads"]),
         xnnpack=kw["xnnpack"],
@@ -444,6 +413,42 @@ def bench(paths: tuple[str, ...], **kw: Any) -> None:
         raise click.ClickException(
             f"{len(failed)} file(s) failed: {', '.join(failed)} (see the error rows)"
         )
+
+
+def _bench_outputs(targets: tuple[str, ...], kw: dict[str, Any]) -> list[dict[str, str | None]]:
+    """The report files bench writes: where --json/--csv/--markdown/--plot say, and bench.*
+    into the one folder among `targets` unless --no-save (no bench.png without matplotlib)."""
+    from pathlib import Path
+
+    from edgekit.cli.report import BENCH_OUTPUT_NAMES, require_matplotlib
+
+    save = kw["save"]
+    folders = [Path(t) for t in targets if Path(t).is_dir()]
+    folder = folders[0] if len(folders) == 1 else None
+    if save and folder is None:
+        raise click.UsageError("--save needs exactly one folder among PATHS; use --json etc.")
+    if kw["plot_path"]:
+        require_matplotlib()  # fail before measuring, not after
+    outputs: list[dict[str, str | None]] = [
+        {
+            "json_path": kw["json_path"],
+            "csv_path": kw["csv_path"],
+            "markdown_path": kw["markdown_path"],
+            "plot_path": kw["plot_path"],
+        }
+    ]
+    if folder is not None and save is not False:
+        saved: dict[str, str | None] = {
+            f"{key}_path": str(folder / name) for key, name in BENCH_OUTPUT_NAMES.items()
+        }
+        try:
+            require_matplotlib()
+        except EdgekitError:
+            saved["plot_path"] = None
+            if not kw["quiet"]:
+                click.echo("  (no bench.png: matplotlib is not installed)", err=True)
+        outputs.append(saved)
+    return outputs
 
 
 @main.command()

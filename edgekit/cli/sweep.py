@@ -37,6 +37,30 @@ def _fixed_keys() -> set[str]:
     return {_KEY_OF_PARAM.get(name, name) for name in given}
 
 
+def _refuse_what_a_sweep_cannot_do(kw: dict[str, Any]) -> None:
+    """One-line errors before anything runs: no grid, or an option no sweep point can take."""
+    if not kw["grid"]:
+        raise EdgekitError(
+            "no --grid given: pass the values to sweep, e.g. --grid sparsity=0.5,0.8 "
+            "--grid precision=int8,float16"
+        )
+    if kw["distributed"]:  # each point would wait for a cluster of its own
+        raise EdgekitError(
+            "--distributed trains one run across a TF_CONFIG cluster, not a sweep's points: "
+            "drop --distributed (points run side by side with --jobs N or --ray)"
+        )
+
+
+def _model_sha256(model: str | None) -> str | None:
+    """sha256 of the model every point starts from (part of the points' ids), checked first."""
+    if model is None:
+        return None
+    from edgekit.core.model_path import check_model_path
+
+    check_model_path(model)
+    return hashlib.sha256(Path(model).read_bytes()).hexdigest()
+
+
 @click.command(context_settings={"default_map": {"output": DEFAULT_SWEEP_DIR}})
 @click.argument("model", required=False, type=click.Path(dir_okay=False))
 @sweep_options
@@ -63,16 +87,7 @@ def sweep(model: str | None, **kw: Any) -> None:
     from edgekit.cli.report.sweep import print_sweep, write_sweep_outputs
     from edgekit.sweep import SweepConfig, expand_grid, parse_grid, point_salt, run_sweep
 
-    if not kw["grid"]:
-        raise EdgekitError(
-            "no --grid given: pass the values to sweep, e.g. --grid sparsity=0.5,0.8 "
-            "--grid precision=int8,float16"
-        )
-    if kw["distributed"]:  # each point would wait for a cluster of its own
-        raise EdgekitError(
-            "--distributed trains one run across a TF_CONFIG cluster, not a sweep's points: "
-            "drop --distributed (points run side by side with --jobs N or --ray)"
-        )
+    _refuse_what_a_sweep_cannot_do(kw)
     grid = parse_grid(kw["grid"])
     config = SweepConfig(
         output_dir=kw["output"],
@@ -83,12 +98,7 @@ def sweep(model: str | None, **kw: Any) -> None:
         bench=kw["bench"],
         wait=kw["wait"],
     )
-    model_sha = None
-    if model is not None:
-        from edgekit.core.model_path import check_model_path
-
-        check_model_path(model)
-        model_sha = hashlib.sha256(Path(model).read_bytes()).hexdigest()
+    model_sha = _model_sha256(model)
     base = pipeline_config_from_options(kw, model)
     points = expand_grid(
         grid,

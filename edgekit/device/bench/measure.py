@@ -199,6 +199,40 @@ def run_bench(
         say(f"loading test data ({config.data})")
         x_test, y_test, data_info = load_bench_data(config, files)
 
+    rows, manifest_problems = _list_rows(files, config)
+    with tempfile.TemporaryDirectory(prefix="edgekit-bench-") as tmp:
+        tmpdir = Path(tmp)
+        sample_path = None
+        if x_test is not None and y_test is not None:
+            sample_path = tmpdir / "sample.npy"
+            np.save(sample_path, np.asarray(x_test[:1], np.float32))
+            np.save(tmpdir / "x.npy", np.asarray(x_test, np.float32))
+            np.save(tmpdir / "y.npy", np.asarray(y_test))
+        outputs = _measure_all(rows, config, sample_path, tmpdir, data_info, say)
+        machine = machine_info()
+        machine["xnnpack"] = config.xnnpack
+        _compare(rows, outputs, machine, data_info)
+        annotate_uncertainty(rows, outputs, y_test)
+
+    runtimes = sorted({r.runtime for r in rows if r.runtime and r.kind == "tflite"})
+    machine["runtime"] = ", ".join(runtimes) if runtimes else "unknown (no file loaded)"
+    result = BenchResult(
+        rows=rows,
+        machine=machine,
+        config=config,
+        data=data_info,
+        rounds=_rounds_summary(rows, config),
+        verdict=[],
+        started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        duration_s=time.time() - started,
+    )
+    result.verdict = overall_verdict(result)
+    result.verdict += [f"WARNING: {p}." for p in manifest_problems]
+    return result
+
+
+def _list_rows(files: list[Path], config: BenchConfig) -> tuple[list[BenchRow], list[str]]:
+    """A row per file and thread count in table order, and the manifests' problems."""
     manifests: dict[Path, dict[str, _Listed]] = {}
     manifest_problems: list[str] = []
     rows: list[BenchRow] = []
@@ -209,60 +243,48 @@ def run_bench(
     if len(names) != len(set(names)):  # same name in two folders: ids need the path
         for r in rows:
             r.id = r.path if len(config.threads) == 1 else f"{r.path}@{r.threads}t"
+    return rows, manifest_problems
 
-    with tempfile.TemporaryDirectory(prefix="edgekit-bench-") as tmp:
-        tmpdir = Path(tmp)
-        sample_path = None
-        if x_test is not None and y_test is not None:
-            sample_path = tmpdir / "sample.npy"
-            np.save(sample_path, np.asarray(x_test[:1], np.float32))
-            np.save(tmpdir / "x.npy", np.asarray(x_test, np.float32))
-            np.save(tmpdir / "y.npy", np.asarray(y_test))
-        outputs: dict[str, np.ndarray] = {}
-        # .tflite files first, then Keras baselines in a phase of their own: TensorFlow's
-        # thread pools spin for a while after each call, and the .tflite files measured next
-        # to them would share the machine with that work.
-        for phase in (
-            [r for r in rows if r.kind != "keras"],
-            [r for r in rows if r.kind == "keras"],
-        ):
-            workers = [_Worker(r) for r in phase]
-            try:
-                _load_all(workers, config, sample_path, say)
-                _run_rounds(workers, config, say)
-                _read_memory(workers, config)
-                outputs |= _evaluate_all(workers, config, tmpdir, data_info, say)
-            finally:
-                for w in workers:
-                    if w.child is not None:
-                        w.child.close()
-        machine = machine_info()
-        machine["xnnpack"] = config.xnnpack
-        _compare(rows, outputs, machine, data_info)
-        annotate_uncertainty(rows, outputs, y_test)
 
-    runtimes = sorted({r.runtime for r in rows if r.runtime and r.kind == "tflite"})
-    machine["runtime"] = ", ".join(runtimes) if runtimes else "unknown (no file loaded)"
+def _measure_all(
+    rows: list[BenchRow],
+    config: BenchConfig,
+    sample_path: Path | None,
+    tmpdir: Path,
+    data_info: dict[str, Any],
+    say: Progress,
+) -> dict[str, np.ndarray]:
+    """Load, time, weigh and evaluate every row, each in its own process; outputs by row id."""
+    outputs: dict[str, np.ndarray] = {}
+    # .tflite files first, then Keras baselines in a phase of their own: TensorFlow's
+    # thread pools spin for a while after each call, and the .tflite files measured next
+    # to them would share the machine with that work.
+    for phase in (
+        [r for r in rows if r.kind != "keras"],
+        [r for r in rows if r.kind == "keras"],
+    ):
+        workers = [_Worker(r) for r in phase]
+        try:
+            _load_all(workers, config, sample_path, say)
+            _run_rounds(workers, config, say)
+            _read_memory(workers, config)
+            outputs |= _evaluate_all(workers, config, tmpdir, data_info, say)
+        finally:
+            for w in workers:
+                if w.child is not None:
+                    w.child.close()
+    return outputs
+
+
+def _rounds_summary(rows: list[BenchRow], config: BenchConfig) -> dict[str, Any]:
+    """How many rounds ran and how much the round medians varied (a noisy machine)."""
     spreads = [r.round_spread for r in rows if r.round_spread is not None]
-    rounds = {
+    return {
         "count": config.rounds,
         "max_round_spread": max(spreads) if spreads else None,
         "median_round_spread": statistics.median(spreads) if spreads else None,
         "noisy": bool(spreads) and max(spreads) > NOISY_SPREAD,
     }
-    result = BenchResult(
-        rows=rows,
-        machine=machine,
-        config=config,
-        data=data_info,
-        rounds=rounds,
-        verdict=[],
-        started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-        duration_s=time.time() - started,
-    )
-    result.verdict = overall_verdict(result)
-    result.verdict += [f"WARNING: {p}." for p in manifest_problems]
-    return result
 
 
 def _row_order(row: BenchRow) -> tuple[bool, str, int, int]:

@@ -111,43 +111,8 @@ def cluster_weights(
             f"clusters must be >= 3 to keep the zeros of a pruned model, got {config.clusters}: "
             "one centroid is held at zero; pass e.g. 16"
         )
-    if any(isinstance(layer, keras.Model) for layer in float_model.layers):
-        raise ModelError(
-            "the model nests another model, which TF-MOT cannot cluster layer by layer: "
-            "flatten it into one Sequential/Functional model, or export without clustering"
-        )
     set_determinism(config.seed)
-    skipped: dict[str, str] = {}
-    init = tfmot.clustering.keras.CentroidInitialization.KMEANS_PLUS_PLUS
-
-    def wrap(layer: keras.layers.Layer) -> keras.layers.Layer:
-        kernel = kernel_values(layer)
-        if kernel is None or isinstance(layer, keras.layers.InputLayer):
-            return layer
-        if type(layer) not in _CLUSTERABLE:
-            skipped[layer.name] = f"TF-MOT does not cluster {type(layer).__name__} kernels"
-            return layer
-        if kernel.size < max(config.min_weights, config.clusters):
-            skipped[layer.name] = (
-                f"{kernel.size} kernel weights < min_weights={config.min_weights}: left "
-                "unclustered (clustering it saves little and costs accuracy)"
-            )
-            return layer
-        return tfmot.clustering.keras.cluster_weights(
-            layer,
-            number_of_clusters=config.clusters,
-            cluster_centroids_init=init,
-            preserve_sparsity=preserve,
-        )
-
-    try:
-        wrapped = keras.models.clone_model(float_model, clone_function=wrap)
-    except ValueError as e:
-        first = first_line(e)
-        raise ModelError(
-            f"TF-MOT cannot cluster model {model.name!r} ({first}): use built-in tf_keras "
-            "layers, or export without clustering"
-        ) from None
+    wrapped, skipped = _wrap_for_clustering(float_model, config, preserve, model.name)
     clustered = [n for n in before if n not in skipped]
     if not clustered:
         raise ModelError(
@@ -182,6 +147,54 @@ def cluster_weights(
         epochs_run=len(history.get("loss", [])),
         history=history,
     )
+
+
+def _wrap_for_clustering(
+    float_model: keras.Model, config: ClusterConfig, preserve: bool, name: str
+) -> tuple[keras.Model, dict[str, str]]:
+    """A copy of `float_model` with every clusterable kernel of >= config.min_weights weights
+    wrapped for clustering, and the kernels left unclustered -> why.
+
+    Raises:
+        ModelError: the model nests a model, or TF-MOT cannot wrap it.
+    """
+    if any(isinstance(layer, keras.Model) for layer in float_model.layers):
+        raise ModelError(
+            "the model nests another model, which TF-MOT cannot cluster layer by layer: "
+            "flatten it into one Sequential/Functional model, or export without clustering"
+        )
+    skipped: dict[str, str] = {}
+    init = tfmot.clustering.keras.CentroidInitialization.KMEANS_PLUS_PLUS
+
+    def wrap(layer: keras.layers.Layer) -> keras.layers.Layer:
+        kernel = kernel_values(layer)
+        if kernel is None or isinstance(layer, keras.layers.InputLayer):
+            return layer
+        if type(layer) not in _CLUSTERABLE:
+            skipped[layer.name] = f"TF-MOT does not cluster {type(layer).__name__} kernels"
+            return layer
+        if kernel.size < max(config.min_weights, config.clusters):
+            skipped[layer.name] = (
+                f"{kernel.size} kernel weights < min_weights={config.min_weights}: left "
+                "unclustered (clustering it saves little and costs accuracy)"
+            )
+            return layer
+        return tfmot.clustering.keras.cluster_weights(
+            layer,
+            number_of_clusters=config.clusters,
+            cluster_centroids_init=init,
+            preserve_sparsity=preserve,
+        )
+
+    try:
+        wrapped = keras.models.clone_model(float_model, clone_function=wrap)
+    except ValueError as e:
+        first = first_line(e)
+        raise ModelError(
+            f"TF-MOT cannot cluster model {name!r} ({first}): use built-in tf_keras "
+            "layers, or export without clustering"
+        ) from None
+    return wrapped, skipped
 
 
 def _check(

@@ -133,6 +133,45 @@ def prune_model(
     original = model
     model = keras.models.clone_model(original)
     model.set_weights(original.get_weights())
+    wrapped, skipped = _wrap_for_pruning(model, config, schedule)
+    # The wrapper drops the optimizer: compile again.
+    compile_model(wrapped, config.learning_rate, decay_steps=plan.total_steps)
+    hist = wrapped.fit(
+        training_batches(wrapped, data.x_train, data.y_train, config.batch_size, config.seed),
+        validation_data=(data.x_val, data.y_val),
+        epochs=config.max_epochs,
+        verbose=0,
+        callbacks=[
+            tfmot.sparsity.keras.UpdatePruningStep(),
+            ProgressLogger("prune", config.max_epochs, progress),
+        ],
+    )
+    stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
+    compile_model(stripped, config.learning_rate)
+    sparsity = kernel_sparsity(stripped)
+    pruned = {k: v for k, v in sparsity.items() if k not in skipped}
+    target = config.target_sparsity
+    off = {k: v for k, v in pruned.items() if abs(v - target) > SPARSITY_TOLERANCE}
+    if off:
+        detail = ", ".join(f"{k}={v:.3f}" for k, v in off.items())
+        raise EdgekitError(
+            f"pruning did not reach {config.target_sparsity:.2f} sparsity ({detail}): "
+            "raise --prune-epochs"
+        )
+    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    return PruneResult(stripped, plan, sparsity, skipped, history)
+
+
+def _wrap_for_pruning(
+    model: keras.Model, config: PruneConfig, schedule: tfmot.sparsity.keras.PruningSchedule
+) -> tuple[keras.Model, dict[str, str]]:
+    """A copy of `model` with every kernel of >= config.min_weights weights wrapped for
+    pruning, and the kernels left dense -> why.
+
+    Raises:
+        ModelError: the model nests a model, TF-MOT cannot wrap a layer, or no kernel is large
+            enough to prune.
+    """
     skipped: dict[str, str] = {}
 
     def wrap(layer: keras.layers.Layer) -> keras.layers.Layer:
@@ -165,29 +204,4 @@ def prune_model(
             f"no layer of the model has >= {config.min_weights} kernel weights to prune: "
             "lower --min-weights or export with --no-prune"
         )
-    # The wrapper drops the optimizer: compile again.
-    compile_model(wrapped, config.learning_rate, decay_steps=plan.total_steps)
-    hist = wrapped.fit(
-        training_batches(wrapped, data.x_train, data.y_train, config.batch_size, config.seed),
-        validation_data=(data.x_val, data.y_val),
-        epochs=config.max_epochs,
-        verbose=0,
-        callbacks=[
-            tfmot.sparsity.keras.UpdatePruningStep(),
-            ProgressLogger("prune", config.max_epochs, progress),
-        ],
-    )
-    stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
-    compile_model(stripped, config.learning_rate)
-    sparsity = kernel_sparsity(stripped)
-    pruned = {k: v for k, v in sparsity.items() if k not in skipped}
-    target = config.target_sparsity
-    off = {k: v for k, v in pruned.items() if abs(v - target) > SPARSITY_TOLERANCE}
-    if off:
-        detail = ", ".join(f"{k}={v:.3f}" for k, v in off.items())
-        raise EdgekitError(
-            f"pruning did not reach {config.target_sparsity:.2f} sparsity ({detail}): "
-            "raise --prune-epochs"
-        )
-    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-    return PruneResult(stripped, plan, sparsity, skipped, history)
+    return wrapped, skipped
