@@ -108,6 +108,7 @@ def data_options(f: _F) -> _F:
     return _apply(options, f)
 
 
+# Long but flat: one click decorator per option, no logic; export, train and sweep take them all.
 def train_options(f: _F) -> _F:
     from edgekit.core.presets import PRESETS
 
@@ -244,6 +245,7 @@ def train_options(f: _F) -> _F:
     return _apply(options, f)
 
 
+# Long but flat: one click decorator per option (the budget and its remedies), no logic.
 def quantize_options(f: _F) -> _F:
     """`edgekit export`: the accuracy budget and the remedies for an int8 file that loses."""
     from edgekit.core.config import DEFAULT_MAX_ACCURACY_DROP
@@ -332,6 +334,7 @@ def data_config_from_options(kw: dict[str, Any]) -> DataConfig:
     )
 
 
+# Long but flat: one click decorator per option, no logic; export and sweep take them all.
 def export_options(f: _F) -> _F:
     """`edgekit export`: output, pruning, precisions, the accuracy budget and its remedies."""
     options = [

@@ -147,6 +147,7 @@ def quantize_int4(float_tflite: bytes, mode: str = "dynamic") -> bytes:
     return out
 
 
+# Long for its docstring (Args/Returns/Raises): the body is one quantizer run and its checks.
 def quantize_mixed(
     float_tflite: bytes,
     int4_layers: str,

@@ -220,6 +220,7 @@ def check_mc_args(model: Any, samples: int, masks: str) -> None:
         )
 
 
+# Long for its docstring (Args/Returns/Raises): the body rebuilds Sequential or functional models.
 def build_mc_model(
     model: keras.Model, samples: int, masks: str = "fixed", seed: int = 42
 ) -> keras.Model:
