@@ -30,7 +30,10 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # Fault injection for the isolation tests: a child whose model path contains this value
 # kills itself with SIGSEGV (`crash`) or never answers (`hang`) when asked to load it.
@@ -207,7 +210,7 @@ def _peak_rss_bytes() -> int | None:
     return int(peak) if sys.platform == "darwin" else int(peak) * 1024  # bytes on macOS
 
 
-def _time_loop(invoke: Any, min_runs: int, min_ns: int) -> list[int]:
+def _time_loop(invoke: Callable[[], object], min_runs: int, min_ns: int) -> list[int]:
     """Call invoke() until both min_runs calls and min_ns of invoke time; return each call's ns.
 
     Only invoke() is timed: the input was set once before, nothing else happens in between.
@@ -231,7 +234,7 @@ def _time_loop(invoke: Any, min_runs: int, min_ns: int) -> list[int]:
     return samples
 
 
-def input_sample(path: str | None, shape: tuple[int, ...]) -> Any:
+def input_sample(path: str | None, shape: tuple[int, ...]) -> np.ndarray:
     """A float32 batch-1 input: the given sample if it fits `shape`, else a fixed random one."""
     import numpy as np
 
@@ -298,7 +301,7 @@ class TfliteModel:
             for t in output_details(self.interpreter)
         )
 
-    def evaluate(self, x: Any, y: Any) -> tuple[float, Any]:
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         from edgekit.device.runtime import evaluate, load_interpreter
 
         # The very function export uses, with this row's runtime options (threads, XNNPACK),
@@ -317,18 +320,42 @@ class TfliteModel:
         return {"threads": self.threads, "xnnpack": self.xnnpack}
 
 
-# The kinds of model the worker loads, by registered name -> "module:class". A kind's class has
-# `prepare(request)` (fail early, before memory is measured), `__init__(request)`, `invoke()`,
-# `info()`, `outputs_finite()`, `evaluate(x, y)`, `input_shape()` and `settings()`. The Keras
-# baseline lives on the workstation side and is imported by this name only when a request asks
-# for it, so the device side never imports TensorFlow on its own.
+class ModelKind(Protocol):
+    """A kind of model the worker loads (see MODEL_KINDS): made from a load request, then
+    timed by `invoke` and evaluated on the bench's test data."""
+
+    load_ns: int  # time the load took
+
+    @staticmethod
+    def prepare(request: dict[str, Any]) -> None:
+        """Fail early (a missing runtime) and import what the model needs, before memory is
+        measured."""
+
+    def __init__(self, request: dict[str, Any]) -> None: ...
+
+    def invoke(self) -> None: ...
+
+    def info(self) -> dict[str, Any]: ...
+
+    def outputs_finite(self) -> bool: ...
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]: ...
+
+    def input_shape(self) -> tuple[int, ...]: ...
+
+    def settings(self) -> dict[str, Any]: ...
+
+
+# The kinds of model the worker loads, by registered name -> "module:class" of a ModelKind.
+# The Keras baseline lives on the workstation side and is imported by this name only when a
+# request asks for it, so the device side never imports TensorFlow on its own.
 MODEL_KINDS = {
     "tflite": "edgekit.device.worker:TfliteModel",
     "keras": "edgekit.workstation.keras_baseline:KerasModel",
 }
 
 
-def model_kind(name: str) -> Any:
+def model_kind(name: str) -> type[ModelKind]:
     """The class registered under `name` in MODEL_KINDS (imported on first use)."""
     import importlib
 
@@ -345,7 +372,7 @@ class _Server:
     """Answers requests for one model until `exit` or end of input."""
 
     def __init__(self) -> None:
-        self.model: Any = None
+        self.model: ModelKind | None = None
         self.rss_before: int | None = None
         self.peak_reset = False
 

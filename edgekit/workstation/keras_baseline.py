@@ -8,9 +8,12 @@ workstation side. TensorFlow is imported inside the methods, in the child proces
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgekit.device.worker import input_sample
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class KerasModel:
@@ -70,7 +73,7 @@ class KerasModel:
 
         return bool(np.isfinite(self.last.numpy()).all())
 
-    def evaluate(self, x: Any, y: Any) -> tuple[float, Any]:
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         import numpy as np
 
         from edgekit.device.runtime import EVAL_BATCH_SIZE
