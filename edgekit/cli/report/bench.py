@@ -7,13 +7,22 @@ import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
 from edgekit.cli.report.bench_plot import bench_plot_png
-from edgekit.cli.report.formats import _kb, _mb, _num, _pct, _times, dumps_json, write_report_files
+from edgekit.cli.report.formats import (
+    ReportJob,
+    _kb,
+    _mb,
+    _num,
+    _pct,
+    _times,
+    dumps_json,
+    write_report_files,
+)
 
 if TYPE_CHECKING:
     from edgekit.device.bench.records import BenchResult, BenchRow
@@ -241,7 +250,7 @@ def write_bench_outputs(
     plot_path: str | os.PathLike[str] | None = None,
 ) -> list[Path]:
     """Write the requested files atomically; returns the paths written."""
-    jobs: Sequence[tuple[str | os.PathLike[str] | None, Any]] = (
+    jobs: Sequence[ReportJob] = (
         (json_path, lambda: bench_json(result)),
         (csv_path, lambda: bench_csv(result)),
         (markdown_path, lambda: bench_markdown(result)),

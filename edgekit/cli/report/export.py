@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
 from edgekit.cli.report.formats import _pct
+
+if TYPE_CHECKING:
+    from edgekit.workstation.export.tflite import ExportResult
+    from edgekit.workstation.pipeline import PipelineResult
 
 
 def _percent(x: float | None) -> str:
@@ -20,12 +24,10 @@ def _size(n: int | None) -> str:
     return f"{n / 1024:.1f} KB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.2f} MB"
 
 
-def export_table(result: Any) -> Table:
-    """One row per file: precision, size, gzipped size, zeros, accuracy, agreement with Keras.
-
-    `result` is a `PipelineResult` (its `.export` is the ExportResult).
-    """
-    table = Table(title=f"edgekit export -> {result.export.output_dir}")
+def export_table(export: ExportResult) -> Table:
+    """One row per file: precision, size, gzipped size, zeros, accuracy, agreement with Keras;
+    the files left out dimmed."""
+    table = Table(title=f"edgekit export -> {export.output_dir}")
     cols = (
         "file",
         "precision",
@@ -40,7 +42,7 @@ def export_table(result: Any) -> Table:
         table.add_column(
             col, justify="left" if col in ("file", "precision") else "right", no_wrap=col == "file"
         )
-    for row in result.export.rows():
+    for row in export.rows():
         sparsity = row["weight_sparsity"]
         drop = row.get("accuracy_drop_points")
         table.add_row(
@@ -53,7 +55,7 @@ def export_table(result: Any) -> Table:
             "-" if drop is None else f"{0.0 - drop + 0.0:+.2f}",
             _percent(row["agreement"]),
         )
-    for r in getattr(result.export, "rejected", []):
+    for r in export.rejected:
         table.add_row(
             f"[dim]{r.file} (not written)[/dim]",
             r.precision,
@@ -67,10 +69,12 @@ def export_table(result: Any) -> Table:
     return table
 
 
-def print_export_summary(result: Any, console: Console | None = None) -> None:
+def print_export_summary(result: PipelineResult, console: Console | None = None) -> None:
     """The table, the Keras accuracies of each stage, the manifest path and the wall time."""
+    export = result.export
+    assert export is not None, "a run that wrote files"  # main prints a worker's own line
     console = console or Console()
-    console.print(export_table(result))
+    console.print(export_table(export))
     source = result.info.get("source_model") or {}
     if source.get("keras_version") == 3:
         k3 = source.get("keras3") or {}
@@ -87,9 +91,9 @@ def print_export_summary(result: Any, console: Console | None = None) -> None:
     parts = [f"{k.replace('_keras', '')} Keras {v:.2%}" for k, v in acc.items() if "keras" in k]
     console.print("test accuracy: " + ", ".join(parts))
     total = sum(result.stage_seconds.values())
-    for r in getattr(result.export, "rejected", []):
+    for r in export.rejected:
         console.print(f"not written: {r.file}: {r.reason}", highlight=False)
-    for f in result.export.files:
+    for f in export.files:
         ops = f.record.variant.get("float_ops") or []
         if ops:
             more = f" and {len(ops) - 1} more" if len(ops) > 1 else ""
@@ -99,11 +103,11 @@ def print_export_summary(result: Any, console: Console | None = None) -> None:
                 "leaky_relu or selu",
                 highlight=False,
             )
-    budget = result.export.manifest.selection.get("max_accuracy_drop_points")
-    if result.export.recommended:
+    budget = export.manifest.selection.get("max_accuracy_drop_points")
+    if export.recommended:
         console.print(
-            f"recommended: {result.export.recommended} (the smallest file within {budget:g} "
+            f"recommended: {export.recommended} (the smallest file within {budget:g} "
             "points of the float model)",
             highlight=False,
         )
-    console.print(f"manifest: {result.export.manifest_path}  ({total:.0f} s in all)")
+    console.print(f"manifest: {export.manifest_path}  ({total:.0f} s in all)")

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
+
+# A report file to write: its path (None: not asked for) and what makes its text or bytes.
+ReportJob = tuple[str | os.PathLike[str] | None, Callable[[], str | bytes]]
 
 
 def _num(value: float | None, fmt: str = ".1f", missing: str = "-") -> str:
@@ -57,13 +63,11 @@ def dumps_json(obj: Any, indent: int = 2) -> str:
     return dump(_json_safe(obj), 0) + "\n"
 
 
-def write_report_files(jobs: Any) -> list[Any]:
+def write_report_files(jobs: Iterable[ReportJob]) -> list[Path]:
     """Write each (path, make-content) pair whose path is given, atomically; the paths written.
 
     `make()` returns str (text) or bytes. Raises EdgekitError for a path that cannot be written.
     """
-    from pathlib import Path
-
     from edgekit.core.errors import EdgekitError
     from edgekit.core.io.files import write_bytes_atomic, write_text_atomic
 

@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from edgekit.device.modelfile import ModelFile
+from edgekit.device.modelfile import ModelFile, TensorSummary
 
 
 def _quant(scale: Sequence[float], zero_point: Sequence[int]) -> str:
@@ -22,7 +22,7 @@ def _quant(scale: Sequence[float], zero_point: Sequence[int]) -> str:
 def inspect_dict(model: ModelFile) -> dict[str, Any]:
     """What `edgekit inspect --json` prints."""
 
-    def tensor(t: Any) -> dict[str, Any]:
+    def tensor(t: TensorSummary) -> dict[str, Any]:
         return {
             "name": t.name,
             "shape": list(t.shape),
