@@ -12,9 +12,10 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from edgekit import __version__
+from edgekit.core.data.dataset import InputSpec
 from edgekit.core.errors import ManifestError
 from edgekit.device.modelfile import sha256_bytes
 
@@ -311,7 +312,7 @@ class Manifest:
     machine: dict[str, Any] = field(default_factory=dict)
     # How raw samples become the files' input: shape, raw dtype, scale, offset (and for
     # image folders: decoding and resizing), so a device feeds them as the workstation did.
-    input: dict[str, Any] = field(default_factory=dict)
+    input: InputSpec = field(default_factory=lambda: InputSpec())
     # The accuracy budget, the recommended file and the variants measured but not written.
     selection: dict[str, Any] = field(default_factory=dict)
     edgekit_version: str = __version__
@@ -403,7 +404,7 @@ class Manifest:
             raise ManifestError(f"{source}: {e}: re-export or re-copy the manifest") from None
 
 
-def _input_spec(value: Any) -> dict[str, Any]:
+def _input_spec(value: Any) -> InputSpec:
     spec = _str_dict(value, "input")
     for key in ("scale", "offset"):
         _need(_opt_number(spec.get(key)), f"'input.{key}' must be a number, {_got(spec.get(key))}")
@@ -412,7 +413,7 @@ def _input_spec(value: Any) -> dict[str, Any]:
         shape is None or (isinstance(shape, list) and all(_count(d) for d in shape)),
         f"'input.shape' must be a list of sizes, {_got(shape)}",
     )
-    return spec
+    return cast(InputSpec, spec)  # checked above; keys of later versions pass through
 
 
 def _duplicate(names: list[Any]) -> Any:

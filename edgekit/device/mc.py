@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from edgekit.core.data.dataset import InputSpec
 from edgekit.core.errors import EdgekitError
 from edgekit.device.interpreter import Interpreter
 from edgekit.device.outputs import MC_OUTPUTS, mc_output_indices
@@ -54,7 +54,7 @@ def predict_mc(
     model: str | os.PathLike[str] | bytes | Interpreter,
     x: np.ndarray,
     batch_size: int = EVAL_BATCH_SIZE,
-    preprocessing: dict[str, Any] | None = None,
+    preprocessing: InputSpec | None = None,
     runtime: str | Runtime = "auto",
 ) -> McPrediction:
     """Mean class probabilities, per-class std and entropy of an MC-dropout file for inputs x.

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.core.data.arrays import scale_pixels
+from edgekit.core.data.dataset import InputSpec
 from edgekit.core.errors import EdgekitError, ModelFileError, RuntimeMissingError, first_line
 from edgekit.device.interpreter import Interpreter, TensorDetail
 from edgekit.device.outputs import MC_MEAN, mc_output_indices
@@ -186,7 +187,7 @@ def dequantize(y: np.ndarray, info: TensorInfo) -> np.ndarray:
     return y.astype(np.float32)
 
 
-def preprocess(raw: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
+def preprocess(raw: np.ndarray, spec: InputSpec) -> np.ndarray:
     """Raw samples as the float input the files take, the way export fed them: `raw * scale +
     offset` (uint8 / 255 exactly as export computed it), reshaped to the sample shape, as
     `spec` (a manifest's `input`) records it. Images must be decoded and resized first
@@ -232,7 +233,7 @@ def predict(
     interpreter: Interpreter,
     x: np.ndarray,
     batch_size: int = EVAL_BATCH_SIZE,
-    preprocessing: dict[str, Any] | None = None,
+    preprocessing: InputSpec | None = None,
 ) -> np.ndarray:
     """Float outputs of the first output tensor for float inputs x (quantizing as needed).
 
@@ -266,7 +267,7 @@ def predict_outputs(
     x: np.ndarray,
     output_indices: list[int],
     batch_size: int = EVAL_BATCH_SIZE,
-    preprocessing: dict[str, Any] | None = None,
+    preprocessing: InputSpec | None = None,
 ) -> list[np.ndarray]:
     """Float values of the output tensors `output_indices` (tensor indices), as `predict`.
 

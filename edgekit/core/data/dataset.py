@@ -13,9 +13,10 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
+import numpy.typing as npt
 
 from edgekit.core.config import DataConfig
 from edgekit.core.data.arrays import ScaledSamples, scale_pixels
@@ -46,6 +47,19 @@ DOWNLOAD_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
+class InputSpec(TypedDict, total=False):
+    """How raw samples become a model's input (`x = raw * scale + offset`, reshaped to `shape`),
+    as export fed them; a manifest's `input`, which `runtime.predict` takes as `preprocessing`."""
+
+    raw_dtype: str  # "uint8" for pixels, else the float dtype the samples came in
+    scale: float
+    offset: float
+    shape: list[int]  # the sample shape (the model's input without the batch)
+    decode: str  # image folders: "Pillow"
+    resize: str  # image folders: "bilinear" to the model's height and width
+    class_names: str  # image folders: "sorted folder names"
+
+
 @dataclass(frozen=True)
 class Dataset:
     """Images as float32 (N, ...) scaled to [0, 1] for uint8 sources, labels as int64 (N,).
@@ -65,7 +79,7 @@ class Dataset:
     y_test: np.ndarray
     notes: tuple[str, ...] = ()  # e.g. image files skipped with --skip-bad-images
     # How raw samples become the model's input (see `preprocessing`); goes into the manifest.
-    preprocessing: dict[str, Any] = dataclasses.field(default_factory=dict)
+    preprocessing: InputSpec = dataclasses.field(default_factory=lambda: InputSpec())
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -347,19 +361,19 @@ def load_dataset(config: DataConfig | None = None) -> Dataset:
     )
 
 
-def preprocessing(raw_dtype: Any, config: DataConfig, image_folder: bool = False) -> dict[str, Any]:
+def preprocessing(
+    raw_dtype: npt.DTypeLike, config: DataConfig, image_folder: bool = False
+) -> InputSpec:
     """How raw samples become the model's input: `x = raw * scale + offset` for uint8 pixels
     (else raw as float32), after decoding and resizing images of a folder (bilinear, to the
     model's height and width, grayscale or RGB for 1 or 3 channels)."""
     uint8 = np.dtype(raw_dtype) == np.uint8
     scale = (1.0 / 255.0 if config.pixel_scale is None else config.pixel_scale) if uint8 else 1.0
-    out: dict[str, Any] = {
-        "raw_dtype": "uint8" if uint8 else np.dtype(raw_dtype).name,
-        "scale": scale,
-        "offset": 0.0,
-    }
+    out = InputSpec(
+        raw_dtype="uint8" if uint8 else np.dtype(raw_dtype).name, scale=scale, offset=0.0
+    )
     if image_folder:
-        out |= {"decode": "Pillow", "resize": "bilinear", "class_names": "sorted folder names"}
+        out |= InputSpec(decode="Pillow", resize="bilinear", class_names="sorted folder names")
     return out
 
 
