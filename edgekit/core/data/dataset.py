@@ -292,31 +292,10 @@ def numbered_labels(*ys: np.ndarray) -> tuple[str, ...]:
 def load_dataset(config: DataConfig | None = None) -> Dataset:
     """Load the configured data set and split a validation set off the training set."""
     config = config or DataConfig()
-    notes: tuple[str, ...] = ()
-    if config.source in ("fashion_mnist", "fashion-mnist"):
-        raw, where = load_fashion_mnist_arrays(config.data_dir, download=config.download)
-        name, labels = "fashion_mnist", FASHION_MNIST_LABELS
-    elif Path(config.source).is_dir():
-        from edgekit.core.data.images import load_image_arrays
-
-        raw, labels, notes = load_image_arrays(config)
-        where, name = str(config.source), Path(config.source).resolve().name
-    else:
-        raw = load_npz_arrays(config.source)
-        where = str(config.source)
-        name = Path(config.source).stem
-        labels = tuple(str(v) for v in raw["labels"]) if "labels" in raw else ()
+    raw, where, name, labels, notes = _read_source(config)
     x_train = raw["x_train"]
     x_test = raw["x_test"]
-    if x_train.ndim < 2 or x_train.shape[1:] != x_test.shape[1:]:
-        raise DataError(
-            f"{where}: x_train shape {x_train.shape} and x_test shape {x_test.shape} must be "
-            "(N, ...) with the same sample shape"
-        )
-    for split, x in (("train", x_train), ("test", x_test)):
-        n_y = len(raw[f"y_{split}"])
-        if len(x) != n_y:
-            raise DataError(f"{where}: x_{split} has {len(x)} samples but y_{split} has {n_y}")
+    _check_shapes(raw, where)
     if not labels:
         labels = numbered_labels(raw["y_train"], raw["y_test"])
     num_classes = len(labels)
@@ -359,6 +338,38 @@ def load_dataset(config: DataConfig | None = None) -> Dataset:
             x_train.dtype, config, image_folder=Path(config.source).is_dir()
         ),
     )
+
+
+def _read_source(
+    config: DataConfig,
+) -> tuple[dict[str, np.ndarray], str, str, tuple[str, ...], tuple[str, ...]]:
+    """The raw arrays of the configured source, where they came from, the data set's name, its
+    class names (empty: numbered later) and notes (image files skipped)."""
+    if config.source in ("fashion_mnist", "fashion-mnist"):
+        raw, where = load_fashion_mnist_arrays(config.data_dir, download=config.download)
+        return raw, where, "fashion_mnist", FASHION_MNIST_LABELS, ()
+    if Path(config.source).is_dir():
+        from edgekit.core.data.images import load_image_arrays
+
+        raw, labels, notes = load_image_arrays(config)
+        return raw, str(config.source), Path(config.source).resolve().name, labels, notes
+    raw = load_npz_arrays(config.source)
+    labels = tuple(str(v) for v in raw["labels"]) if "labels" in raw else ()
+    return raw, str(config.source), Path(config.source).stem, labels, ()
+
+
+def _check_shapes(raw: dict[str, np.ndarray], where: str) -> None:
+    """Train and test samples of one shape, and as many labels as samples in each split."""
+    x_train, x_test = raw["x_train"], raw["x_test"]
+    if x_train.ndim < 2 or x_train.shape[1:] != x_test.shape[1:]:
+        raise DataError(
+            f"{where}: x_train shape {x_train.shape} and x_test shape {x_test.shape} must be "
+            "(N, ...) with the same sample shape"
+        )
+    for split, x in (("train", x_train), ("test", x_test)):
+        n_y = len(raw[f"y_{split}"])
+        if len(x) != n_y:
+            raise DataError(f"{where}: x_{split} has {len(x)} samples but y_{split} has {n_y}")
 
 
 def preprocessing(
