@@ -10,7 +10,7 @@ gives float32 batches on request; training and pruning draw from it through
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -94,3 +94,8 @@ class ScaledSamples:
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         out = self[:]
         return out if dtype is None else out.astype(dtype)
+
+
+# Samples a stage reads rows of: a data set's training samples (ScaledSamples, scaled on
+# request) or any float array.
+Samples: TypeAlias = ScaledSamples | np.ndarray

@@ -71,7 +71,7 @@ class Dataset:
     name: str
     source: str
     labels: tuple[str, ...]
-    x_train: Any  # ScaledSamples: float32 batches on request (or an ndarray)
+    x_train: ScaledSamples | np.ndarray  # float32 batches on request (or all of them)
     y_train: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.core.data.arrays import Samples
 from edgekit.core.errors import ExportError, first_line
 from edgekit.core.io.process import quiet_native_stderr
 from edgekit.device.modelfile import parse_model_bytes
@@ -151,7 +152,7 @@ def quantize_int4(float_tflite: bytes, mode: str = "dynamic") -> bytes:
 def quantize_mixed(
     float_tflite: bytes,
     int4_layers: str,
-    calibration_x: np.ndarray,
+    calibration_x: Samples,
     samples: int = 500,
     seed: int = 42,
 ) -> bytes:
@@ -314,7 +315,7 @@ def _signature_input(aeq: Any, tflite: bytes) -> tuple[str, str, tuple[int, ...]
 
 
 def _calibration_set(
-    x: Any, samples: int, seed: int, input_shape: tuple[int, ...]
+    x: Samples, samples: int, seed: int, input_shape: tuple[int, ...]
 ) -> list[np.ndarray]:
     """Rows of `x` (batch 1, float32: AEQ refuses float64) drawn as edgekit's int8 export does."""
     if x is None or len(x) == 0:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.core.data.arrays import Samples
 from edgekit.core.errors import ExportError, first_line
 from edgekit.core.io.process import quiet_native_stderr
 from edgekit.core.recipes import ExportRecipe
@@ -15,7 +16,7 @@ from edgekit.workstation._keras import keras, tf
 from edgekit.workstation.export.calibration import calibration_indices
 
 
-def representative_dataset(x: np.ndarray, n: int, seed: int) -> Any:
+def representative_dataset(x: Samples, n: int, seed: int) -> Any:
     """A generator of `n` training samples drawn with `seed`, one at a time (batch 1)."""
     idx = calibration_indices(len(x), n, seed)
 
@@ -33,7 +34,7 @@ def _dtype(name: str) -> Any:
 def convert(
     model: keras.Model,
     recipe: ExportRecipe,
-    calibration_x: np.ndarray | None = None,
+    calibration_x: Samples | None = None,
     calibration_samples: int = 500,
     calibration_seed: int = 42,
 ) -> bytes:

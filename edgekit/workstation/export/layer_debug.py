@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.core.data.arrays import Samples
 from edgekit.core.errors import ExportError, first_line
 from edgekit.core.io.process import quiet_native_stderr
 from edgekit.device.modelfile import parse_model_bytes
@@ -86,7 +87,7 @@ def _converting(what: str) -> Iterator[None]:
 
 def _debugger(
     model: keras.Model,
-    calibration_x: np.ndarray,
+    calibration_x: Samples,
     calibration_samples: int,
     debug_samples: int,
     seed: int,
@@ -211,7 +212,7 @@ def _sort_key(e: LayerError) -> float:
 
 def debug_layers(
     model: keras.Model,
-    calibration_x: np.ndarray,
+    calibration_x: Samples,
     samples: int = 100,
     seed: int = 42,
     calibration_samples: int = 500,
@@ -317,7 +318,7 @@ def _resolve(
 def convert_int8_with_float_layers(
     model: keras.Model,
     float_nodes: Sequence[str],
-    calibration_x: np.ndarray,
+    calibration_x: Samples,
     samples: int = 500,
     seed: int = 42,
 ) -> bytes:

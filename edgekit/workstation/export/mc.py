@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.core.config import Precision
+from edgekit.core.data.arrays import Samples
 from edgekit.core.errors import ExportError, first_line
 from edgekit.core.recipes import recipe_for
 from edgekit.device.mc import ENTROPY_EPS
@@ -49,7 +50,7 @@ class TileSamples(keras.layers.Layer):
         super().__init__(**kwargs)
         self.samples = int(samples)
 
-    def call(self, x: Any) -> Any:
+    def call(self, x: tf.Tensor) -> tf.Tensor:
         return tf.tile(x, [self.samples] + [1] * (len(x.shape) - 1))
 
     def get_config(self) -> dict[str, Any]:
@@ -69,7 +70,7 @@ class FixedMaskDropout(keras.layers.Layer):
         self.scale = np.asarray(scale, np.float32)
         self.shift = None if shift is None else np.asarray(shift, np.float32)
 
-    def call(self, x: Any) -> Any:
+    def call(self, x: tf.Tensor) -> tf.Tensor:
         samples, features = self.scale.shape
         shape = [int(d) for d in x.shape[1:]]
         y = tf.reshape(x, [samples, -1, features]) * tf.constant(self.scale[:, None, :])
@@ -92,7 +93,7 @@ class RandomDropout(keras.layers.Layer):
         self.samples, self.rate, self.seed = int(samples), float(rate), int(seed)
         self.alpha = bool(alpha)
 
-    def call(self, x: Any) -> Any:
+    def call(self, x: tf.Tensor) -> tf.Tensor:
         shape = [int(d) for d in x.shape[1:]]
         y = tf.reshape(x, [self.samples, -1, int(np.prod(shape))])
         keep = tf.random.uniform(tf.shape(y), seed=self.seed) >= self.rate
@@ -120,7 +121,7 @@ class SampleStats(keras.layers.Layer):
         super().__init__(**kwargs)
         self.samples, self.stat = int(samples), stat
 
-    def call(self, probs: Any) -> Any:
+    def call(self, probs: tf.Tensor) -> tf.Tensor:
         p = tf.reshape(probs, [self.samples, -1, int(probs.shape[-1])])
         mean = tf.reduce_mean(p, axis=0)
         if self.stat == "std":
@@ -299,7 +300,7 @@ def _stats_nodes(calibrated_model: bytes) -> list[str]:
 
 
 def _convert_int8(
-    model_mc: keras.Model, calibration_x: np.ndarray | None, samples: int, seed: int
+    model_mc: keras.Model, calibration_x: Samples | None, samples: int, seed: int
 ) -> bytes:
     """int8 input, int8 layers and dropout, float statistics and outputs (see convert_mc)."""
     from tensorflow.lite.python.util import modify_model_io_type
@@ -324,7 +325,7 @@ def _convert_int8(
 def convert_mc(
     model_mc: keras.Model,
     precision: str = "float32",
-    calibration_x: np.ndarray | None = None,
+    calibration_x: Samples | None = None,
     calibration_samples: int = 500,
     calibration_seed: int = 42,
 ) -> bytes:

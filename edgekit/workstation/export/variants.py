@@ -12,9 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from edgekit.core.config import ExportConfig, Precision
+from edgekit.core.data.arrays import Samples
 from edgekit.core.errors import ExportError
 from edgekit.core.recipes import ENGINES, recipe_for
 
@@ -63,7 +62,7 @@ class _Memo:
 
 def plan_variants(
     model: Any,
-    x_train: np.ndarray,
+    x_train: Samples,
     config: ExportConfig,
     qat_model: Callable[[], Any] | None = None,
     qat_requested: bool = False,

@@ -21,7 +21,7 @@ SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
 
 
-def selu(x: Any) -> Any:
+def selu(x: tf.Tensor) -> tf.Tensor:
     """SELU of `x`, equal to keras.activations.selu (within float32 rounding), int8-friendly."""
     x = tf.convert_to_tensor(x)
     negative = SELU_ALPHA * (tf.exp(tf.minimum(x, 0.0)) - 1.0)
@@ -40,7 +40,7 @@ class SELU(keras.layers.Layer):
         super().__init__(**kwargs)
         self.supports_masking = True
 
-    def call(self, inputs: Any) -> Any:
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
         return selu(inputs)
 
     def compute_output_shape(self, input_shape: Any) -> Any:

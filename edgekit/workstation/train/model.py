@@ -11,6 +11,7 @@ import numpy as np
 
 from edgekit.core.config import Activation, Arch, Init, LrSchedule, Optimizer, TrainConfig
 from edgekit.core.data import Dataset
+from edgekit.core.data.arrays import Samples
 from edgekit.core.errors import DataError, ModelError
 from edgekit.core.io.console import Progress, stderr_progress
 from edgekit.workstation._keras import keras, set_determinism
@@ -268,7 +269,7 @@ def fine_tune(
     )
 
 
-def standardize_inputs(model: keras.Model, x: np.ndarray) -> None:
+def standardize_inputs(model: keras.Model, x: Samples) -> None:
     """Adapt the model's 'standardize' Normalization layer to `x` (mean 0, variance 1 after).
 
     Raises:

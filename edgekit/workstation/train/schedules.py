@@ -50,7 +50,7 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         self.up_fraction, self.div, self.final_div = up_fraction, float(div), float(final_div)
         self.name = name
 
-    def __call__(self, step: Any) -> Any:
+    def __call__(self, step: tf.Tensor) -> tf.Tensor:
         step = tf.cast(step, tf.float32)
         start = self.max_lr / self.div
         end = start / self.final_div
