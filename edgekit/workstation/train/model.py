@@ -85,6 +85,7 @@ def _dropout(config: TrainConfig, name: str) -> keras.layers.Layer | None:
     return None
 
 
+# ~65 lines: the mlp and cnn layer lists side by side, in the order that names the layers.
 def build_model(config: TrainConfig, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """The default network for `config.arch`: `mlp` (hidden 300-100), `cnn` or `cnn_gap`.
 
