@@ -1,4 +1,4 @@
-"""`edgekit inspect`: a .tflite file's operators, tensors, quantization and sparsity."""
+"""`edgekit inspect`: a .tflite file's operators, tensors, quantization, sparsity, metadata."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from edgekit.device.metadata import FileMetadata
 from edgekit.device.modelfile import ModelFile
 
 
@@ -19,8 +20,8 @@ def _quant(scale: Sequence[float], zero_point: Sequence[int]) -> str:
     return f"per-channel ({len(scale)} scales, {min(scale):.3g}..{max(scale):.3g})"
 
 
-def inspect_dict(model: ModelFile) -> dict[str, Any]:
-    """What `edgekit inspect --json` prints."""
+def inspect_dict(model: ModelFile, metadata: FileMetadata | None = None) -> dict[str, Any]:
+    """What `edgekit inspect --json` prints (`metadata`: the file's TFLite Model Metadata)."""
 
     def tensor(t: Any) -> dict[str, Any]:
         return {
@@ -55,10 +56,13 @@ def inspect_dict(model: ModelFile) -> dict[str, Any]:
             for w in model.weights
         ],
         "tensors": len(model.tensors),
+        "metadata": metadata.to_dict() if metadata is not None else None,
     }
 
 
-def print_inspect(model: ModelFile, console: Console | None = None) -> None:
+def print_inspect(
+    model: ModelFile, console: Console | None = None, metadata: FileMetadata | None = None
+) -> None:
     console = console or Console()
     console.print(
         f"[bold]{model.path}[/bold]: {model.bytes:,} bytes ({model.gzip_bytes:,} gzipped), "
@@ -96,3 +100,39 @@ def print_inspect(model: ModelFile, console: Console | None = None) -> None:
             w.name, str(list(w.shape)), w.dtype + enc, f"{w.elements:,}", f"{w.sparsity:.1%}"
         )
     console.print(weights)
+    print_metadata(metadata, console)
+
+
+def print_metadata(metadata: FileMetadata | None, console: Console) -> None:
+    """The file's TFLite Model Metadata: name, description, labels, normalization, outputs."""
+    if metadata is None:
+        console.print("TFLite metadata: none (apps must be told the labels and normalization)")
+        return
+    console.print(f"[bold]TFLite metadata[/bold]: {metadata.name}", highlight=False)
+    if metadata.description:
+        console.print(f"  {metadata.description}", highlight=False, soft_wrap=True)
+    table = Table(title="Metadata of the inputs and outputs", title_justify="left")
+    for col in ("", "#", "Name", "Content", "Normalization", "Range", "Files"):
+        table.add_column(col)
+    for kind, tensors in (("input", metadata.inputs), ("output", metadata.outputs)):
+        for i, t in enumerate(tensors):
+            norm = f"(x - {_nums(t.mean)}) / {_nums(t.std)}" if t.mean and t.std else "-"
+            rng = t.value_range
+            shown = (
+                f"{rng[0]:g}..{rng[1]:g}"
+                if rng
+                else (f"{_nums(t.min)}..{_nums(t.max)}" if t.min and t.max else "-")
+            )
+            table.add_row(kind, str(i), t.name, t.content or "-", norm, shown, ", ".join(t.files))
+    console.print(table)
+    if metadata.labels:
+        console.print(
+            f"labels ({len(metadata.labels)}, output 0's classes in order): "
+            + ", ".join(metadata.labels),
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _nums(values: Sequence[float]) -> str:
+    return ",".join(f"{v:g}" for v in values)
