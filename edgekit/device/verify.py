@@ -1,9 +1,10 @@
 """Check a folder of .tflite files against its manifest.json, on the device after a copy.
 
 For every file: size and sha256 against the manifest, inputs and outputs (shape, dtype,
-quantization) against the manifest's record, then a load and one inference in a child
-process, so a file that crashes the runtime is reported, not fatal. .tflite files the
-manifest does not list are flagged too. Never imports TensorFlow.
+quantization) against the manifest's record, its TFLite metadata (labels, input scale) against
+the manifest's, then a load and one inference in a child process, so a file that crashes the
+runtime is reported, not fatal. .tflite files the manifest does not list are flagged too.
+Never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from edgekit.core.errors import ModelFileError, RuntimeMissingError
 from edgekit.device.manifest import (
     MANIFEST_NAME,
     FileRecord,
+    Manifest,
     TensorRecord,
     file_problems,
     read_manifest,
 )
+from edgekit.device.metadata import read_metadata
 from edgekit.device.modelfile import ModelFile, TensorSummary, read_model_file
 from edgekit.device.runtime import get_runtime
 from edgekit.device.worker import ChildError, ChildProcess
@@ -117,6 +120,42 @@ def _tensor_problems(what: str, want: TensorRecord, have: TensorSummary) -> list
     return out
 
 
+def metadata_problems(parsed: ModelFile, manifest: Manifest) -> list[tuple[str, str]]:
+    """(status, problem) where the file's TFLite metadata is damaged, or its labels or input
+    scale differ from the manifest's. A file without metadata (written before edgekit wrote
+    it) has none."""
+    try:
+        meta = read_metadata(parsed.content, parsed.path)
+    except ModelFileError as e:
+        return [("damaged", str(e))]
+    if meta is None:
+        return []
+    out = []
+    if manifest.labels and meta.labels != manifest.labels:
+        out.append(
+            (
+                "mismatch",
+                f"labels in the file ({', '.join(meta.labels)}) differ from the "
+                f"manifest's ({', '.join(manifest.labels)})",
+            )
+        )
+    spec, want = meta.preprocessing(), manifest.input
+    if spec and want.get("raw_dtype") == "uint8" and "scale" in want:
+        same = math.isclose(spec["scale"], float(want["scale"]), rel_tol=1e-6) and math.isclose(
+            spec["offset"], float(want.get("offset") or 0.0), abs_tol=1e-6
+        )
+        if not same:
+            out.append(
+                (
+                    "mismatch",
+                    f"input normalization in the file (scale {spec['scale']:.6g}, "
+                    f"offset {spec['offset']:g}) differs from the manifest's (scale "
+                    f"{float(want['scale']):.6g}, offset {float(want.get('offset') or 0):g})",
+                )
+            )
+    return out
+
+
 def _run_once(path: Path, runtime: str, timeout_s: float, check: FileCheck) -> str | None:
     """Load `path` and run one inference in a child process; returns the runtime used."""
     try:
@@ -185,6 +224,8 @@ def verify_dir(
         else:
             for problem in interface_problems(parsed, record):
                 check.add("mismatch", problem)
+            for status, problem in metadata_problems(parsed, manifest):
+                check.add(status, problem)
         if run:
             used_runtime = _run_once(path, runtime, timeout_s, check) or used_runtime
     keras = manifest.keras_model
