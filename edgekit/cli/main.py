@@ -458,15 +458,13 @@ def inspect(file: str, as_json: bool) -> None:
     never a crash.
     """
     from edgekit.cli.report import dumps_json, inspect_dict, print_inspect
-    from edgekit.device.metadata import read_metadata
     from edgekit.device.modelfile import read_model_file
 
-    model = read_model_file(file)
-    meta = read_metadata(model.content, model.path)
+    model = read_model_file(file)  # its TFLite metadata too (model.metadata)
     if as_json:
-        click.echo(dumps_json(inspect_dict(model, meta)), nl=False)
+        click.echo(dumps_json(inspect_dict(model)), nl=False)
     else:
-        print_inspect(model, console(), meta)
+        print_inspect(model, console())
 
 
 @main.command()

@@ -6,19 +6,23 @@ Task Library and MediaPipe read: a `ModelMetadata` flatbuffer (metadata_schema.f
 name `TFLITE_METADATA`, and its associated files (`labels.txt`, one class name a line, in the
 order of the output's classes) in a zip archive appended to the flatbuffer. `read_metadata`
 reads both back with numpy and flatbuffers only: no TensorFlow, no runtime. A damaged block
-raises ModelFileError with one line.
+raises ModelFileError with one line. `edgekit.device.modelfile` reads it with every file
+(`ModelFile.metadata`), so a file whose end was cut off (its labels gone) is a damaged file.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import os
 import zipfile
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from edgekit.core.errors import ModelFileError
-from edgekit.device.modelfile import TFLITE_IDENTIFIER
+
+TFLITE_IDENTIFIER = b"TFL3"  # a .tflite flatbuffer's file identifier, at byte 4
 
 METADATA_NAME = "TFLITE_METADATA"
 METADATA_IDENTIFIER = b"M001"
@@ -126,8 +130,14 @@ def metadata_buffer(data: bytes, label: str = "model") -> bytes | None:
     return None
 
 
+def _shown(text: str, limit: int = 80) -> str:
+    """`text` on one line, printable (a damaged file's strings can hold anything)."""
+    escaped = text.encode("unicode_escape").decode("ascii")
+    return escaped if len(escaped) <= limit else escaped[: limit - 3] + "..."
+
+
 def _damaged(label: str, e: Exception) -> ModelFileError:
-    why = str(e) or type(e).__name__
+    why = _shown(str(e) or type(e).__name__, 200)
     return ModelFileError(
         f"{label}: its TFLite metadata ({METADATA_NAME}) is damaged ({why}); re-export or "
         "re-copy the file"
@@ -147,7 +157,8 @@ def associated_files(data: bytes, label: str = "model") -> dict[str, bytes]:
             return {info.filename: z.read(info) for info in z.infolist()}
     except Exception as e:  # BadZipFile, a CRC error, a truncated member...
         raise ModelFileError(
-            f"{label}: the files zipped onto its end are damaged ({e}); re-export or re-copy it"
+            f"{label}: the files zipped onto its end are damaged ({_shown(str(e), 200)}); "
+            "re-export or re-copy it"
         ) from None
 
 
@@ -177,7 +188,8 @@ def read_metadata(data: bytes, label: str = "model") -> FileMetadata | None:
     missing = sorted(named - set(zipped))
     if missing:
         raise ModelFileError(
-            f"{label}: its metadata names {', '.join(missing)}, which is not zipped into the "
+            f"{label}: its metadata names {', '.join(_shown(m) for m in missing)}, which is "
+            "not zipped into the "
             "file (the end of the file was cut off?); re-export or re-copy it"
         )
     labels: tuple[str, ...] = ()
@@ -188,12 +200,30 @@ def read_metadata(data: bytes, label: str = "model") -> FileMetadata | None:
     )
 
 
+def read_file_metadata(path: str | os.PathLike[str]) -> FileMetadata | None:
+    """`read_metadata` of a .tflite file on disk (None when it carries no metadata).
+
+    Raises:
+        ModelFileError: the file cannot be read, or its metadata is damaged.
+    """
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise ModelFileError(
+            f"cannot read {p} ({e.strerror or e}): pass the path of a .tflite file"
+        ) from None
+    return read_metadata(data, str(p))
+
+
 def parse_labels(raw: bytes, label: str = "model") -> tuple[str, ...]:
     """Class names of a labels file: UTF-8, one a line."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ModelFileError(f"{label}: its {LABELS_FILE} is not UTF-8 text ({e})") from None
+        raise ModelFileError(
+            f"{label}: its {LABELS_FILE} is not UTF-8 text ({_shown(str(e), 200)})"
+        ) from None
     return tuple(line.rstrip("\r") for line in text.splitlines())
 
 

@@ -25,7 +25,6 @@ from edgekit.device.manifest import (
     file_problems,
     read_manifest,
 )
-from edgekit.device.metadata import read_metadata
 from edgekit.device.modelfile import ModelFile, TensorSummary, read_model_file
 from edgekit.device.runtime import get_runtime
 from edgekit.device.worker import ChildError, ChildProcess
@@ -120,38 +119,30 @@ def _tensor_problems(what: str, want: TensorRecord, have: TensorSummary) -> list
     return out
 
 
-def metadata_problems(parsed: ModelFile, manifest: Manifest) -> list[tuple[str, str]]:
-    """(status, problem) where the file's TFLite metadata is damaged, or its labels or input
-    scale differ from the manifest's. A file without metadata (written before edgekit wrote
-    it) has none."""
-    try:
-        meta = read_metadata(parsed.content, parsed.path)
-    except ModelFileError as e:
-        return [("damaged", str(e))]
+def metadata_problems(parsed: ModelFile, manifest: Manifest) -> list[str]:
+    """Where the labels or input scale of the file's TFLite metadata differ from the
+    manifest's (damaged metadata already failed the parse). A file without metadata (written
+    before edgekit wrote it) has none."""
+    meta = parsed.metadata
     if meta is None:
         return []
     out = []
     if manifest.labels and meta.labels != manifest.labels:
         out.append(
-            (
-                "mismatch",
-                f"labels in the file ({', '.join(meta.labels)}) differ from the "
-                f"manifest's ({', '.join(manifest.labels)})",
-            )
+            f"labels in the file ({', '.join(meta.labels)}) differ from the manifest's "
+            f"({', '.join(manifest.labels)})"
         )
     spec, want = meta.preprocessing(), manifest.input
     if spec and want.get("raw_dtype") == "uint8" and "scale" in want:
-        same = math.isclose(spec["scale"], float(want["scale"]), rel_tol=1e-6) and math.isclose(
-            spec["offset"], float(want.get("offset") or 0.0), abs_tol=1e-6
-        )
-        if not same:
+        scale, offset = float(want["scale"]), float(want.get("offset") or 0.0)
+        if not (
+            math.isclose(spec["scale"], scale, rel_tol=1e-6)
+            and math.isclose(spec["offset"], offset, abs_tol=1e-6)
+        ):
             out.append(
-                (
-                    "mismatch",
-                    f"input normalization in the file (scale {spec['scale']:.6g}, "
-                    f"offset {spec['offset']:g}) differs from the manifest's (scale "
-                    f"{float(want['scale']):.6g}, offset {float(want.get('offset') or 0):g})",
-                )
+                f"input normalization in the file (scale {spec['scale']:.6g}, offset "
+                f"{spec['offset']:g}) differs from the manifest's (scale {scale:.6g}, "
+                f"offset {offset:g})"
             )
     return out
 
@@ -224,8 +215,8 @@ def verify_dir(
         else:
             for problem in interface_problems(parsed, record):
                 check.add("mismatch", problem)
-            for status, problem in metadata_problems(parsed, manifest):
-                check.add(status, problem)
+            for problem in metadata_problems(parsed, manifest):
+                check.add("mismatch", problem)
         if run:
             used_runtime = _run_once(path, runtime, timeout_s, check) or used_runtime
     keras = manifest.keras_model

@@ -20,8 +20,8 @@ def _quant(scale: Sequence[float], zero_point: Sequence[int]) -> str:
     return f"per-channel ({len(scale)} scales, {min(scale):.3g}..{max(scale):.3g})"
 
 
-def inspect_dict(model: ModelFile, metadata: FileMetadata | None = None) -> dict[str, Any]:
-    """What `edgekit inspect --json` prints (`metadata`: the file's TFLite Model Metadata)."""
+def inspect_dict(model: ModelFile) -> dict[str, Any]:
+    """What `edgekit inspect --json` prints (with the file's TFLite Model Metadata)."""
 
     def tensor(t: Any) -> dict[str, Any]:
         return {
@@ -56,13 +56,11 @@ def inspect_dict(model: ModelFile, metadata: FileMetadata | None = None) -> dict
             for w in model.weights
         ],
         "tensors": len(model.tensors),
-        "metadata": metadata.to_dict() if metadata is not None else None,
+        "metadata": model.metadata.to_dict() if model.metadata is not None else None,
     }
 
 
-def print_inspect(
-    model: ModelFile, console: Console | None = None, metadata: FileMetadata | None = None
-) -> None:
+def print_inspect(model: ModelFile, console: Console | None = None) -> None:
     console = console or Console()
     console.print(
         f"[bold]{model.path}[/bold]: {model.bytes:,} bytes ({model.gzip_bytes:,} gzipped), "
@@ -100,7 +98,7 @@ def print_inspect(
             w.name, str(list(w.shape)), w.dtype + enc, f"{w.elements:,}", f"{w.sparsity:.1%}"
         )
     console.print(weights)
-    print_metadata(metadata, console)
+    print_metadata(model.metadata, console)
 
 
 def print_metadata(metadata: FileMetadata | None, console: Console) -> None:

@@ -12,7 +12,7 @@ from edgekit.core.data import data_fingerprint, load_test_set
 from edgekit.core.errors import DataError, ManifestError, ModelFileError
 from edgekit.device.bench.records import BenchConfig
 from edgekit.device.manifest import Manifest, read_manifest
-from edgekit.device.metadata import FileMetadata, read_metadata
+from edgekit.device.metadata import FileMetadata
 from edgekit.device.modelfile import read_model_file
 
 
@@ -48,8 +48,7 @@ def _first_model(
     files: list[Path],
 ) -> tuple[tuple[int, ...] | None, Manifest | None, FileMetadata | None]:
     """The input shape of the first readable .tflite, the manifest next to it (if any), and
-    the file's TFLite metadata (if any and no manifest: a damaged one counts as none here;
-    the file's own row reports it)."""
+    the file's TFLite metadata (if any and no manifest)."""
     for f in files:
         if f.suffix != ".tflite":
             continue
@@ -61,11 +60,7 @@ def _first_model(
         try:
             return shape, read_manifest(f.parent), None
         except ManifestError:
-            pass
-        try:
-            return shape, None, read_metadata(parsed.content, str(f))
-        except ModelFileError:
-            return shape, None, None
+            return shape, None, parsed.metadata
     return None, None, None
 
 

@@ -21,7 +21,7 @@ from edgekit.device.tflite_schema import schema
 BUFFER_ALIGNMENT = 16
 
 
-class _AlignedBufferT(schema.BufferT):  # type: ignore[misc]
+class _AlignedBufferT(schema.BufferT):
     """A Buffer whose data vector starts at a multiple of BUFFER_ALIGNMENT in the file."""
 
     def Pack(self, builder: flatbuffers.Builder) -> int:  # noqa: N802 (the schema's name)

@@ -25,7 +25,7 @@ def output_names(model: Any) -> list[str]:
     """The name of each output of subgraph 0, in its order: the signature's output name where a
     signature maps it, else the tensor's name."""
     sub = model.subgraphs[0]
-    by_index = {}
+    by_index: dict[int, str] = {}
     for sig in model.signatureDefs or []:
         if sig.subgraphIndex == 0:
             by_index |= {int(t.tensorIndex): _name(t.name) for t in sig.outputs or []}
