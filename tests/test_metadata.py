@@ -258,3 +258,14 @@ def test_bench_takes_the_class_order_from_the_file_without_a_manifest(
     # model's order, and the file scores as it does on Fashion-MNIST.
     assert info_f["class_names"] != list(FASHION_MNIST_LABELS)
     assert evaluate(alone, x_f, y_f).accuracy > 0.7
+
+
+def test_labels_file_keeps_any_class_name_and_refuses_a_line_break() -> None:
+    from edgekit.core.errors import ExportError
+    from edgekit.device.metadata import parse_labels
+    from edgekit.workstation.export.metadata import labels_text
+
+    names = ("T-shirt/top", " padded ", "café", "form\x0cfeed", "line\u2028separator")
+    assert parse_labels(labels_text(names)) == names
+    with pytest.raises(ExportError, match=r"class name 'a\\nb' cannot be a line of labels.txt"):
+        labels_text(("ok", "a\nb"))

@@ -224,7 +224,10 @@ def parse_labels(raw: bytes, label: str = "model") -> tuple[str, ...]:
         raise ModelFileError(
             f"{label}: its {LABELS_FILE} is not UTF-8 text ({_shown(str(e), 200)})"
         ) from None
-    return tuple(line.rstrip("\r") for line in text.splitlines())
+    lines = text.split("\n")  # "\n" alone: a class name may hold any other character
+    if lines and lines[-1] == "":
+        lines.pop()
+    return tuple(line.removesuffix("\r") for line in lines)
 
 
 def file_labels(data: bytes, label: str = "model") -> tuple[str, ...]:

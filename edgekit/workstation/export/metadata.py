@@ -18,7 +18,7 @@ import io
 import math
 import zipfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import flatbuffers
@@ -65,7 +65,6 @@ class FileAbout:
     mean: float = 0.0
     std: float = 1.0
     value_range: tuple[float, float] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_data(cls, data: Any, stem: str) -> FileAbout:
@@ -117,6 +116,7 @@ def finish_tflite(data: bytes, about: FileAbout, tag: str) -> bytes:
 def finish_variants(variants: Iterable[Any], data: Any, stem: str) -> None:
     """Make each variant's `build` return the finished file (`finish_tflite`)."""
     about = FileAbout.from_data(data, stem)
+    labels_text(about.labels)  # a class name that cannot be a line fails the export at once
     for v in variants:
         v.build = _finishing(v.build, about, v.tag)
 
