@@ -16,7 +16,10 @@
 # dumps the raw outputs again, with the runtime's default kernels (XNNPACK) and with its builtin
 # kernels, and compares each with the same dump on the host (scripts/device_outputs.py): top-1
 # agreement 100%, float within rtol 1e-4 / atol 1e-6, int8 within 1 step, the number of int8
-# values that differ printed. Not bit-exact, measured: LiteRT 2.3.0's int8 SOFTMAX rounds exact
+# values that differ printed. It also checks, on the device, that output 0 read by index (as
+# Android/iOS/C++ apps read it) is the class probabilities in every file, the MC-dropout files of
+# a second small export included (`device_outputs.py output0`: mc_mean, by index and by the
+# signature runner, and the file's TFLite metadata naming it, with its labels). Not bit-exact, measured: LiteRT 2.3.0's int8 SOFTMAX rounds exact
 # .5 ties differently on aarch64 and x86 (same logits; 2 of 5000 values), and tflite-runtime
 # 2.14 runs int8 on builtin kernels, which differ from XNNPACK's by 1 in a few values.
 # Emulated timings say nothing about a real board: this checks correctness, not speed.
@@ -231,6 +234,26 @@ n_files="$(ls "$work"/export/*.tflite | wc -l)"
 timing export $((SECONDS - t0))
 say "export: $n_files files, int8 file $int8_file ($((SECONDS - t0)) s)"
 
+say "MC-dropout export on the host (float32, mc10_float32, mc10_int8)"
+t0=$SECONDS
+# Python, not the CLI: --max-accuracy-drop on the CLI also searches cheaper files (int4).
+host - "$work/export-mc" <<'PY' || die "the MC-dropout export on the host failed"
+import sys
+from edgekit.core.config import DataConfig, ExportConfig, PipelineConfig, TrainConfig
+from edgekit.workstation.pipeline import run_pipeline
+
+config = PipelineConfig(
+    data=DataConfig(train_samples=3000, test_samples=1000, validation_size=500),
+    train=TrainConfig(epochs=3, dropout=0.2),
+    prune=None,
+    export=ExportConfig(precisions=("float32",), mc_samples=(10,), max_accuracy_drop=5.0),
+    output_dir=sys.argv[1],
+)
+result = run_pipeline(config, progress=lambda msg: None)
+print("MC-dropout export:", ", ".join(f.file for f in result.export.files))
+PY
+timing export_mc $((SECONDS - t0))
+
 say "raw outputs on the host (ai-edge-litert with XNNPACK, and with its builtin kernels)"
 host "$work/device_outputs.py" dump "$work/export" "$work/test.npz" "$work/host.npz" --runtime litert \
   || die "device_outputs.py dump failed on the host"
@@ -412,6 +435,8 @@ run_step inspect 0 "edgekit inspect export/$int8_file --json"
 run_step bench 0 'edgekit bench export --data test.npz --samples 200 --min-runs 5 --min-time 0.05 --warmup-runs 1 --warmup-time 0 --rounds 2 --no-save --json out.json'
 run_step dump 0 'python device_outputs.py dump export test.npz device.npz'
 run_step dump-builtin 0 'python device_outputs.py dump export test.npz device-builtin.npz --no-xnnpack'
+run_step output0 0 'python device_outputs.py output0 export test.npz --json output0.json'
+run_step output0-mc 0 'python device_outputs.py output0 export-mc test.npz --json output0-mc.json'
 timing device_steps $((SECONDS - t0))
 
 compare_step() {  # NAME HOST.npz DEVICE.npz INT8_ATOL

@@ -3,6 +3,7 @@
 
     python device_outputs.py dump EXPORT_DIR TEST.npz OUT.npz [--runtime litert] [--no-xnnpack]
     python device_outputs.py compare HOST.npz DEVICE.npz [--int8-atol 0] [--json OUT.json]
+    python device_outputs.py output0 EXPORT_DIR TEST.npz [--runtime litert] [--json OUT.json]
 
 `dump` runs every *.tflite file of EXPORT_DIR at batch 1 on the images `x_test` of TEST.npz
 (uint8, turned into the files' input by edgekit's `preprocess` with the `input` record of
@@ -17,6 +18,13 @@ One line per file, with the number of int8 values that differ; exit status 1 on 
 Measured with LiteRT 2.3.0: the int8 SOFTMAX output rounds exact .5 ties differently on aarch64
 and x86 (identical logits), and XNNPACK's int8 kernels differ from the builtin ones (which
 tflite-runtime 2.14 uses for int8) by 1 in a few values: across machines use --int8-atol 1.
+
+`output0` checks, per file, what an app that reads output 0 gets (Android, iOS and C++ apps, the
+Task Library, benchmark_model): `get_output_details()[0]`, by index, one image per invoke, is the
+class probabilities (each row sums to 1; top-1 accuracy on y_test far above chance), it is the
+very tensor edgekit reads by name (`mc_mean` in an MC-dropout file, also through the signature
+runner), and the file's TFLite metadata names it (`probabilities` or `mc_mean`) and carries the
+labels. Exit status 1 on any failure.
 """
 
 from __future__ import annotations
@@ -30,7 +38,10 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.device.metadata import read_metadata
+from edgekit.device.outputs import MC_MEAN, mc_output_indices
 from edgekit.device.runtime import (
+    dequantize,
     get_runtime,
     input_details,
     load_interpreter,
@@ -99,6 +110,108 @@ def dump(export_dir: Path, test_npz: Path, out_npz: Path, runtime_name: str, xnn
         f"{runtime.name} {runtime.version}, XNNPACK {'on' if xnnpack else 'off'} -> {out_npz}"
     )
     return 0
+
+
+def _test_set(export_dir: Path, test_npz: Path) -> tuple[np.ndarray, np.ndarray, Any]:
+    """x_test as the files' float input (the manifest's `input`, else uint8 / 255), y_test."""
+    with np.load(test_npz, allow_pickle=False) as data:
+        x_raw, y = data["x_test"], data["y_test"]
+    manifest = export_dir / "manifest.json"
+    spec = json.loads(manifest.read_text()).get("input") if manifest.is_file() else None
+    x = preprocess(x_raw, spec) if spec else x_raw.astype(np.float32) / np.float32(255.0)
+    return x, np.asarray(y, np.int64), spec
+
+
+def check_output0(path: Path, x: np.ndarray, y: np.ndarray, runtime: Any) -> dict[str, Any]:
+    """Output 0 of `path`, read by index as apps read it: the class probabilities?"""
+    res: dict[str, Any] = {"file": path.name, "ok": False}
+    interpreter = load_interpreter(path, runtime=runtime, num_threads=1)
+    inp, out0 = input_details(interpreter)[0], output_details(interpreter)[0]
+    if inp.shape and inp.shape[0] != 1:
+        interpreter.resize_tensor_input(inp.index, [1, *inp.shape[1:]], strict=False)
+        interpreter.allocate_tensors()
+        inp = input_details(interpreter)[0]
+    rows = []
+    for image in x:
+        interpreter.set_tensor(inp.index, quantize(image[None], inp))
+        interpreter.invoke()
+        rows.append(dequantize(interpreter.get_tensor(out0.index), out0).reshape(-1))
+    probs = np.stack(rows)
+    mc = mc_output_indices(interpreter)
+    by_name = mc[MC_MEAN] if mc else out0.index
+    sums = probs.sum(axis=1)
+    # int8 softmax outputs move in 1/256 steps; a float softmax sums to 1 within rounding.
+    atol = 0.02 if "int8" in {inp.dtype, out0.dtype} or out0.quantized else 1e-4
+    accuracy = float((probs.argmax(axis=1) == y).mean()) if len(y) else 0.0
+    res.update(
+        tensor=out0.name,
+        index=out0.index,
+        classes=int(probs.shape[1]),
+        max_sum_error=float(np.abs(sums - 1).max()) if len(sums) else 0.0,
+        accuracy=accuracy,
+        mc=bool(mc),
+        same_tensor_as_by_name=by_name == out0.index,
+    )
+    problems = []
+    if not np.allclose(sums, 1.0, atol=atol) or probs.min() < -atol:
+        problems.append(f"rows are not probabilities (|sum - 1| up to {res['max_sum_error']:.3g})")
+    if accuracy < 2.0 / max(probs.shape[1], 2):  # chance is 1/classes
+        problems.append(f"top-1 accuracy {accuracy:.1%} is near chance")
+    if by_name != out0.index:
+        problems.append(f"output 0 is tensor {out0.index}, mc_mean is {by_name}")
+    if mc:
+        runner = interpreter.get_signature_runner()
+        key = next(iter(runner.get_input_details()))
+        got = runner(**{key: quantize(x[:8], inp)})[MC_MEAN]
+        del runner  # a live runner holds the interpreter
+        if not np.allclose(dequantize(got, out0), probs[:8], rtol=1e-5, atol=1e-6):
+            problems.append("the signature runner's mc_mean differs from output 0")
+    meta = read_metadata(path.read_bytes(), path.name)
+    if meta is None:
+        problems.append("no TFLite metadata")
+    else:
+        res.update(metadata_output0=meta.output_names[0], labels=len(meta.labels))
+        if meta.output_names[0] not in ("probabilities", MC_MEAN):
+            problems.append(f"the metadata names output 0 {meta.output_names[0]!r}")
+        if len(meta.labels) != probs.shape[1]:
+            problems.append(f"{len(meta.labels)} labels in the file for {probs.shape[1]} classes")
+    res["problems"] = problems
+    res["ok"] = not problems
+    return res
+
+
+def output0(export_dir: Path, test_npz: Path, runtime_name: str, json_out: Path | None) -> int:
+    files = sorted(export_dir.glob("*.tflite"))
+    if not files:
+        print(f"error: no .tflite file in {export_dir}", file=sys.stderr)
+        return 1
+    x, y, _ = _test_set(export_dir, test_npz)
+    runtime = get_runtime(runtime_name)
+    results = []
+    for path in files:
+        try:
+            r = check_output0(path, x, y, runtime)
+        except Exception as e:  # a file that fails to load or run is a failed check
+            r = {"file": path.name, "ok": False, "problems": [f"{type(e).__name__}: {e}"]}
+        results.append(r)
+        what = (
+            f"output 0 = {r.get('tensor')} ({r.get('metadata_output0')}), "
+            f"{r.get('classes')} classes, accuracy {100 * r.get('accuracy', 0):.1f}%, "
+            f"|sum - 1| <= {r.get('max_sum_error', 0):.2g}"
+            if "tensor" in r
+            else ""
+        )
+        print(f"{'OK  ' if r['ok'] else 'FAIL'} {path.name}: {what} {'; '.join(r['problems'])}")
+    ok = all(r["ok"] for r in results)
+    print(
+        f"output 0 read by index on {platform.machine()} with {runtime.name} {runtime.version}: "
+        f"{sum(r['ok'] for r in results)} of {len(results)} files OK on {len(x)} images"
+    )
+    if json_out is not None:
+        meta = {"runtime": runtime.name, "runtime_version": runtime.version}
+        summary = {"ok": ok, **meta, "machine": platform.machine(), "files": results}
+        json_out.write_text(json.dumps(summary, indent=2) + "\n")
+    return 0 if ok else 1
 
 
 def _load(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -201,7 +314,14 @@ def main(argv: list[str] | None = None) -> int:
         help="integer outputs may differ by this many steps (default 0: bit-exact)",
     )
     c.add_argument("--json", type=Path, default=None, help="write the per-file results here")
+    o = sub.add_parser("output0", help="output 0, read by index, is the class probabilities")
+    o.add_argument("export_dir", type=Path)
+    o.add_argument("test_npz", type=Path)
+    o.add_argument("--runtime", default="auto", help="auto, litert, tflite-runtime or tf")
+    o.add_argument("--json", type=Path, default=None, help="write the per-file results here")
     args = parser.parse_args(argv)
+    if args.cmd == "output0":
+        return output0(args.export_dir, args.test_npz, args.runtime, args.json)
     if args.cmd == "dump":
         return dump(args.export_dir, args.test_npz, args.out_npz, args.runtime, args.xnnpack)
     return compare(args.host_npz, args.device_npz, args.int8_atol, args.json)

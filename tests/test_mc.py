@@ -152,8 +152,8 @@ def test_outputs_are_found_by_name_not_position(mc: dict[str, Any], test_set: An
     assert indices is not None and set(indices) == set(MC_OUTPUTS)
     by_index = {i: n for n, i in indices.items()}
     order = [by_index[o.index] for o in output_details(interpreter)]
-    # The converter reorders the outputs (Keras: mean, std, entropy): position would be wrong.
-    assert order != list(MC_OUTPUTS)
+    # The converter sorts the outputs by name; convert_mc puts them back: output 0 is the mean.
+    assert order == list(MC_OUTPUTS)
     assert not any(n in o.name for o in output_details(interpreter) for n in MC_OUTPUTS)
     # A live SignatureRunner holds the interpreter: resizing it then fails. Let it go at once.
     assert set(interpreter.get_signature_runner()(image=np.zeros((1, 28, 28), np.int8))) == set(

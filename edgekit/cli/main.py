@@ -88,7 +88,7 @@ def main(ctx: click.Context, debug: bool) -> None:
     edgekit export            train (L1) -> prune -> fold BN -> float32/float16/int8 .tflite
     edgekit quantize-report   which layers of a model lose accuracy in int8
     edgekit bench             latency, accuracy and size of .tflite files on this CPU
-    edgekit inspect FILE      operators, tensors, quantization and sparsity of one file
+    edgekit inspect FILE      operators, tensors, sparsity and metadata of one file
     edgekit verify DIR        check files against their manifest.json (run it on the device)
     edgekit sweep             a grid of exports (local processes or Ray) and its frontier
     """
@@ -455,7 +455,8 @@ def _bench_outputs(targets: tuple[str, ...], kw: dict[str, Any]) -> list[dict[st
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def inspect(file: str, as_json: bool) -> None:
-    """Operators, inputs/outputs (dtype, shape, quantization), weight sparsity, size of FILE.
+    """Operators, inputs/outputs (dtype, shape, quantization), weight sparsity, size of FILE,
+    and its TFLite Model Metadata (name, labels, input normalization, output names).
 
     Reads the flatbuffer in Python without running it: a damaged file gives an error,
     never a crash.
@@ -463,7 +464,7 @@ def inspect(file: str, as_json: bool) -> None:
     from edgekit.cli.report import dumps_json, inspect_dict, print_inspect
     from edgekit.device.modelfile import read_model_file
 
-    model = read_model_file(file)
+    model = read_model_file(file)  # its TFLite metadata too (model.metadata)
     if as_json:
         click.echo(dumps_json(inspect_dict(model)), nl=False)
     else:

@@ -2,9 +2,10 @@
 
 A file written by `edgekit.workstation.export.mc` runs N dropout passes batched inside its graph
 and has three outputs: `mc_mean` (mean class probabilities), `mc_std` (their per-class standard
-deviation over the N passes) and `mc_entropy` (predictive entropy of the mean, in nats). The
-converter stores outputs in an order of its own (the MLP here: std, entropy, mean), so they are
-found by their signature output names (or tensor names), never by position. No TensorFlow.
+deviation over the N passes) and `mc_entropy` (predictive entropy of the mean, in nats). Files
+written since 0.2.0 hold them in that order (output 0 is mc_mean, for apps that read output 0);
+older ones in the converter's order (the MLP here: std, entropy, mean). edgekit finds them by
+their signature output names (or tensor names), never by position. No TensorFlow.
 """
 
 from __future__ import annotations

@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from edgekit.core.errors import ModelFileError
+from edgekit.device.metadata import TFLITE_IDENTIFIER, FileMetadata, read_metadata
 
-TFLITE_IDENTIFIER = b"TFL3"
+__all__ = ["TFLITE_IDENTIFIER", "ModelFile", "parse_model_bytes", "read_model_file"]
 _NUMPY_TYPES = {
     "FLOAT32": np.float32,
     "FLOAT16": np.float16,
@@ -89,6 +90,8 @@ class ModelFile:
     weights: list[WeightTensor] = field(default_factory=list)
     # The file itself (`bytes` above names the size field, hence builtins.bytes).
     content: builtins.bytes = field(default=b"", repr=False, compare=False)
+    # Its TFLite Model Metadata and labels (edgekit.device.metadata), None if it has none.
+    metadata: FileMetadata | None = field(default=None, compare=False)
 
     @functools.cached_property
     def gzip_bytes(self) -> int:
@@ -228,6 +231,7 @@ def _parse(data: bytes, label: str) -> ModelFile:
         tensors=tensors,
         weights=weights,
         content=data,
+        metadata=read_metadata(data, label),
     )
 
 

@@ -1,9 +1,10 @@
 """Check a folder of .tflite files against its manifest.json, on the device after a copy.
 
 For every file: size and sha256 against the manifest, inputs and outputs (shape, dtype,
-quantization) against the manifest's record, then a load and one inference in a child
-process, so a file that crashes the runtime is reported, not fatal. .tflite files the
-manifest does not list are flagged too. Never imports TensorFlow.
+quantization) against the manifest's record, its TFLite metadata (labels, input scale) against
+the manifest's, then a load and one inference in a child process, so a file that crashes the
+runtime is reported, not fatal. .tflite files the manifest does not list are flagged too.
+Never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from edgekit.core.io.console import Progress
 from edgekit.device.manifest import (
     MANIFEST_NAME,
     FileRecord,
+    Manifest,
     TensorRecord,
     file_problems,
     read_manifest,
@@ -117,6 +119,34 @@ def _tensor_problems(what: str, want: TensorRecord, have: TensorSummary) -> list
     return out
 
 
+def metadata_problems(parsed: ModelFile, manifest: Manifest) -> list[str]:
+    """Where the labels or input scale of the file's TFLite metadata differ from the
+    manifest's (damaged metadata already failed the parse). A file without metadata (written
+    before edgekit wrote it) has none."""
+    meta = parsed.metadata
+    if meta is None:
+        return []
+    out = []
+    if manifest.labels and meta.labels != manifest.labels:
+        out.append(
+            f"labels in the file ({', '.join(meta.labels)}) differ from the manifest's "
+            f"({', '.join(manifest.labels)})"
+        )
+    spec, want = meta.preprocessing(), manifest.input
+    if spec and want.get("raw_dtype") == "uint8" and "scale" in want:
+        scale, offset = float(want["scale"]), float(want.get("offset") or 0.0)
+        if not (
+            math.isclose(spec["scale"], scale, rel_tol=1e-6)
+            and math.isclose(spec["offset"], offset, abs_tol=1e-6)
+        ):
+            out.append(
+                f"input normalization in the file (scale {spec['scale']:.6g}, offset "
+                f"{spec['offset']:g}) differs from the manifest's (scale {scale:.6g}, "
+                f"offset {offset:g})"
+            )
+    return out
+
+
 def _run_once(path: Path, runtime: str, timeout_s: float, check: FileCheck) -> str | None:
     """Load `path` and run one inference in a child process; returns the runtime used."""
     try:
@@ -184,6 +214,8 @@ def verify_dir(
             check.add("damaged", str(e))
         else:
             for problem in interface_problems(parsed, record):
+                check.add("mismatch", problem)
+            for problem in metadata_problems(parsed, manifest):
                 check.add("mismatch", problem)
         if run:
             used_runtime = _run_once(path, runtime, timeout_s, check) or used_runtime

@@ -1,4 +1,4 @@
-"""`edgekit inspect`: a .tflite file's operators, tensors, quantization and sparsity."""
+"""`edgekit inspect`: a .tflite file's operators, tensors, quantization, sparsity, metadata."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from edgekit.device.metadata import FileMetadata
 from edgekit.device.modelfile import ModelFile, TensorSummary
 
 
@@ -20,7 +21,7 @@ def _quant(scale: Sequence[float], zero_point: Sequence[int]) -> str:
 
 
 def inspect_dict(model: ModelFile) -> dict[str, Any]:
-    """What `edgekit inspect --json` prints."""
+    """What `edgekit inspect --json` prints (with the file's TFLite Model Metadata)."""
 
     def tensor(t: TensorSummary) -> dict[str, Any]:
         return {
@@ -55,6 +56,7 @@ def inspect_dict(model: ModelFile) -> dict[str, Any]:
             for w in model.weights
         ],
         "tensors": len(model.tensors),
+        "metadata": model.metadata.to_dict() if model.metadata is not None else None,
     }
 
 
@@ -96,3 +98,39 @@ def print_inspect(model: ModelFile, console: Console | None = None) -> None:
             w.name, str(list(w.shape)), w.dtype + enc, f"{w.elements:,}", f"{w.sparsity:.1%}"
         )
     console.print(weights)
+    print_metadata(model.metadata, console)
+
+
+def print_metadata(metadata: FileMetadata | None, console: Console) -> None:
+    """The file's TFLite Model Metadata: name, description, labels, normalization, outputs."""
+    if metadata is None:
+        console.print("TFLite metadata: none (apps must be told the labels and normalization)")
+        return
+    console.print(f"[bold]TFLite metadata[/bold]: {metadata.name}", highlight=False)
+    if metadata.description:
+        console.print(f"  {metadata.description}", highlight=False, soft_wrap=True)
+    table = Table(title="Metadata of the inputs and outputs", title_justify="left")
+    for col in ("", "#", "Name", "Content", "Normalization", "Range", "Files"):
+        table.add_column(col)
+    for kind, tensors in (("input", metadata.inputs), ("output", metadata.outputs)):
+        for i, t in enumerate(tensors):
+            norm = f"(x - {_nums(t.mean)}) / {_nums(t.std)}" if t.mean and t.std else "-"
+            rng = t.value_range
+            shown = (
+                f"{rng[0]:g}..{rng[1]:g}"
+                if rng
+                else (f"{_nums(t.min)}..{_nums(t.max)}" if t.min and t.max else "-")
+            )
+            table.add_row(kind, str(i), t.name, t.content or "-", norm, shown, ", ".join(t.files))
+    console.print(table)
+    if metadata.labels:
+        console.print(
+            f"labels ({len(metadata.labels)}, output 0's classes in order): "
+            + ", ".join(metadata.labels),
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _nums(values: Sequence[float]) -> str:
+    return ",".join(f"{v:g}" for v in values)

@@ -11,7 +11,9 @@ interpreter gives the same numbers, and the masks (0 or 1/(1 - rate)) are exact 
 "random" masks are drawn in
 the graph (RANDOM_UNIFORM builtins): new masks every invoke, the same sequence in every fresh
 interpreter (the seed is fixed at conversion). `convert_mc` writes float32 or int8 files (int8:
-int8 input and layers, float statistics and outputs).
+int8 input and layers, float statistics and outputs), outputs in the order mc_mean, mc_std,
+mc_entropy (the converter sorts them by name: `outputs.order_outputs` puts them back), so an app
+that reads output 0 gets the mean class probabilities.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from edgekit.device.outputs import MC_ENTROPY, MC_MEAN, MC_OUTPUTS, MC_STD
 from edgekit.workstation._keras import keras, tf
 from edgekit.workstation.export.converter import convert
 from edgekit.workstation.export.layer_debug import _converting, _debugger
+from edgekit.workstation.export.outputs import probabilities_first
 
 MC_MASKS = ("fixed", "random")
 MC_PRECISIONS = ("float32", "int8")
@@ -353,8 +356,9 @@ def convert_mc(
             f"got outputs {sorted(names)}"
         )
     if precision == "float32":
-        return convert(model_mc, recipe_for(Precision.FLOAT32))
+        return probabilities_first(convert(model_mc, recipe_for(Precision.FLOAT32)))
     data = _convert_int8(model_mc, calibration_x, calibration_samples, calibration_seed)
+    data = probabilities_first(data)  # mc_mean, mc_std, mc_entropy: output 0 the probabilities
     floats = [
         c.describe()
         for c in compute_layers(data)

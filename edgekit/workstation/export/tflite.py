@@ -350,6 +350,7 @@ def export_tflite(
         >>> result.rows()[0]["agreement"]  # float32 against the Keras model: top-1 agreement
         1.0
     """
+    from edgekit.workstation.export.metadata import finish_variants
     from edgekit.workstation.export.variants import plan_variants
 
     say = progress or (lambda msg: None)
@@ -365,6 +366,7 @@ def export_tflite(
     keras_outputs = np.asarray(model.predict(x_eval, batch_size=512, verbose=0), dtype=np.float32)
     keras_acc = float((keras_outputs.argmax(-1) == y_eval).mean())
     requested, ladder = plan_variants(model, data.x_train, config, qat_model, qat_requested)
+    finish_variants([*requested, *ladder], data, stem)  # output 0 first, metadata, labels.txt
     n_train = len(data.x_train)
     if 0 < n_train < config.calibration_samples:
         say(
