@@ -91,6 +91,8 @@ def main(ctx: click.Context, debug: bool) -> None:
     edgekit inspect FILE      operators, tensors, sparsity and metadata of one file
     edgekit verify DIR        check files against their manifest.json (run it on the device)
     edgekit sweep             a grid of exports (local processes or Ray) and its frontier
+    edgekit push DIR BOARD    copy a build to boards over SSH, whole or not at all, verify it
+    edgekit devices           check the boards of devices.toml, set one up (bench --on BOARD)
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
@@ -355,6 +357,16 @@ def quantize_report_command(model: str, **kw: Any) -> None:
 @click.option(
     "--unsafe", is_flag=True, help="Load .keras baselines with safe mode off (trusted files only)."
 )
+@click.option(
+    "--on",
+    multiple=True,
+    metavar="BOARD",
+    help="Bench on these boards over SSH (devices.toml names or user@host:path): one table, "
+    "bench.<board>.json and fleet.json/.md/.png (docs/fleet.md).",
+)
+@click.option(
+    "--devices", "devices_file", type=click.Path(dir_okay=False), help="Devices file for --on."
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 def bench(paths: tuple[str, ...], **kw: Any) -> None:
     """Latency, accuracy, size and memory of .tflite files on this CPU.
@@ -403,6 +415,12 @@ def bench(paths: tuple[str, ...], **kw: Any) -> None:
         split_seed=kw["split_seed"],
         skip_bad_images=kw["skip_bad_images"],
     )
+    if kw["on"]:  # boards over SSH: edgekit/cli/fleet.py
+        from edgekit.cli.fleet import bench_on_boards
+
+        source = click.get_current_context().get_parameter_source("threads")
+        kw["threads_given"] = source is not None and source.name != "DEFAULT"
+        return bench_on_boards(paths, kw["on"], kw, config)
     result = run_bench(targets, config, progress=stderr_progress(kw["quiet"], indent="  "))
     print_bench(result, console())
     written = [p for out in outputs for p in write_bench_outputs(result, **out)]
@@ -513,6 +531,12 @@ def verify(
 from edgekit.cli.sweep import sweep  # noqa: E402
 
 main.add_command(sweep)
+
+# ---- boards over SSH: push, devices check|setup (edgekit/cli/fleet.py) ----------------------
+from edgekit.cli.fleet import devices, push  # noqa: E402
+
+main.add_command(push)
+main.add_command(devices)
 
 
 if __name__ == "__main__":  # pragma: no cover

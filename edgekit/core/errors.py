@@ -40,3 +40,7 @@ def first_line(error: object) -> str:
     for a one-line message that names what a library refused."""
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
+
+
+class DeviceError(EdgekitError):
+    """A board could not be reached, set up or used over SSH, or a devices file is wrong."""
