@@ -2,6 +2,8 @@
 # Install Debian's dataset-fashion-mnist (the four IDX files under /usr/share/datasets/fashion-mnist)
 # unless Fashion-MNIST is already there. Needs root or sudo; does nothing when the files exist.
 set -euo pipefail
+# The other system packages of the tests (openssh-server for the fleet tests).
+bash "$(dirname "${BASH_SOURCE[0]}")/install-test-deps.sh"
 dir=/usr/share/datasets/fashion-mnist
 if [ -f "$dir/train-images-idx3-ubyte.gz" ] && [ -f "$dir/t10k-labels-idx1-ubyte.gz" ]; then
   exit 0

@@ -144,7 +144,8 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
 
 
 _OFFENDING = re.compile(r"Offending \S+ key in (\S+):(\d+)")
-_KNOWN_HOSTS_ADD = re.compile(r"Add correct host key in (\S+) to get rid")
+_CHANGED_FOR = re.compile(r"Host key for (\S+) has changed")
+_UNKNOWN_FOR = re.compile(r"host key is known for (\S+) and")
 
 
 def ssh_failure(device: Device, stderr: str) -> str:
@@ -153,16 +154,22 @@ def ssh_failure(device: Device, stderr: str) -> str:
     text = "\n".join(lines)
     host = device.target.rpartition("@")[2]
     if "REMOTE HOST IDENTIFICATION HAS CHANGED" in text or "has changed and you have" in text:
-        m = _OFFENDING.search(text) or _KNOWN_HOSTS_ADD.search(text)
-        where = f"{m.group(1)}:{m.group(2)}" if m and m.lastindex == 2 else "known_hosts"
+        m = _OFFENDING.search(text)
+        where = f"{m.group(1)}:{m.group(2)}" if m else "known_hosts"
+        named = _CHANGED_FOR.search(text)
+        key_host = named.group(1) if named else host
+        file = f"-f {m.group(1)} " if m else ""
         return (
-            f"wrong host key: {host}'s key differs from the one in {where}; nothing was "
-            f"copied. If the board was reinstalled, check its new key, then `ssh-keygen -R {host}`"
+            f"wrong host key: {key_host}'s key differs from the one in {where}; nothing was "
+            "copied. If the board was reinstalled, check its new key, then "
+            f"`ssh-keygen {file}-R '{key_host}'`"
         )
     if "Host key verification failed" in text or "host key is known" in text:
+        named = _UNKNOWN_FOR.search(text)
+        key_host = named.group(1) if named else host
         return (
-            f"unknown host key: {host} is not in known_hosts; nothing was copied. Connect once "
-            f"with `ssh {device.target}` to check and accept its key"
+            f"unknown host key: {key_host} is not in known_hosts; nothing was copied. Connect "
+            f"once with `ssh {device.target}` to check and accept its key"
         )
     if "Permission denied" in text:
         return (

@@ -1,0 +1,378 @@
+"""Boards over SSH through a real OpenSSH server on 127.0.0.1: push, verify, bench --on,
+devices check|setup, and the failures (unreachable, wrong or unknown host key, a copy cut
+short, a board without edgekit).
+
+The session's sshd listens on two free ports of 127.0.0.1 with a throwaway host key, accepts
+one throwaway user key, and knows nothing else; the client finds it through its own ssh
+config (EDGEKIT_SSH_CONFIG, passed to ssh as -F) and known_hosts. On the second port every
+command runs under `ulimit -f 64` (files of at most 64 KB): a board whose disk fills up
+during a copy. The "boards" are folders of this machine; one runs this Python with edgekit
+on its PYTHONPATH, one a Python without site-packages (no edgekit).
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import edgekit
+from edgekit.device.bench.machine import cpu_flags
+
+SSHD = "/usr/sbin/sshd"
+REPO = Path(edgekit.__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _keygen(path: Path) -> str:
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "edgekit-test", "-f", str(path)],
+        check=True,
+    )
+    return path.with_suffix(".pub").read_text().split()[:2]  # type: ignore[return-value]
+
+
+def _executable(path: Path, text: str) -> str:
+    path.write_text(text)
+    path.chmod(0o755)
+    return str(path)
+
+
+class Lab:
+    """The sshd, the client's config, and the boards' folders."""
+
+    def __init__(self, root: Path, ports: dict[str, int], env: dict[str, str]) -> None:
+        self.root, self.ports, self.env = root, ports, env
+        self.devices = root / "devices.toml"
+
+    def edgekit(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "edgekit.cli.main", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env,
+        )
+
+    def board_dir(self, name: str) -> Path:
+        return self.root / "boards" / name
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    if not os.path.exists(SSHD):
+        pytest.fail(
+            f"{SSHD} is missing: apt-get install -y openssh-server (scripts/install-data.sh "
+            "installs it)"
+        )
+    root = tmp_path_factory.mktemp("fleet")
+    host_type, host_key = _keygen(root / "host_key")
+    _, other_key = _keygen(root / "other_host_key")
+    _keygen(root / "user_key")
+    shutil.copy(root / "user_key.pub", root / "authorized_keys")
+    ports = {"main": _free_port(), "full": _free_port(), "down": _free_port()}
+    user = getpass.getuser()
+    (root / "sshd_config").write_text(
+        f"Port {ports['main']}\nPort {ports['full']}\nListenAddress 127.0.0.1\n"
+        f"HostKey {root / 'host_key'}\nPidFile {root / 'sshd.pid'}\n"
+        f"AuthorizedKeysFile {root / 'authorized_keys'}\n"
+        "StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        "PermitRootLogin prohibit-password\nPubkeyAuthentication yes\nLogLevel ERROR\n"
+        f"AllowUsers {user}\n"
+        # The second port: files of at most 64 KB, as on a board whose disk is full.
+        f"Match LocalPort {ports['full']}\n"
+        '    ForceCommand ulimit -f 64; eval "$SSH_ORIGINAL_COMMAND"\n'
+    )
+    (root / "known_hosts").write_text(
+        f"[127.0.0.1]:{ports['main']} {host_type} {host_key}\n"
+        f"[127.0.0.1]:{ports['full']} {host_type} {host_key}\n"
+    )
+    (root / "wrong_known_hosts").write_text(
+        f"[127.0.0.1]:{ports['main']} {host_type} {other_key}\n"
+    )
+    (root / "empty_known_hosts").write_text("")
+    (root / "ssh_config").write_text(
+        f"Host board-full\n    Port {ports['full']}\n"
+        f"Host board-badkey\n    UserKnownHostsFile {root / 'wrong_known_hosts'}\n"
+        f"Host board-unknown\n    UserKnownHostsFile {root / 'empty_known_hosts'}\n"
+        f"Host board-down\n    Port {ports['down']}\n"
+        f"Host *\n    HostName 127.0.0.1\n    Port {ports['main']}\n    User {user}\n"
+        f"    IdentityFile {root / 'user_key'}\n    IdentitiesOnly yes\n"
+        f"    UserKnownHostsFile {root / 'known_hosts'}\n    StrictHostKeyChecking yes\n"
+        "    GlobalKnownHostsFile /dev/null\n"
+    )
+    # A board Python with edgekit (this tree, by PYTHONPATH) and one without any site-packages.
+    py = _executable(
+        root / "board-python", f'#!/bin/sh\nPYTHONPATH={REPO} exec {sys.executable} "$@"\n'
+    )
+    bare_py = _executable(root / "bare-python", f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
+    boards = root / "boards"
+    novenv = root / "no-venv"
+    devices = {
+        "board": ("board", "board/models", py),
+        "bench1": ("board", "bench1/models", py),
+        "bare": ("board", "bare/models", bare_py),
+        "full": ("board-full", "cut/models", py),
+        "cut": ("board", "cut/models", py),
+        "badkey": ("board-badkey", "badkey/models", py),
+        "unknown": ("board-unknown", "unknown/models", py),
+        "down": ("board-down", "down/models", py),
+    }
+    lines = [f'ssh_config = "{root / "ssh_config"}"']
+    for name, (target, path, python) in devices.items():
+        lines += [
+            f"[devices.{name}]",
+            f'target = "{target}"',
+            f'path = "{boards / path}"',
+            f'python = "{python}"',
+            f'venv = "{novenv}"',
+            "timeout = 120",
+        ]
+    lines += [
+        "[devices.fresh]",
+        'target = "board"',
+        f'path = "{boards / "fresh/models"}"',
+        f'python = "{sys.executable}"',
+        f'venv = "{root / "fresh-venv"}"',
+        "system_site_packages = true",
+        'pip_args = ["--no-index"]',  # offline: the dependencies are this Python's
+    ]
+    (root / "devices.toml").write_text("\n".join(lines) + "\n")
+    os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege separation folder
+    proc = subprocess.Popen(
+        [SSHD, "-f", str(root / "sshd_config"), "-D", "-e"],
+        stdout=subprocess.DEVNULL,
+        stderr=open(root / "sshd.log", "w"),  # noqa: SIM115
+    )
+    env = {**os.environ, "EDGEKIT_DEVICES": str(root / "devices.toml"), "COLUMNS": "250"}
+    env.pop("EDGEKIT_SSH_CONFIG", None)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", ports["main"]), timeout=1).close()
+                socket.create_connection(("127.0.0.1", ports["full"]), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"sshd did not start: {(root / 'sshd.log').read_text()[-2000:]}")
+                time.sleep(0.1)
+        yield Lab(root, ports, env)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.parent.glob(f".{folder.name}.edgekit-*"))
+
+
+@pytest.fixture(scope="session")
+def build(artifacts_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the session's export (read-only): float32, float16, int8 and manifest.json."""
+    out = tmp_path_factory.mktemp("build") / "models"
+    shutil.copytree(artifacts_dir, out, ignore=shutil.ignore_patterns("*.keras", "bench.*"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def test_npz(small_data: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "test.npz"
+    x = np.round(np.asarray(small_data.x_test[:100]) * 255).astype(np.uint8)
+    np.savez(path, x_test=x, y_test=np.asarray(small_data.y_test[:100]))
+    return path
+
+
+def _other_build(build: Path, tmp_path: Path) -> Path:
+    """The same files with a manifest.json that differs (another build, as a board sees it)."""
+    other = tmp_path / "models"
+    shutil.copytree(build, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["config"]["note"] = "the second build"
+    (other / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return other
+
+
+def test_push_copies_the_build_whole_and_verifies_it_on_the_board(lab: Lab, build: Path) -> None:
+    proc = lab.edgekit("push", str(build), "board", "-q")
+    assert proc.returncode == 0, proc.stderr
+    dest = lab.board_dir("board/models")
+    litert = importlib.metadata.version("ai-edge-litert")
+    assert proc.stdout.splitlines() == [
+        f"board: ok: 4 files in board:{dest}, edgekit verify passed (litert {litert})"
+    ]
+    for f in build.iterdir():
+        assert _sha(dest / f.name) == _sha(f)
+    assert sorted(p.name for p in dest.iterdir()) == sorted(p.name for p in build.iterdir())
+    assert _leftovers(dest) == []
+
+
+def test_a_board_without_edgekit_gets_a_sha256_check_and_an_install_hint(
+    lab: Lab, build: Path
+) -> None:
+    proc = lab.edgekit("push", str(build), "bare", "-q")
+    assert proc.returncode == 0, proc.stderr
+    (line,) = proc.stdout.splitlines()
+    assert line.startswith("bare: ok: 4 files in"), line
+    assert "sha256 checked; edgekit is not installed on bare" in line
+    assert "`edgekit devices setup bare`" in line
+    assert _sha(lab.board_dir("bare/models") / "manifest.json") == _sha(build / "manifest.json")
+
+
+def test_unreachable_and_host_key_failures_are_one_line_each_and_copy_nothing(
+    lab: Lab, build: Path
+) -> None:
+    proc = lab.edgekit("push", str(build), "board,down", "badkey", "unknown", "-q")
+    assert proc.returncode == 1
+    lines = dict(line.split(": ", 1) for line in proc.stdout.splitlines())
+    assert list(lines) == ["board", "down", "badkey", "unknown"]
+    assert lines["board"].startswith("ok: "), lines["board"]
+    assert lines["down"] == "FAILED: unreachable: connection refused (is sshd running? right port?)"
+    assert lines["badkey"].startswith(
+        f"FAILED: wrong host key: [127.0.0.1]:{lab.ports['main']}'s key differs from the one in "
+        f"{lab.root / 'wrong_known_hosts'}:1; nothing was copied."
+    ), lines["badkey"]
+    assert lines["unknown"].startswith(
+        f"FAILED: unknown host key: [127.0.0.1]:{lab.ports['main']} is not in known_hosts"
+    )
+    for name in ("down", "badkey", "unknown"):
+        assert not lab.board_dir(name).exists()
+    assert "Error: 3 of 4 board(s) failed: down, badkey, unknown" in proc.stderr
+
+
+def test_a_copy_cut_short_by_a_full_disk_leaves_the_previous_build(
+    lab: Lab, build: Path, tmp_path: Path
+) -> None:
+    first = lab.edgekit("push", str(build), "cut", "-q")
+    assert first.returncode == 0, first.stdout + first.stderr
+    dest = lab.board_dir("cut/models")
+    before = {p.name: _sha(p) for p in dest.iterdir()}
+    other = _other_build(build, tmp_path)
+    assert max(p.stat().st_size for p in other.iterdir()) > 64 * 1024  # too big for that disk
+    proc = lab.edgekit("push", str(other), "full", "-q")
+    assert proc.returncode == 1
+    (line,) = proc.stdout.splitlines()
+    assert line.startswith("full: FAILED: copy failed: the copy was cut short (tar exit"), line
+    assert line.endswith("disk full?): the previous build is kept"), line
+    assert {p.name: _sha(p) for p in dest.iterdir()} == before
+    assert _leftovers(dest) == []
+    # The same build through a disk with room replaces it whole.
+    again = lab.edgekit("push", str(other), "cut", "-q")
+    assert again.returncode == 0, again.stdout
+    assert _sha(dest / "manifest.json") == _sha(other / "manifest.json") != before["manifest.json"]
+    assert _leftovers(dest) == []
+
+
+def test_bench_on_boards_gives_one_table_and_a_row_for_the_board_that_failed(
+    lab: Lab, build: Path, test_npz: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "models"
+    shutil.copytree(build, out)
+    fast = ["--min-runs", "5", "--min-time", "0", "--warmup-runs", "1", "--warmup-time", "0"]
+    args = ["bench", str(out), "--on", "bench1,down", "--data", str(test_npz), *fast, "-q"]
+    proc = lab.edgekit(*args, "--rounds", "1")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    fleet = json.loads((out / "fleet.json").read_text())
+    assert [(b["name"], b["ok"], b["pushed"]) for b in fleet["boards"]] == [
+        ("bench1", True, True),
+        ("down", False, False),
+    ]
+    assert fleet["boards"][1]["error"].startswith("unreachable: connection refused")
+    board = json.loads((out / "bench.bench1.json").read_text())
+    assert board["format"] == "edgekit-bench/1"
+    assert board["machine"]["cpu_flags"] == cpu_flags()
+    assert board["data"]["samples"] == 100
+    files = sorted(r["file"] for r in board["rows"])
+    assert sorted(r["file"] for r in fleet["rows"]) == files
+    assert len(files) == 3 and all(r["status"] == "ok" for r in board["rows"])
+    for row in fleet["rows"]:
+        cell = row["boards"]["bench1"]
+        mine = next(r for r in board["rows"] if r["file"] == row["file"])
+        assert cell["p50_us"] == mine["latency"]["p50_us"] > 0
+        assert cell["accuracy"] == mine["accuracy"] > 0.5
+    table = proc.stdout
+    for f in files:
+        assert f in table
+    assert "down: unreachable: connection refused" in table
+    assert not (out / "bench.down.json").exists()
+    assert (out / "fleet.md").read_text().count("| ") > 3
+    assert (out / "fleet.png").read_bytes()[:4] == b"\x89PNG"
+    # The board holds this build now: the second run measures without copying.
+    again = lab.edgekit(*args[:3], "bench1", *args[4:], "--rounds", "1")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert json.loads((out / "fleet.json").read_text())["boards"][0]["pushed"] is False
+
+
+def test_devices_check_says_what_each_board_has_and_lacks(lab: Lab) -> None:
+    proc = lab.edgekit("devices", "check", "board", "bare", "down", "--json")
+    assert proc.returncode == 1
+    by_name = {o["name"]: o for o in json.loads(proc.stdout)}
+    board = by_name["board"]["info"]
+    assert by_name["board"]["ok"] and board["edgekit"] == edgekit.__version__
+    assert board["runtime"].startswith("ai-edge-litert ")
+    assert board["cpu_flags"] == cpu_flags() and board["arch"] == os.uname().machine
+    assert by_name["board"]["hints"] == []
+    assert not by_name["bare"]["ok"] and by_name["bare"]["info"]["edgekit"] is None
+    assert by_name["bare"]["hints"] == ["edgekit is not installed: `edgekit devices setup bare`"]
+    assert by_name["down"]["error"].startswith("unreachable: connection refused")
+    table = lab.edgekit("devices", "check", "board", "bare")
+    assert table.returncode == 1
+    assert "bare: edgekit is not installed: `edgekit devices setup bare`" in table.stdout
+    assert "Error: 1 of 2 board(s) not ready: bare" in table.stderr
+
+
+def test_devices_setup_builds_the_wheel_installs_it_in_a_venv_and_checks_it(
+    lab: Lab, build: Path
+) -> None:
+    proc = lab.edgekit("devices", "setup", "fresh", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    venv = lab.root / "fresh-venv"
+    assert proc.stdout.startswith(f"fresh: ok: edgekit {edgekit.__version__} with ai-edge-litert")
+    shown = [line for line in proc.stderr.splitlines() if line.startswith("$ ")]
+    assert "-m pip wheel --no-deps" in shown[0]
+    assert shown[1] == f"$ ssh board '{sys.executable} -m venv --system-site-packages {venv}'"
+    assert shown[2].startswith("$ tar -c edgekit-") and "| ssh board 'tar -x -C" in shown[2]
+    assert "-m pip install --no-index" in shown[3]
+    check = lab.edgekit("devices", "check", "fresh", "--json")
+    (info,) = json.loads(check.stdout)
+    # edgekit now comes from the venv (its own copy), not from this tree.
+    assert info["info"]["edgekit_file"].startswith(str(venv) + "/")
+    assert info["info"]["python_cmd"] == f"{venv}/bin/python"
+    pushed = lab.edgekit("push", str(build), "fresh", "-q")
+    assert pushed.returncode == 0 and "edgekit verify passed" in pushed.stdout, pushed.stdout
+
+
+def test_a_devices_file_error_is_one_line(lab: Lab, tmp_path: Path, build: Path) -> None:
+    bad = tmp_path / "devices.toml"
+    bad.write_text('[devices.pi]\ntarget = "pi@pi"\nthread = 4\n')
+    proc = lab.edgekit("push", str(build), "pi", "--devices", str(bad))
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"Error: {bad}: [devices.pi]: unknown key 'thread' (expected target, path, python, "
+        "venv, threads, system_site_packages, emulated, timeout, pip_args)"
+    ]
+    proc = lab.edgekit("push", str(build), "nosuchboard")
+    assert proc.returncode == 1
+    assert "unknown board 'nosuchboard'" in proc.stderr and "user@host:path" in proc.stderr
