@@ -28,12 +28,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from test_no_tensorflow import BLOCKED, SITECUSTOMIZE
 
 import edgekit
 from edgekit.device.bench.machine import cpu_flags
 
 SSHD = "/usr/sbin/sshd"
 REPO = Path(edgekit.__file__).resolve().parents[1]
+RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")
 
 
 def _free_port() -> int:
@@ -88,10 +90,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     _, other_key = _keygen(root / "other_host_key")
     _keygen(root / "user_key")
     shutil.copy(root / "user_key.pub", root / "authorized_keys")
-    ports = {"main": _free_port(), "full": _free_port(), "down": _free_port()}
+    ports = {n: _free_port() for n in ("main", "full", "slow", "down")}
     user = getpass.getuser()
     (root / "sshd_config").write_text(
-        f"Port {ports['main']}\nPort {ports['full']}\nListenAddress 127.0.0.1\n"
+        f"Port {ports['main']}\nPort {ports['full']}\nPort {ports['slow']}\n"
+        "ListenAddress 127.0.0.1\n"
         f"HostKey {root / 'host_key'}\nPidFile {root / 'sshd.pid'}\n"
         f"AuthorizedKeysFile {root / 'authorized_keys'}\n"
         "StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
@@ -100,10 +103,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         # The second port: files of at most 64 KB, as on a board whose disk is full.
         f"Match LocalPort {ports['full']}\n"
         '    ForceCommand ulimit -f 64; eval "$SSH_ORIGINAL_COMMAND"\n'
+        # The third: a board that accepts the login, then hangs.
+        f"Match LocalPort {ports['slow']}\n    ForceCommand sleep 60\n"
     )
     (root / "known_hosts").write_text(
         f"[127.0.0.1]:{ports['main']} {host_type} {host_key}\n"
         f"[127.0.0.1]:{ports['full']} {host_type} {host_key}\n"
+        f"[127.0.0.1]:{ports['slow']} {host_type} {host_key}\n"
     )
     (root / "wrong_known_hosts").write_text(
         f"[127.0.0.1]:{ports['main']} {host_type} {other_key}\n"
@@ -114,6 +120,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         f"Host board-badkey\n    UserKnownHostsFile {root / 'wrong_known_hosts'}\n"
         f"Host board-unknown\n    UserKnownHostsFile {root / 'empty_known_hosts'}\n"
         f"Host board-down\n    Port {ports['down']}\n"
+        f"Host board-slow\n    Port {ports['slow']}\n"
         f"Host *\n    HostName 127.0.0.1\n    Port {ports['main']}\n    User {user}\n"
         f"    IdentityFile {root / 'user_key'}\n    IdentitiesOnly yes\n"
         f"    UserKnownHostsFile {root / 'known_hosts'}\n    StrictHostKeyChecking yes\n"
@@ -124,6 +131,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         root / "board-python", f'#!/bin/sh\nPYTHONPATH={REPO} exec {sys.executable} "$@"\n'
     )
     bare_py = _executable(root / "bare-python", f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
+    # edgekit, but every TFLite runtime blocked (test_no_tensorflow's import blocker).
+    blocker = root / "no-runtime"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(SITECUSTOMIZE.replace(repr(BLOCKED), repr(RUNTIMES)))
+    no_runtime_py = _executable(
+        root / "no-runtime-python",
+        f'#!/bin/sh\nPYTHONPATH={blocker}:{REPO} exec {sys.executable} "$@"\n',
+    )
     boards = root / "boards"
     novenv = root / "no-venv"
     devices = {
@@ -135,6 +150,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         "badkey": ("board-badkey", "badkey/models", py),
         "unknown": ("board-unknown", "unknown/models", py),
         "down": ("board-down", "down/models", py),
+        "noruntime": ("board", "noruntime/models", no_runtime_py),
+        "slow": ("board-slow", "slow/models", py),
     }
     lines = [f'ssh_config = "{root / "ssh_config"}"']
     for name, (target, path, python) in devices.items():
@@ -144,7 +161,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             f'path = "{boards / path}"',
             f'python = "{python}"',
             f'venv = "{novenv}"',
-            "timeout = 120",
+            f"timeout = {3 if name == 'slow' else 120}",
         ]
     lines += [
         "[devices.fresh]",
@@ -260,6 +277,27 @@ def test_unreachable_and_host_key_failures_are_one_line_each_and_copy_nothing(
     for name in ("down", "badkey", "unknown"):
         assert not lab.board_dir(name).exists()
     assert "Error: 3 of 4 board(s) failed: down, badkey, unknown" in proc.stderr
+
+
+def test_a_hung_board_times_out_and_a_board_without_runtime_says_so(lab: Lab, build: Path) -> None:
+    proc = lab.edgekit("push", str(build), "slow", "noruntime", "-q")
+    assert proc.returncode == 1
+    slow, noruntime = proc.stdout.splitlines()
+    assert slow == (
+        "slow: FAILED: timed out after 3 s (probe): the board is slow or hung; "
+        "raise timeout in devices.toml"
+    )
+    assert noruntime.startswith(
+        "noruntime: FAILED: edgekit verify failed: no TFLite runtime could be imported"
+    ), noruntime
+    assert "pip install ai-edge-litert" in noruntime
+    # The files arrived whole (sha256 checked there) before verify found no runtime.
+    dest = lab.board_dir("noruntime/models")
+    assert _sha(dest / "manifest.json") == _sha(build / "manifest.json")
+    check = lab.edgekit("devices", "check", "noruntime", "--json")
+    (out,) = json.loads(check.stdout)
+    assert out["info"]["edgekit"] == edgekit.__version__ and out["info"]["runtime"] is None
+    assert out["hints"] == ["no TFLite runtime: pip install ai-edge-litert"]
 
 
 def test_a_copy_cut_short_by_a_full_disk_leaves_the_previous_build(

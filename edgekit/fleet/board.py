@@ -43,7 +43,12 @@ try:
     from importlib.metadata import version
 except ImportError:
     sys.exit(0)
-if find_spec("edgekit") is not None:
+def found(name):
+    try:
+        return find_spec(name) is not None
+    except Exception:  # a broken or blocked package counts as missing
+        return False
+if found("edgekit"):
     try:
         import edgekit
         print("edgekit=" + edgekit.__version__)
@@ -52,13 +57,13 @@ if find_spec("edgekit") is not None:
         print("edgekit_error=" + str(e).splitlines()[0][:200])
 for mod, dist in (("ai_edge_litert", "ai-edge-litert"), ("tflite_runtime", "tflite-runtime"),
                   ("tensorflow", "tensorflow")):
-    if find_spec(mod) is not None:
+    if found(mod):
         try:
             print("runtime=%s %s" % (dist, version(dist)))
         except Exception:
             print("runtime=%s" % dist)
         break
-if find_spec("numpy") is not None:
+if found("numpy"):
     try:
         print("numpy=" + version("numpy"))
     except Exception:
