@@ -414,3 +414,43 @@ def test_a_devices_file_error_is_one_line(lab: Lab, tmp_path: Path, build: Path)
     proc = lab.edgekit("push", str(build), "nosuchboard")
     assert proc.returncode == 1
     assert "unknown board 'nosuchboard'" in proc.stderr and "user@host:path" in proc.stderr
+
+
+def test_export_on_boards_records_each_boards_p50_and_recommendation(
+    lab: Lab, artifacts_dir: Path, tmp_path: Path
+) -> None:
+    """Issue 17, item 5: the export summary and manifest carry each board's p50; a latency
+    budget on a named board picks the smallest file within it there (none fits 1 ns)."""
+    (model,) = artifacts_dir.glob("*.keras")
+    out = tmp_path / "out"
+    small = ["--train-samples", "3000", "--test-samples", "1000", "--validation-size", "500"]
+    args = ["export", str(model), "-o", str(out), *small, "--calibration-samples", "100", "-q"]
+    wrong = lab.edgekit(*args, "--on", "board", "--max-latency-ms", "bench1=1")
+    assert wrong.returncode == 2 and "names board(s) not in --on: bench1" in wrong.stderr
+    assert not out.exists()  # refused before anything was trained or written
+    proc = lab.edgekit(
+        *args,
+        "--on",
+        "board,bench1",
+        "--max-latency-ms",
+        "board=1000",
+        "--max-latency-ms",
+        "bench1=0.000001",
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    files = {f["file"]: f["bytes"] for f in manifest["files"]}
+    smallest = min(files, key=lambda f: files[f])
+    boards = manifest["selection"]["boards"]
+    assert set(boards) == {"board", "bench1"}
+    for entry in boards.values():
+        assert set(entry["p50_us"]) == set(files) and all(v > 0 for v in entry["p50_us"].values())
+        assert entry["cpu_flags"] == cpu_flags() and entry["emulated"] is False
+    assert boards["board"]["recommended"] == smallest and boards["board"]["max_latency_ms"] == 1000
+    assert boards["bench1"]["recommended"] is None
+    assert boards["bench1"]["note"].startswith("no file within 1e-06 ms (fastest: ")
+    p50 = boards["board"]["p50_us"][smallest]
+    assert f"recommended on board: {smallest} (p50 {p50:.1f} us, within 1000 ms)" in proc.stdout
+    assert "recommended on bench1: none (no file within 1e-06 ms" in proc.stdout
+    assert (out / "bench.board.json").is_file() and (out / "fleet.json").is_file()

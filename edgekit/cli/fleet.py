@@ -202,3 +202,60 @@ def bench_on_boards(
             f"{len(bad)} of {len(result.boards)} board(s) failed: "
             + "; ".join(f"{b.name}: {b.error or 'files ' + ', '.join(b.failed_files)}" for b in bad)
         )
+
+
+def export_boards_precheck(kw: dict[str, Any]) -> list[Any] | None:
+    """`export --on`: the boards and budgets, checked before anything is trained."""
+    from edgekit.fleet.selection import parse_latency_budgets
+
+    if kw["max_latency_ms"] and not kw["on"]:
+        raise click.UsageError("--max-latency-ms needs --on BOARD (the board it applies to)")
+    if not kw["on"]:
+        return None
+    budgets = parse_latency_budgets(kw["max_latency_ms"])
+    boards = _boards(kw["on"], kw["devices_file"])
+    unknown = sorted(set(budgets) - {b.name for b in boards})
+    if unknown:
+        raise click.UsageError(f"--max-latency-ms names board(s) not in --on: {', '.join(unknown)}")
+    return boards
+
+
+def export_on_boards(folder: Path, boards: list[Any], kw: dict[str, Any]) -> None:
+    """`export --on`: bench the written files on the boards (latency; accuracy was measured at
+    export), print the table and each board's recommended file, record both in manifest.json."""
+    from edgekit.cli.report.fleet import print_fleet, write_fleet_outputs
+    from edgekit.device.bench import BenchConfig
+    from edgekit.fleet.bench import bench_on
+    from edgekit.fleet.selection import parse_latency_budgets, record_boards
+
+    budgets = parse_latency_budgets(kw["max_latency_ms"])
+    fleet = bench_on(
+        str(folder), boards, BenchConfig(data=None), progress=progress_printer(kw["quiet"])
+    )
+    print_fleet(fleet, console())
+    try:
+        from edgekit.cli.report import require_matplotlib
+
+        require_matplotlib()
+        with_plot = True
+    except EdgekitError:
+        with_plot = False
+    write_fleet_outputs(fleet, folder, plot_in_folder=with_plot)
+    for name, entry in record_boards(folder, fleet, budgets).items():
+        if entry.get("error"):
+            click.echo(f"recommended on {name}: - ({entry['error']})")
+            continue
+        pick = entry.get("recommended")
+        budget = entry.get("max_latency_ms")
+        p50 = (entry.get("p50_us") or {}).get(pick) if pick else None
+        within = f", within {budget:g} ms" if budget is not None else ""
+        if pick:
+            click.echo(f"recommended on {name}: {pick} (p50 {p50:.1f} us{within})")
+        else:
+            click.echo(f"recommended on {name}: none ({entry.get('note')})")
+    click.echo(f"each board's p50 is in {folder / 'manifest.json'} (selection.boards)")
+    bad = [b.name for b in fleet.boards if not b.ok or b.failed_files]
+    if bad:
+        raise click.ClickException(
+            f"{len(bad)} of {len(fleet.boards)} board(s) failed: {', '.join(bad)}"
+        )

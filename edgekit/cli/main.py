@@ -104,6 +104,20 @@ def main(ctx: click.Context, debug: bool) -> None:
 @data_options
 @train_options
 @export_options
+@click.option(
+    "--on",
+    multiple=True,
+    metavar="BOARD",
+    help="Then bench the written files on these boards over SSH: the summary and manifest.json "
+    "get each board's p50 and recommended file (docs/fleet.md).",
+)
+@click.option(
+    "--max-latency-ms",
+    multiple=True,
+    metavar="BOARD=MS",
+    help="With --on: the file recommended on BOARD is the smallest within MS ms p50 there.",
+)
+@click.option("--devices", "devices_file", type=click.Path(dir_okay=False), help="For --on.")
 def export(model: str | None, **kw: Any) -> None:
     """Train (or load MODEL), prune, fold batch norm, export verified .tflite files.
 
@@ -113,8 +127,10 @@ def export(model: str | None, **kw: Any) -> None:
     Every file is loaded in LiteRT and checked on real test samples before it is written;
     a run replaces the previous run's files and manifest.json as a whole.
     """
+    from edgekit.cli.fleet import export_boards_precheck, export_on_boards
     from edgekit.workstation.pipeline import run_pipeline
 
+    boards = export_boards_precheck(kw)  # a wrong board fails before training
     named = kw["precisions"] is not None
     config = pipeline_config_from_options(kw, model)
     result = run_pipeline(
@@ -131,6 +147,8 @@ def export(model: str | None, **kw: Any) -> None:
     from edgekit.cli.report.export import print_export_summary
 
     print_export_summary(result, console())
+    if boards:
+        export_on_boards(result.export.output_dir, boards, kw)
     defaults = {p.value for p in DEFAULT_PRECISIONS}  # not asked for by name unless --precision
     left_out = [r for r in result.export.requested_left_out if named or r.tag not in defaults]
     if left_out:

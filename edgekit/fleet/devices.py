@@ -36,7 +36,7 @@ DEFAULT_REMOTE_PATH = "edgekit/models"
 DEFAULT_VENV = "edgekit-venv"
 DEFAULT_STEP_TIMEOUT_S = 600.0
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_FIELDS = {
+_FIELDS: dict[str, type | tuple[type, ...]] = {
     "target": str,
     "path": str,
     "python": str,
