@@ -140,7 +140,9 @@ def test_help_lists_every_command_and_does_not_import_tensorflow() -> None:
         assert command in proc.stdout
 
 
-@pytest.mark.parametrize("command", ["export", "train", "bench", "inspect", "verify"])
+@pytest.mark.parametrize(
+    "command", ["export", "train", "bench", "inspect", "verify", "push", "devices"]
+)
 def test_every_command_has_help_and_is_in_the_cli_reference(command: str) -> None:
     result = CliRunner().invoke(main, [command, "--help"])
     assert result.exit_code == 0

@@ -1,10 +1,10 @@
 """The layers hold: import-linter's contracts (pyproject.toml), and a device side without TF.
 
 The layers, top to bottom, are edgekit.cli > edgekit.sweep > edgekit.workstation >
-edgekit.fleet > edgekit.device > edgekit.core; `lint-imports` checks them (imports inside functions included)
-and that no package's modules import each other in a circle. What a static check cannot see,
-an import at run time, is checked here by importing every module of core/ and device/ in a
-Python where importing TensorFlow raises.
+edgekit.fleet > edgekit.device > edgekit.core; `lint-imports` checks them (imports inside
+functions included) and that no package's modules import each other in a circle. What a static
+check cannot see, an import at run time, is checked here by importing every module of core/,
+device/ and fleet/ in a Python where importing TensorFlow raises.
 """
 
 from __future__ import annotations
