@@ -454,3 +454,31 @@ def test_export_on_boards_records_each_boards_p50_and_recommendation(
     assert f"recommended on board: {smallest} (p50 {p50:.1f} us, within 1000 ms)" in proc.stdout
     assert "recommended on bench1: none (no file within 1e-06 ms" in proc.stdout
     assert (out / "bench.board.json").is_file() and (out / "fleet.json").is_file()
+
+
+def test_targets_are_board_names_comma_lists_or_user_at_host_colon_path(tmp_path: Path) -> None:
+    from edgekit.core.errors import DeviceError
+    from edgekit.fleet.devices import load_devices, resolve_targets
+
+    file = tmp_path / "devices.toml"
+    file.write_text(
+        'ssh_config = "lab_config"\n[devices.pi5]\ntarget = "pi@pi5.local"\nthreads = 4\n'
+        '[devices.pi4]\ntarget = "pi4"\nvenv = "/opt/ek"\nemulated = true\n'
+    )
+    devices = load_devices(file)
+    assert devices.ssh_config == str(tmp_path / "lab_config")  # relative to the file
+    boards = resolve_targets(["pi5,pi4", "me@10.0.0.7:/srv/models"], devices)
+    assert [(b.name, b.target, b.path) for b in boards] == [
+        ("pi5", "pi@pi5.local", "edgekit/models"),
+        ("pi4", "pi4", "edgekit/models"),
+        ("10.0.0.7", "me@10.0.0.7", "/srv/models"),
+    ]
+    assert boards[0].threads == 4 and boards[1].venv == "/opt/ek" and boards[1].emulated
+    assert all(b.ssh_config == str(tmp_path / "lab_config") for b in boards)
+    with pytest.raises(DeviceError, match=r"unknown board 'pi3' \(boards in .*: pi5, pi4\)"):
+        resolve_targets(["pi3"], devices)
+    with pytest.raises(DeviceError, match="two targets are both named 'h'"):
+        resolve_targets(["a@h:/x", "b@h:/y"], devices)
+    file.write_text('[devices.pi5]\ntarget = "pi5"\nthreads = "4"\n')
+    with pytest.raises(DeviceError, match=r"\[devices.pi5\]: threads has the wrong type \('4'\)"):
+        load_devices(file)
