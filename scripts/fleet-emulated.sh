@@ -13,7 +13,8 @@
 # speeds: the table is labelled emulated; what it shows is that the build loads, runs and gives
 # the same accuracy on both, with ai-edge-litert on arm64 and tflite-runtime on armhf.
 # Writes fleet.json/.md/.png and bench.<board>.json into BUILD_DIR, the console output into
-# $EDGEKIT_FLEET_WORK/fleet.txt  [/tmp/edgekit-fleet-emulated].
+# $EDGEKIT_FLEET_WORK/fleet.txt  [/tmp/edgekit-fleet-emulated]. EDGEKIT_FLEET_ARCHS picks the
+# boards  ["arm64 armhf"].
 set -euo pipefail
 prog=fleet-emulated
 die() { echo "$prog: error: $*" >&2; exit 1; }
@@ -26,9 +27,13 @@ smoke="${EDGEKIT_DEVICE_WORK:-/tmp/edgekit-device-smoke-arm64}"
 build="${1:-$smoke/export}"
 data="${2:-$smoke/test.npz}"
 host_py="${EDGEKIT_HOST_PYTHON:-python3}"
+archs="${EDGEKIT_FLEET_ARCHS:-arm64 armhf}"
+for arch in $archs; do
+  case "$arch" in arm64|armhf) ;; *) die "EDGEKIT_FLEET_ARCHS: arm64 and/or armhf, got '$arch'" ;; esac
+done
 [ -x /usr/sbin/sshd ] || bash "$repo/scripts/install-test-deps.sh"
 
-for arch in arm64 armhf; do
+for arch in $archs; do
   if [ ! -e "$cache/bookworm-$arch/.edgekit-device-root-complete" ] \
     || [ ! -x "$cache/bookworm-$arch/opt/edgekit-venv/bin/python" ]; then
     say "no $arch root with a venv yet: bash scripts/device-smoke.sh $arch"
@@ -47,7 +52,7 @@ cleanup() {
   local rc=$?
   set +e
   if [ -n "$sshd_pid" ]; then kill "$sshd_pid" 2>/dev/null; wait "$sshd_pid" 2>/dev/null; fi
-  for arch in arm64 armhf; do
+  for arch in $archs; do
     for m in $(mounts_under "$cache/bookworm-$arch"); do umount "$m" 2>/dev/null || umount -l "$m"; done
   done
   exit "$rc"
@@ -65,7 +70,7 @@ if ! mountpoint -q /proc/sys/fs/binfmt_misc; then
 fi
 
 say "mounting proc, a Raspberry-Pi-like /proc/cpuinfo, sys and dev into both roots"
-for arch in arm64 armhf; do
+for arch in $archs; do
   root="$cache/bookworm-$arch"
   for m in $(mounts_under "$root"); do umount "$m" 2>/dev/null || umount -l "$m"; done
   cpuinfo="$work/cpuinfo-$arch"
@@ -167,27 +172,29 @@ export EDGEKIT_DEVICES="$work/devices.toml" COLUMNS=200
 edgekit() { PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" "$host_py" -m edgekit.cli.main "$@"; }
 status=0
 step() { echo "---- \$ edgekit $*"; if edgekit "$@"; then :; else echo "---- exit $?"; status=1; fi; }
-step devices setup arm64
-step devices setup armhf
-step devices check
-step push "$build" arm64 armhf
-step bench "$build" --on arm64,armhf --data "$data" --samples 200 --min-runs 5 --min-time 0.05 \
+on="$(echo $archs | tr ' ' ',')"
+for arch in $archs; do step devices setup "$arch"; done
+step devices check $archs
+step push "$build" $archs
+step bench "$build" --on "$on" --data "$data" --samples 200 --min-runs 5 --min-time 0.05 \
   --warmup-runs 1 --warmup-time 0 --rounds 2 >"$work/fleet.txt" 2>&1
 cat "$work/fleet.txt"
-"$host_py" - "$build/fleet.json" <<'PY' || status=1
-import json, sys
+ARCHS="$archs" "$host_py" - "$build/fleet.json" <<'PY' || status=1
+import json, os, sys
 fleet = json.load(open(sys.argv[1]))
 boards = {b["name"]: b for b in fleet["boards"]}
 want = {"arm64": ("aarch64", "litert"), "armhf": ("armv7l", "tflite-runtime")}
+want = {k: v for k, v in want.items() if k in os.environ["ARCHS"].split()}
 bad = [f"{n}: {boards.get(n)}" for n, (arch, rt) in want.items()
        if not boards.get(n, {}).get("ok") or boards[n]["arch"] != arch
        or not str(boards[n]["runtime"]).startswith(rt) or not boards[n]["emulated"]
        or boards[n]["failed_files"]]
 rows = fleet["rows"]
-acc = {n: [r["boards"][n]["accuracy"] for r in rows] for n in want}
-print(f"fleet-emulated: {len(rows)} files; accuracy arm64 {acc['arm64']}, armhf {acc['armhf']}")
+acc = {n: [r["boards"].get(n, {}).get("accuracy") for r in rows] for n in want}
+print(f"fleet-emulated: {len(rows)} files; accuracy {acc}")
 if bad:
     sys.exit("fleet-emulated: FAILED: " + "; ".join(bad))
-print("fleet-emulated: OK (arm64 with LiteRT, armhf with tflite-runtime, one table; emulated)")
+used = ", ".join(n + " with " + str(boards[n]["runtime"]) for n in want)
+print(f"fleet-emulated: OK ({used}; one table, labelled emulated)")
 PY
 exit "$status"
