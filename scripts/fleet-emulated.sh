@@ -82,9 +82,9 @@ for arch in $archs; do
     fi
   done >"$cpuinfo"
   if [ "$arch" = arm64 ]; then
-    printf 'Hardware\t: BCM2835 (emulated)\nModel\t\t: Raspberry Pi 4 Model B Rev 1.1\n' >>"$cpuinfo"
+    printf 'Hardware\t: BCM2835\nModel\t\t: Raspberry Pi 4 Model B Rev 1.1\n' >>"$cpuinfo"
   else
-    printf 'Hardware\t: Generic DT based system (emulated)\n' >>"$cpuinfo"
+    printf 'Hardware\t: Generic DT based system\n' >>"$cpuinfo"
   fi
   mount -t proc proc "$root/proc"
   mount --bind "$cpuinfo" "$root/proc/cpuinfo"

@@ -40,7 +40,7 @@ def _board_line(b: dict[str, Any]) -> str:
     if b["failed_files"]:
         words.append(f"FAILED files: {', '.join(b['failed_files'])}")
     if b["emulated"]:
-        words.append(f"EMULATED ({EMULATED_WORDS})")
+        words.append(f"EMULATED: {EMULATED_WORDS.removeprefix('emulated: ')}")
     return "; ".join(words)
 
 
