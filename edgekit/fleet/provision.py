@@ -139,7 +139,10 @@ def setup_board(device: Device, wheel: Path, say: Callable[[str], None]) -> Boar
     base_py = shlex.quote(device.python)
     _step(
         device,
-        shown(device, f"{device.python} -m venv{flags} {venv}"),
+        shown(device, f"{device.python} -m venv{flags} {venv}")
+        + (
+            "  # exists: kept" if info.python_cmd.endswith(f"{venv.strip('~/')}/bin/python") else ""
+        ),
         f'if [ ! -x "$venv/bin/python" ]; then {base_py} -m venv{flags} "$venv" || '
         'echo "edgekit-fleet: python -m venv failed: install the venv module '
         '(Debian: apt install python3-venv)" >&2; fi\n'
