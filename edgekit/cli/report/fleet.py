@@ -108,14 +108,14 @@ def fleet_markdown(fleet: FleetResult) -> str:
     names, boards, with_acc = _columns(d)
     lines = ["# edgekit bench --on", "", f"Build: `{d['folder']}`, {d['started_at']}", ""]
     if any(b["emulated"] for b in d["boards"]):
-        lines += [f"**Boards marked emulated ran under qemu: {EMULATED_WORDS}.**", ""]
+        lines += ["**Boards marked emulated ran under qemu: timings are not speeds.**", ""]
     lines += [f"- {_board_line(b)}" for b in d["boards"]]
     head = ["File", "Prec", "Thr"]
     for b in boards:
         head += [f"{_board_title(b)} p50 us", f"{_board_title(b)} p90 us"]
         if with_acc:
             head.append(f"{_board_title(b)} acc %")
-    lines += ["", "| " + " | ".join(head) + " |", "| --- | --- | " + "---: | " * (len(head) - 2)]
+    lines += ["", "| " + " | ".join(head) + " |", "| --- | --- |" + " ---: |" * (len(head) - 2)]
     for row in d["rows"]:
         cells = [row["file"], row["precision"] or "-", str(row["threads"])]
         cells += _cells(row, names, with_acc)
@@ -149,7 +149,12 @@ def fleet_plot_png(fleet: FleetResult) -> bytes:
                     ys.append(c["p50_us"])
             ax.bar(xs, ys, width, label=_board_title(b), hatch="//" if b["emulated"] else None)
         ax.set_xticks(range(len(rows)))
-        ax.set_xticklabels([f"{r['file']}\n@{r['threads']}t" for r in rows], fontsize=7)
+        ax.set_xticklabels(
+            [f"{r['file'].removesuffix('.tflite')} @{r['threads']}t" for r in rows],
+            fontsize=7,
+            rotation=20,
+            ha="right",
+        )
         ax.set_yscale("log")
         ax.set_ylabel("p50 latency at batch 1 (us, log scale)")
         title = "edgekit bench --on"
