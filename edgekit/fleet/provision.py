@@ -88,13 +88,8 @@ def build_wheel(out_dir: Path, say: Callable[[str], None]) -> Path:
             root / "edgekit", src / "edgekit", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
         )
         cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out_dir)]
-        try:
-            import setuptools  # noqa: F401
-            import wheel  # noqa: F401
-
+        if _can_build_here():
             cmd.append("--no-build-isolation")  # offline: build with what is installed
-        except ImportError:
-            pass
         say("$ " + shlex.join([*cmd, str(root)]))
         done = subprocess.run(
             [*cmd, str(src)], capture_output=True, text=True, timeout=WHEEL_TIMEOUT_S, check=False
@@ -106,6 +101,19 @@ def build_wheel(out_dir: Path, say: Callable[[str], None]) -> Path:
     if not wheels:
         raise DeviceError(f"pip wheel wrote no edgekit-*.whl into {out_dir}")
     return wheels[-1]
+
+
+def _can_build_here() -> bool:
+    """setuptools >= 70.1 builds wheels by itself; older ones need the wheel package."""
+    import importlib.util
+
+    try:
+        from importlib.metadata import version
+
+        major, minor = (int(v) for v in version("setuptools").split(".")[:2])
+    except Exception:
+        return False
+    return (major, minor) >= (70, 1) or importlib.util.find_spec("wheel") is not None
 
 
 def _step(
