@@ -230,7 +230,10 @@ def export_on_boards(folder: Path, boards: list[Any], kw: dict[str, Any]) -> Non
 
     budgets = parse_latency_budgets(kw["max_latency_ms"])
     fleet = bench_on(
-        str(folder), boards, BenchConfig(data=None), progress=progress_printer(kw["quiet"])
+        str(folder),
+        boards,
+        BenchConfig(data=None),
+        progress=stderr_progress(kw["quiet"], indent="  "),
     )
     print_fleet(fleet, console())
     try:
