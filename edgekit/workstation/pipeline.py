@@ -4,28 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgekit.core.config import DataConfig, PipelineConfig, to_dict
-from edgekit.core.data import Dataset, load_dataset
+from edgekit.core.config import DataConfig, PipelineConfig
+from edgekit.core.data import Dataset
 from edgekit.core.errors import EdgekitError
 from edgekit.core.io.console import Progress, stderr_progress
 from edgekit.core.io.files import check_file_stem, ensure_writable_dir
 from edgekit.core.io.lock import lock_output_dir
 from edgekit.core.model_path import check_model_path, model_input_shape, model_takes_raw_pixels
-from edgekit.device.modelfile import sha256_bytes
+from edgekit.workstation.stages import RunEnv, pipeline_stages, run_stages
 
 if TYPE_CHECKING:
     from edgekit.workstation._keras import keras
     from edgekit.workstation.export.tflite import ExportResult
     from edgekit.workstation.optimize.fold import FoldResult
     from edgekit.workstation.tf_config import WorkerRole
-
-# Test samples a Keras 3 model and its tf_keras rebuild are compared on.
-REBUILD_CHECK_SAMPLES = 1000
 
 
 @dataclass
@@ -55,18 +51,6 @@ class PipelineResult:
             "files": self.export.rows() if self.export is not None else [],
             **self.info,
         }
-
-
-class _Timer:
-    def __init__(self, into: dict[str, float], stage: str, say: Progress) -> None:
-        self.into, self.stage, self.say = into, stage, say
-
-    def __enter__(self) -> None:
-        self.say(f"[{self.stage}]")
-        self.t0 = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        self.into[self.stage] = round(time.perf_counter() - self.t0, 3)
 
 
 def data_config_for_model(
@@ -166,202 +150,25 @@ def _run_stages(
 ) -> PipelineResult:
     """The stages of run_pipeline, run while it holds the output folder (`out` None: a worker
     other than the chief, which stops once training and pruning are done)."""
-    times: dict[str, float] = {}
-    acc: dict[str, float] = {}
-
-    with _Timer(times, "data", say):
-        data = load_dataset(config.data)
-        say(f"  {data.summary()}")
-    with _Timer(times, "import tensorflow", say):
-        from edgekit.workstation._keras import keras
-        from edgekit.workstation.export import tflite as export_mod
-        from edgekit.workstation.export.model_io import load_user_model
-        from edgekit.workstation.optimize import fold_batchnorm, foldable_batchnorms
-        from edgekit.workstation.optimize.fold import unfolded
-        from edgekit.workstation.train import (
-            build_model,
-            check_data_fits,
-            keras_accuracy,
-            prune_model,
-            train_model,
-        )
-
-    info: dict[str, Any] = {}
-    workers = None
-    if role is not None:  # before any other TensorFlow work (collective ops are set up once)
-        from edgekit.workstation.train.distributed import start_workers
-
-        with _Timer(times, "join workers", say):
-            workers = start_workers(role, progress=say)
-    if model_path is None:
-        base_name = f"{data.name}_{config.train.arch.value}"
-        with _Timer(times, "train", say):
-            if workers is not None:
-                trained = workers.train(config.train, data, progress=say)
-            else:
-                model = build_model(config.train, data.input_shape, data.num_classes)
-                trained = train_model(model, data, config.train, progress=say)
-            model = trained.model
-            info["epochs_trained"] = trained.epochs_run
-        models = {"trained": model}
-        acc["float_keras"] = keras_accuracy(model, data.x_test, data.y_test)
-        say(f"  float model: test accuracy {acc['float_keras']:.4f}")
-    else:
-        base_name = Path(model_path).stem
-        with _Timer(times, "load model", say):
-            user = load_user_model(model_path, unsafe=unsafe)
-            check_data_fits(user.model, data)
-            info["source_model"] = {
-                "path": str(model_path),
-                "sha256": sha256_bytes(Path(model_path).read_bytes()),
-                "keras_version": user.keras_version,
-            }
-            if user.keras_version == 3:
-                info["source_model"]["keras3"] = _check_keras3(user, data, config, say)
-            model = user.model
-            models = {"loaded": model}
-        acc["float_keras"] = keras_accuracy(model, data.x_test, data.y_test)
-        say(f"  loaded model: test accuracy {acc['float_keras']:.4f}")
-
-    sparsity: dict[str, float] = {}
-    target = None
-    if config.prune is not None:
-        with _Timer(times, "prune", say):
-            if workers is not None:
-                pruned = workers.prune(model, data, config.prune, progress=say)
-            else:
-                pruned = prune_model(model, data, config.prune, progress=say)
-            model = pruned.model
-            models["pruned"] = model
-            sparsity = pruned.kernel_sparsity
-            target = config.prune.target_sparsity
-            info["pruning_schedule"] = pruned.schedule.to_dict()
-            info["kernel_sparsity"] = sparsity
-            info["pruning_skipped"] = pruned.skipped
-            for name, why in pruned.skipped.items():
-                say(f"  not pruned: {name}: {why}")
-        acc["pruned_keras"] = keras_accuracy(model, data.x_test, data.y_test)
-        per_kernel = ", ".join(f"{k} {v:.3f}" for k, v in sparsity.items())
-        say(f"  pruned model: test accuracy {acc['pruned_keras']:.4f}; sparsity {per_kernel}")
-
-    if workers is not None:
-        info["distributed"] = workers.report(model, say)
-    if out is None:  # a worker other than the chief: the weights are final, nothing to write
-        return PipelineResult(data, None, None, acc, sparsity, times, info, models, role)
-    if config.cluster is not None:
-        if not isinstance(model, keras.Model):
-            raise EdgekitError(
-                "--clusters needs a tf_keras model (TF-MOT): this Keras 3 model "
-                "has no faithful tf_keras rebuild; export it without --clusters"
-            )
-        from edgekit.workstation.train.cluster import cluster_weights
-
-        with _Timer(times, "cluster", say):
-            clustered = cluster_weights(model, data, config.cluster, progress=say)
-            model = models["clustered"] = clustered.model
-            info["clustering"] = {
-                "clusters": clustered.clusters,
-                "preserve_sparsity": clustered.preserve_sparsity,
-                "unique_values": clustered.unique_values,
-            }
-        acc["clustered_keras"] = keras_accuracy(model, data.x_test, data.y_test)
-        say(f"  clustered model: test accuracy {acc['clustered_keras']:.4f}")
-
-    with _Timer(times, "fold batch norm", say):
-        folded = fold_batchnorm(model) if isinstance(model, keras.Model) else unfolded(model)
-        model = models["folded"] = folded.model
-        left = foldable_batchnorms(model) if isinstance(model, keras.Model) else []
-        if left:
-            raise EdgekitError(f"batch norm folding left foldable layers behind: {left}")
-        say(f"  folded {len(folded.folded)} batch norm layer(s), kept {len(folded.kept)}")
-        info["batchnorm_folding"] = folded.to_dict()
-        for kept in folded.kept:
-            say(f"  kept {kept.batchnorm}: {kept.reason}")
-    acc["folded_keras"] = keras_accuracy(model, data.x_test, data.y_test)
-
-    stem = config.export.name or export_mod.default_stem(base_name, target)
-    run_config = {**to_dict(config), "run": info}
-    qat_model = _qat_factory(model, data, config, say, keras)
-    with _Timer(times, "export", say):
-        result = export_mod.export_tflite(
-            model,
-            data,
-            config.export,
-            out,
-            stem,
-            run_config=run_config,
-            progress=say,
-            keras_model_name=f"{stem}_folded.keras",
-            qat_model=qat_model,
-            qat_requested=config.qat is not None,
-        )
-    for f in result.files:
-        if f.record.accuracy is not None:  # by tag: int8 and int8_qat are both int8 files
-            acc[f"tflite_{f.record.variant.get('tag') or f.precision.value}"] = (
-                f.record.accuracy.accuracy
-            )
-    return PipelineResult(data, result, folded, acc, sparsity, times, info, models, role)
+    stages = pipeline_stages(
+        config, trains=model_path is None, distributed=role is not None, writes=out is not None
+    )
+    env = RunEnv(config, say, model_path, unsafe, out, role)
+    run = run_stages(stages, env)
+    v = run.values
+    return PipelineResult(
+        dataset=v["data"],
+        export=v.get("export"),
+        fold=v.get("fold"),
+        accuracy=run.accuracy,
+        kernel_sparsity=v.get("kernel_sparsity", {}),
+        stage_seconds=run.seconds,
+        info=run.info,
+        models=run.models,
+        worker=role,
+    )
 
 
 def _has_dropout(config: PipelineConfig) -> bool:
     """Whether the network `config.train` builds has (alpha) dropout layers."""
     return config.train.alpha_dropout > 0 or config.train.dropout_rate > 0
-
-
-def _qat_factory(
-    model: Any, data: Dataset, config: PipelineConfig, say: Progress, keras: Any
-) -> Any:
-    """Makes the QAT model once, on first use; None when QAT cannot run (no training data,
-    or a Keras 3 model without a tf_keras rebuild)."""
-    if not isinstance(model, keras.Model) or len(data.x_train) == 0:
-        return None
-    from edgekit.core.config import QatConfig
-
-    qat_config = config.qat or QatConfig(seed=config.train.seed)
-    made: list[Any] = []
-
-    def make() -> Any:
-        if not made:
-            from edgekit.workstation.train.qat import quantize_aware_train
-
-            say(f"  quantization-aware training, {qat_config.epochs} epoch(s)")
-            made.append(quantize_aware_train(model, data, qat_config, progress=say).model)
-        return made[0]
-
-    return make
-
-
-def _check_keras3(
-    user: Any, data: Dataset, config: PipelineConfig, say: Progress
-) -> dict[str, Any]:
-    """Check a Keras 3 model's tf_keras rebuild on real test samples. When there is none, or
-    it differs, `user.model` becomes the Keras 3 model itself (exported as it is).
-
-    Raises:
-        ModelError: no faithful rebuild, and --prune asks for TF-MOT.
-    """
-    from edgekit.core.errors import ModelError
-    from edgekit.workstation.export.keras3 import MAX_REBUILD_DIFFERENCE, max_abs_difference
-
-    info: dict[str, Any] = {"rebuilt_in_tf_keras": False}
-    why = user.rebuild_error
-    if why is None:
-        samples = data.x_test[:REBUILD_CHECK_SAMPLES]
-        diff = max_abs_difference(user.original, user.model, samples)
-        info |= {"max_abs_difference": diff, "samples": len(samples)}
-        say(
-            f"  Keras 3 model rebuilt in tf_keras: max abs difference {diff:.2e} on "
-            f"{len(samples)} test samples"
-        )
-        if diff < MAX_REBUILD_DIFFERENCE:
-            return info | {"rebuilt_in_tf_keras": True}
-        why = (
-            f"its tf_keras rebuild differs from it by {diff:.3g} on {len(samples)} test "
-            f"samples (allowed: < {MAX_REBUILD_DIFFERENCE:g}), so TF-MOT (--prune) cannot work "
-            "on it: export it without --prune (converted as it is)"
-        )
-    if config.prune is not None:
-        raise ModelError(why if user.rebuild_error else f"the Keras 3 model: {why}")
-    say(f"  Keras 3 model exported as it is (no pruning, no folding): {why}")
-    user.model = user.original
-    return info | {"reason": why}

@@ -218,31 +218,53 @@ def _kernel_sparsity(blob: bytes, info: ModelFile) -> float:
     return sum(w.zeros for w in kernels) / total if total else 0.0
 
 
+@dataclass(frozen=True)
+class Reference:
+    """What every file is checked against: real test samples, the Keras model's outputs on
+    them, its accuracy there and its fraction of zero kernel weights."""
+
+    x: np.ndarray = field(repr=False)
+    y: np.ndarray = field(repr=False)
+    keras_outputs: np.ndarray = field(repr=False)
+    keras_accuracy: float
+    model_sparsity: float
+
+
+def reference_for(model: Any, data: Dataset, config: ExportConfig) -> Reference:
+    """The test samples files are verified on (`config.verify_samples` of them, None: all) and
+    the Keras model's outputs there.
+
+    Raises:
+        EdgekitError: the data has no test samples.
+    """
+    x_eval, y_eval = data.x_test, data.y_test
+    if config.verify_samples is not None:
+        x_eval, y_eval = x_eval[: config.verify_samples], y_eval[: config.verify_samples]
+    if len(y_eval) == 0:
+        raise EdgekitError("no test samples to verify the exported files: pass data with x_test")
+    keras_outputs = np.asarray(model.predict(x_eval, batch_size=512, verbose=0), dtype=np.float32)
+    keras_acc = float((keras_outputs.argmax(-1) == y_eval).mean())
+    return Reference(x_eval, y_eval, keras_outputs, keras_acc, _model_sparsity(model))
+
+
 def _measure(
-    variant: Variant,
-    stem: str,
-    x_eval: np.ndarray,
-    y_eval: np.ndarray,
-    keras_outputs: np.ndarray,
-    keras_acc: float,
-    config: ExportConfig,
-    model_sparsity: float,
-    say: Progress,
+    variant: Variant, stem: str, ref: Reference, config: ExportConfig, say: Progress
 ) -> ExportedFile | RejectedFile:
     """Build one variant and check it; the file's record, or why it is left out."""
     name = file_name(stem, variant.tag)
     try:
         say(f"converting {variant.tag}")
         blob = variant.build()
-        say(f"verifying {variant.tag} on {len(y_eval)} test samples")
+        say(f"verifying {variant.tag} on {len(ref.y)} test samples")
         check = verify_tflite(
-            blob, variant.tag, x_eval, y_eval, keras_outputs, config.min_agreement
+            blob, variant.tag, ref.x, ref.y, ref.keras_outputs, config.min_agreement
         )
     except EdgekitError as e:
         return RejectedFile(name, variant.precision.value, str(e), variant.requested, variant.tag)
     info = parse_model_bytes(blob, name)
+    keras_acc = ref.keras_accuracy
     drop = round(100 * (keras_acc - check.accuracy), 4)
-    why = _gate(variant, blob, info, check, keras_acc, config, model_sparsity)
+    why = _gate(variant, blob, info, check, keras_acc, config, ref.model_sparsity)
     if why is not None:
         return RejectedFile(
             name,
@@ -358,13 +380,7 @@ def export_tflite(
     if keras_model_name:
         check_file_stem(keras_model_name, "Keras model file name")
     out = ensure_writable_dir(output_dir)
-    x_eval, y_eval = data.x_test, data.y_test
-    if config.verify_samples is not None:
-        x_eval, y_eval = x_eval[: config.verify_samples], y_eval[: config.verify_samples]
-    if len(y_eval) == 0:
-        raise EdgekitError("no test samples to verify the exported files: pass data with x_test")
-    keras_outputs = np.asarray(model.predict(x_eval, batch_size=512, verbose=0), dtype=np.float32)
-    keras_acc = float((keras_outputs.argmax(-1) == y_eval).mean())
+    ref = reference_for(model, data, config)
     requested, ladder = plan_variants(model, data.x_train, config, qat_model, qat_requested)
     finish_variants([*requested, *ladder], data, stem)  # output 0 first, metadata, labels.txt
     n_train = len(data.x_train)
@@ -373,22 +389,45 @@ def export_tflite(
             f"  int8 calibration uses all {n_train} training samples, fewer than the "
             f"{config.calibration_samples} asked for"
         )
-    model_sparsity = _model_sparsity(model)
+    exported, rejected = check_variants(requested, ladder, stem, ref, config, say)
+    manifest = run_manifest(exported, rejected, data, ref, config, run_config, bool(ladder))
+    # Ctrl-C or SIGTERM during the commit takes effect once it is complete, so an interrupted
+    # run leaves the previous run or this one, never a mix of files without a manifest.
+    # The folder's lock (already held when run_pipeline calls): no other run writes meanwhile.
+    with lock_output_dir(out), deferred_signals():
+        manifest = _write_run(
+            out, exported, manifest, model if keras_model_name else None, keras_model_name
+        )
+    return ExportResult(out, exported, manifest, ref.keras_accuracy, rejected, manifest.recommended)
 
+
+def check_variants(
+    requested: list[Variant],
+    ladder: list[Variant],
+    stem: str,
+    ref: Reference,
+    config: ExportConfig,
+    say: Any,
+) -> tuple[list[ExportedFile], list[RejectedFile]]:
+    """Build and check every requested variant, then the ladder's until one passes.
+
+    Returns the files that passed (in the order made) and those left out, with why.
+
+    Raises:
+        ExportError: no file passed.
+    """
+    for v in requested:
+        if v.check is not None:
+            v.check()  # a bad setting fails the export before anything is made
     measured: dict[str, ExportedFile | RejectedFile] = {}
 
     def measure(variant: Variant) -> ExportedFile | RejectedFile:
-        m = _measure(
-            variant, stem, x_eval, y_eval, keras_outputs, keras_acc, config, model_sparsity, say
-        )
+        m = _measure(variant, stem, ref, config, say)
         if isinstance(m, RejectedFile):
             say(f"  {variant.tag} left out: {m.reason}")
         measured[variant.tag] = m
         return m
 
-    for v in requested:
-        if v.check is not None:
-            v.check()  # a bad setting fails the export before anything is written
     for v in requested:
         measure(v)
     if ladder:
@@ -401,16 +440,30 @@ def export_tflite(
     rejected = [m for m in measured.values() if isinstance(m, RejectedFile)]
     if not exported:
         raise ExportError(_none_passed(rejected, config))
+    return exported, rejected
+
+
+def run_manifest(
+    exported: list[ExportedFile],
+    rejected: list[RejectedFile],
+    data: Dataset,
+    ref: Reference,
+    config: ExportConfig,
+    run_config: dict[str, Any] | None,
+    searched: bool,
+) -> Manifest:
+    """The manifest of the files that passed: their records, the data and machine they were
+    checked on, the versions, the run's config, and the selection (budget, recommended file,
+    variants left out)."""
     recommended = min(exported, key=lambda f: (f.record.bytes, f.file)).file
     selection = {
         "max_accuracy_drop_points": config.max_accuracy_drop,
-        "float_accuracy": keras_acc,
-        "searched": bool(ladder),
+        "float_accuracy": ref.keras_accuracy,
+        "searched": searched,
         "recommended": recommended,
         "rejected": [r.to_dict() for r in rejected],
     }
-
-    manifest = Manifest(
+    return Manifest(
         files=tuple(f.record for f in exported),
         labels=tuple(data.labels),
         input={"shape": list(data.input_shape), **data.preprocessing},
@@ -418,23 +471,15 @@ def export_tflite(
             "name": data.name,
             "source": data.source,
             "input_shape": list(data.input_shape),
-            "test_samples": len(y_eval),
-            "test_sha256": data_fingerprint(x_eval, y_eval),
+            "test_samples": len(ref.y),
+            "test_sha256": data_fingerprint(ref.x, ref.y),
         },
-        keras_accuracy=keras_acc,
+        keras_accuracy=ref.keras_accuracy,
         config=run_config or {"export": _export_config_dict(config)},
         versions=environment_versions(),
         machine=export_machine(),
         selection=selection,
     )
-    # Ctrl-C or SIGTERM during the commit takes effect once it is complete, so an interrupted
-    # run leaves the previous run or this one, never a mix of files without a manifest.
-    # The folder's lock (already held when run_pipeline calls): no other run writes meanwhile.
-    with lock_output_dir(out), deferred_signals():
-        manifest = _write_run(
-            out, exported, manifest, model if keras_model_name else None, keras_model_name
-        )
-    return ExportResult(out, exported, manifest, keras_acc, rejected, recommended)
 
 
 def _model_sparsity(model: keras.Model) -> float:

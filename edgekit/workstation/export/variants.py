@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgekit.core.config import ExportConfig, Precision
+from edgekit.core.config import DataConfig, ExportConfig, Precision
 from edgekit.core.data.arrays import Samples
 from edgekit.core.errors import ExportError
 from edgekit.core.recipes import ENGINES, recipe_for
@@ -20,6 +20,10 @@ from edgekit.core.recipes import ENGINES, recipe_for
 # How many worst layers the budget search keeps float, one more per try.
 SEARCH_FLOAT_LAYERS = (1, 2, 3)
 _DEBUGGER = "TFLite converter + QuantizationDebugger (denylisted layers stay float)"
+# The precisions of the MC-dropout files, for each --mc-samples N.
+MC_PRECISIONS = (Precision.FLOAT32, Precision.INT8)
+# The budget search's last tries, after int4, dynamic range, int8, float layers and QAT.
+LADDER_TAIL = (Precision.INT16X8, Precision.FLOAT16, Precision.FLOAT32)
 
 
 @dataclass
@@ -48,16 +52,209 @@ class Variant:
         return d
 
 
-class _Memo:
-    """Results computed once and shared by several variants (float32 bytes, layer report)."""
+class VariantPlanner:
+    """Plans the variants of one export from one model, its calibration data and its config.
 
-    def __init__(self) -> None:
-        self.values: dict[str, Any] = {}
+    One method per kind of variant; each returns a `Variant` whose `build` makes the bytes when
+    the export asks for them. Results several variants share (the float32 file the
+    ai-edge-quantizer starts from, the per-layer error report) are computed once.
 
-    def get(self, key: str, make: Callable[[], Any]) -> Any:
-        if key not in self.values:
-            self.values[key] = make()
-        return self.values[key]
+    Args:
+        model: the tf_keras (or Keras 3) model the files are made from.
+        x_train: calibration samples (full-integer and mixed recipes).
+        config: the export's settings; its `calibration_seed` seeds every draw (None: the
+            default data seed, as in a PipelineConfig).
+        qat_model: makes the quantization-aware-trained model on first use; None when QAT is
+            not possible (no training data, or a model TF-MOT cannot train).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        x_train: Samples,
+        config: ExportConfig,
+        qat_model: Callable[[], Any] | None = None,
+    ) -> None:
+        self.model, self.x_train, self.config, self.qat_model = model, x_train, config, qat_model
+        seed = config.calibration_seed
+        self.seed = DataConfig().seed if seed is None else seed
+        self.samples = config.calibration_samples
+        self._shared: dict[str, Any] = {}
+
+    def shared(self, key: str, make: Callable[[], Any]) -> Any:
+        """`make()`, computed once per planner and shared by the variants that need it."""
+        if key not in self._shared:
+            self._shared[key] = make()
+        return self._shared[key]
+
+    def float32_bytes(self) -> bytes:
+        """The float32 file (no calibration), converted once."""
+        from edgekit.workstation.export.converter import convert
+
+        blob: bytes = self.shared(
+            "float32", lambda: convert(self.model, recipe_for(Precision.FLOAT32))
+        )
+        return blob
+
+    def layer_report(self) -> Any:
+        """QuantizationDebugger's per-layer errors, computed once."""
+        from edgekit.workstation.export.layer_debug import debug_layers
+
+        return self.shared("layers", lambda: debug_layers(self.model, self.x_train, seed=self.seed))
+
+    def precision(self, p: Precision, requested: bool) -> Variant:
+        """The variant of a precision, planned by the engine its recipe names."""
+        return ENGINE_PLANNERS[recipe_for(p).engine](self, p, requested)
+
+    def converter(self, p: Precision, requested: bool) -> Variant:
+        """A file the TFLite converter makes from the Keras model with the recipe of `p`."""
+        from edgekit.workstation.export.converter import convert
+
+        recipe = recipe_for(p)
+
+        def build() -> bytes:
+            return convert(self.model, recipe, self.x_train, self.samples, self.seed)
+
+        return Variant(p.value, p, ENGINES["converter"], build, requested)
+
+    def quantizer(self, p: Precision, requested: bool) -> Variant:
+        """A file ai-edge-quantizer makes from the float32 file (int4 weights, or mixed)."""
+        from edgekit.workstation.export import aeq
+
+        mode = recipe_for(p).aeq_mode
+        engine = ENGINES["ai-edge-quantizer"]
+        if mode != "mixed":
+            return Variant(
+                p.value, p, engine, lambda: aeq.quantize_int4(self.float32_bytes(), mode), requested
+            )
+        pattern = self.config.int4_layers
+
+        def build() -> bytes:
+            float32 = self.float32_bytes()
+            layers = pattern or _largest_layer(float32)
+            return aeq.quantize_mixed(float32, layers, self.x_train, self.samples, self.seed)
+
+        what = pattern or "the largest layer"
+        return Variant(
+            p.value, p, engine, build, requested, f"int4 weights for {what}, int8 for the rest"
+        )
+
+    def float_layers(self, names: list[str], k: int | None, requested: bool) -> Variant:
+        """int8 with the layers `names` (or, given `k`, the k worst layers) kept float."""
+        from edgekit.workstation.export.layer_debug import (
+            convert_int8_with_float_layers,
+            worst_layer_nodes,
+        )
+
+        tag = f"int8_float{k}" if k else "int8_float"
+        chosen: list[str] = list(names)  # filled in by build for auto:K (the Variant shares it)
+
+        def make() -> bytes:
+            if k:
+                chosen[:] = worst_layer_nodes(self.layer_report(), k)
+            return convert_int8_with_float_layers(
+                self.model, chosen, self.x_train, self.samples, self.seed
+            )
+
+        def build() -> bytes:
+            blob: bytes = self.shared(tag, make)
+            return blob
+
+        what = f"the {k} worst layer(s)" if k else ", ".join(names)
+        return Variant(
+            tag,
+            Precision.INT8,
+            _DEBUGGER,
+            build,
+            requested,
+            f"int8 with {what} kept float",
+            chosen,
+            check=None if k else build,
+        )
+
+    def qat(self, requested: bool) -> Variant:
+        """int8 converted from the quantization-aware-trained model."""
+        from edgekit.workstation.export.converter import convert
+
+        make_qat = self.qat_model
+        if make_qat is None:
+            raise ExportError(
+                "--qat needs a tf_keras model TF-MOT can train and training data: this model "
+                "is a Keras 3 model without a faithful tf_keras rebuild, or the data has no "
+                "training set; drop --qat"
+            )
+        recipe = recipe_for(Precision.INT8)
+        return Variant(
+            "int8_qat",
+            Precision.INT8,
+            ENGINES["converter"] + " after quantization-aware training",
+            lambda: convert(make_qat(), recipe, self.x_train, self.samples, self.seed),
+            requested,
+            "int8 from quantization-aware training",
+        )
+
+    def mc(self, n: int, p: Precision) -> Variant:
+        """A file averaging `n` dropout passes in one invoke (mean, std, entropy outputs)."""
+        from edgekit.workstation.export.mc import (
+            MC_OUTPUTS,
+            build_mc_model,
+            check_mc_args,
+            convert_mc,
+        )
+
+        masks = self.config.mc_masks
+
+        def build() -> bytes:
+            mc = build_mc_model(self.model, n, masks, self.seed)
+            return convert_mc(mc, p.value, self.x_train, self.samples, self.seed)
+
+        return Variant(
+            f"mc{n}_{p.value}",
+            p,
+            ENGINES["converter"] + " (MC dropout)",
+            build,
+            True,
+            f"mean, std and entropy of {n} dropout passes in one invoke",
+            check=lambda: check_mc_args(self.model, n, masks),
+            extra={
+                "mc": {"samples": n, "masks": masks, "seed": self.seed, "outputs": list(MC_OUTPUTS)}
+            },
+        )
+
+    def requested(self, qat_requested: bool = False) -> list[Variant]:
+        """The files asked for: `--precision`, MC dropout, `--float-layers`, `--qat`."""
+        config = self.config
+        out = [self.precision(p, True) for p in config.precisions]
+        out += [self.mc(n, p) for n in config.mc_samples for p in MC_PRECISIONS]
+        if config.float_layers:
+            from edgekit.core.float_layers import parse_float_layers
+
+            names, k = parse_float_layers(config.float_layers)
+            out.append(self.float_layers(names, k, True))
+        if qat_requested:
+            out.append(self.qat(True))
+        return out
+
+    def ladder(self) -> list[Variant]:
+        """The budget search's variants, cheapest first (empty without `config.search`)."""
+        if not self.config.search:
+            return []
+        from edgekit.workstation.export.aeq import aeq_available
+
+        out = [self.precision(Precision.INT4, False)] if aeq_available() else []
+        out += [self.precision(p, False) for p in (Precision.DYNAMIC, Precision.INT8)]
+        out += [self.float_layers([], k, False) for k in SEARCH_FLOAT_LAYERS]
+        if self.qat_model is not None:
+            out.append(self.qat(False))
+        out += [self.precision(p, False) for p in LADDER_TAIL]
+        return out
+
+
+# The planner of each engine a recipe may name (core.recipes.ENGINES).
+ENGINE_PLANNERS: dict[str, Callable[[VariantPlanner, Precision, bool], Variant]] = {
+    "converter": VariantPlanner.converter,
+    "ai-edge-quantizer": VariantPlanner.quantizer,
+}
 
 
 def plan_variants(
@@ -75,170 +272,12 @@ def plan_variants(
         qat_model: makes the quantization-aware-trained model on first use; None when QAT is
             not possible (no training data, or a model TF-MOT cannot train).
         qat_requested: `--qat`: the QAT int8 file is asked for by name.
+
+    Raises:
+        ExportError: `--qat` asked for a model QAT cannot train.
     """
-    from edgekit.workstation.export.converter import convert
-
-    memo = _Memo()
-    seed = 42 if config.calibration_seed is None else config.calibration_seed
-    samples = config.calibration_samples
-
-    def converter_variant(p: Precision, requested: bool) -> Variant:
-        recipe = recipe_for(p)
-
-        def build() -> bytes:
-            return convert(model, recipe, x_train, samples, seed)
-
-        return Variant(p.value, p, ENGINES["converter"], build, requested)
-
-    def float32_bytes() -> bytes:
-        return memo.get("float32", lambda: convert(model, recipe_for(Precision.FLOAT32)))
-
-    def aeq_variant(p: Precision, requested: bool) -> Variant:
-        from edgekit.workstation.export import aeq
-
-        mode = recipe_for(p).aeq_mode
-        if mode == "mixed":
-
-            def build() -> bytes:
-                return aeq.quantize_mixed(
-                    float32_bytes(),
-                    config.int4_layers or _largest_layer(float32_bytes()),
-                    x_train,
-                    samples,
-                    seed,
-                )
-
-            pattern = config.int4_layers or "the largest layer"
-            return Variant(
-                p.value,
-                p,
-                ENGINES["ai-edge-quantizer"],
-                build,
-                requested,
-                f"int4 weights for {pattern}, int8 for the rest",
-            )
-        return Variant(
-            p.value,
-            p,
-            ENGINES["ai-edge-quantizer"],
-            lambda: aeq.quantize_int4(float32_bytes(), mode),
-            requested,
-        )
-
-    def make(p: Precision, requested: bool) -> Variant:
-        if recipe_for(p).engine == "ai-edge-quantizer":
-            return aeq_variant(p, requested)
-        return converter_variant(p, requested)
-
-    def layer_report() -> Any:
-        from edgekit.workstation.export.layer_debug import debug_layers
-
-        return memo.get("layers", lambda: debug_layers(model, x_train, seed=seed))
-
-    def fallback_variant(names: list[str], k: int | None, requested: bool) -> Variant:
-        from edgekit.workstation.export.layer_debug import (
-            convert_int8_with_float_layers,
-            worst_layer_nodes,
-        )
-
-        tag = f"int8_float{k}" if k else "int8_float"
-        chosen: list[str] = list(names)
-
-        def build() -> bytes:
-            def make() -> bytes:
-                if k:
-                    chosen[:] = worst_layer_nodes(layer_report(), k)
-                return convert_int8_with_float_layers(model, chosen, x_train, samples, seed)
-
-            blob: bytes = memo.get(tag, make)
-            return blob
-
-        what = f"the {k} worst layer(s)" if k else ", ".join(names)
-        return Variant(
-            tag,
-            Precision.INT8,
-            _DEBUGGER,
-            build,
-            requested,
-            f"int8 with {what} kept float",
-            chosen,
-            check=None if k else build,
-        )
-
-    def qat_variant(requested: bool) -> Variant:
-        assert qat_model is not None
-        recipe = recipe_for(Precision.INT8)
-        return Variant(
-            "int8_qat",
-            Precision.INT8,
-            ENGINES["converter"] + " after quantization-aware training",
-            lambda: convert(qat_model(), recipe, x_train, samples, seed),
-            requested,
-            "int8 from quantization-aware training",
-        )
-
-    def mc_variant(n: int, p: Precision) -> Variant:
-        from edgekit.workstation.export.mc import (
-            MC_OUTPUTS,
-            build_mc_model,
-            check_mc_args,
-            convert_mc,
-        )
-
-        def build() -> bytes:
-            mc = build_mc_model(model, n, config.mc_masks, seed)
-            return convert_mc(mc, p.value, x_train, samples, seed)
-
-        v = Variant(
-            f"mc{n}_{p.value}",
-            p,
-            ENGINES["converter"] + " (MC dropout)",
-            build,
-            True,
-            f"mean, std and entropy of {n} dropout passes in one invoke",
-            check=lambda: check_mc_args(model, n, config.mc_masks),
-        )
-        v.extra = {
-            "mc": {
-                "samples": n,
-                "masks": config.mc_masks,
-                "seed": seed,
-                "outputs": list(MC_OUTPUTS),
-            }
-        }
-        return v
-
-    requested = [make(p, True) for p in config.precisions]
-    requested += [
-        mc_variant(n, p) for n in config.mc_samples for p in (Precision.FLOAT32, Precision.INT8)
-    ]
-    if config.float_layers:
-        from edgekit.core.float_layers import parse_float_layers
-
-        names, k = parse_float_layers(config.float_layers)
-        requested.append(fallback_variant(names, k, True))
-    if qat_requested:
-        if qat_model is None:
-            raise ExportError(
-                "--qat needs a tf_keras model TF-MOT can train and training data: this model "
-                "is a Keras 3 model without a faithful tf_keras rebuild, or the data has no "
-                "training set; drop --qat"
-            )
-        requested.append(qat_variant(True))
-    ladder: list[Variant] = []
-    if config.search:
-        from edgekit.workstation.export.aeq import aeq_available
-
-        if aeq_available():
-            ladder.append(make(Precision.INT4, False))
-        ladder += [make(Precision.DYNAMIC, False), make(Precision.INT8, False)]
-        ladder += [fallback_variant([], k, False) for k in SEARCH_FLOAT_LAYERS]
-        if qat_model is not None:
-            ladder.append(qat_variant(False))
-        ladder += [
-            make(p, False) for p in (Precision.INT16X8, Precision.FLOAT16, Precision.FLOAT32)
-        ]
-    return requested, ladder
+    planner = VariantPlanner(model, x_train, config, qat_model)
+    return planner.requested(qat_requested), planner.ladder()
 
 
 def _largest_layer(float_tflite: bytes) -> str:
