@@ -61,6 +61,15 @@ def test_export_end_to_end_on_a_small_slice(tmp_path: Path) -> None:
     manifest = json.loads((out / "manifest.json").read_text())
     assert [f["precision"] for f in manifest["files"]] == ["float32", "float16", "int8"]
     assert "Traceback" not in proc.stderr
+    # The time of every stage, on one line of the summary (wider than the terminal's 200).
+    line = next(t for t in proc.stdout.splitlines() if t.startswith("seconds: "))
+    steps = ["data", "import tensorflow", "train", "prune", "fold batch norm"]
+    steps += [f"{s} {p}" for p in ("float32", "float16", "int8") for s in ("convert", "verify")]
+    for step in [*steps, "save keras", "manifest"]:
+        assert f" {step} " in line, step
+    assert line.endswith(" s in all)")
+    # The manifest records them all but its own write.
+    assert list(manifest["stage_seconds"]) == [*steps, "save keras"]
 
 
 def test_quiet_export_of_a_user_model_with_pruning(artifacts_dir: Path, tmp_path: Path) -> None:

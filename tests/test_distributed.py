@@ -273,14 +273,14 @@ def test_global_batches_draw_a_seeded_order_anew_every_epoch() -> None:
     y = np.arange(10)
 
     def epochs(seed: int) -> list[list[int]]:
-        ds = global_batches(x, y, 4, seed, (1,))
+        ds = global_batches(x, y, 4, seed)
         return [[int(v) for xb, yb in ds for v in yb.numpy()] for _ in range(2)]
 
     first, second = epochs(3)
     assert sorted(first) == sorted(second) == list(range(10))  # each epoch: every sample once
     assert first != second  # reshuffled
     assert epochs(3) == [first, second]  # the same on every worker (same seed)
-    assert [len(b) for _, b in global_batches(x, y, 4, 3, (1,))] == [4, 4, 2]
+    assert [len(b) for _, b in global_batches(x, y, 4, 3)] == [4, 4, 2]
 
 
 def test_a_lost_worker_is_named_from_tensorflows_error_in_one_line() -> None:

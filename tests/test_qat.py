@@ -102,14 +102,14 @@ def test_default_scheme_loses_pruned_zeros(pruned: Any, small_data: Any) -> None
     """Why edgekit picks prune_preserve: TF-MOT's plain scheme lets the zeros drift."""
     from edgekit.workstation._keras import tfmot
     from edgekit.workstation.optimize import fold_batchnorm, fuse_relu
-    from edgekit.workstation.train.batches import ShuffledBatches
+    from edgekit.workstation.train.batches import shuffled_batches
     from edgekit.workstation.train.model import compile_model
     from edgekit.workstation.train.qat import quantized_kernel_sparsity
 
     ready = fuse_relu(fold_batchnorm(pruned).model).model
     plain = tfmot.quantization.keras.quantize_model(ready)
     compile_model(plain, QAT.learning_rate)
-    plain.fit(ShuffledBatches(small_data.x_train, small_data.y_train, 64, 7), epochs=1, verbose=0)
+    plain.fit(shuffled_batches(small_data.x_train, small_data.y_train, 64, 7), epochs=1, verbose=0)
     assert quantized_kernel_sparsity(plain)["dense1"] < 0.7
 
 

@@ -315,6 +315,9 @@ class Manifest:
     input: InputSpec = field(default_factory=lambda: InputSpec())
     # The accuracy budget, the recommended file and the variants measured but not written.
     selection: dict[str, Any] = field(default_factory=dict)
+    # Wall seconds of each stage of the run that wrote it (data, TF import, train, prune, fold,
+    # each conversion and verification), in order; empty in manifests before them.
+    stage_seconds: dict[str, float] = field(default_factory=dict)
     edgekit_version: str = __version__
     format_version: int = MANIFEST_VERSION
 
@@ -349,6 +352,8 @@ class Manifest:
             d["keras_model"] = self.keras_model.to_dict()
         if self.selection:
             d["selection"] = self.selection
+        if self.stage_seconds:
+            d["stage_seconds"] = self.stage_seconds
         return d
 
     @classmethod
@@ -397,6 +402,7 @@ class Manifest:
                 machine=_str_dict(d.get("machine"), "machine"),
                 input=_input_spec(d.get("input")),
                 selection=_str_dict(d.get("selection"), "selection"),
+                stage_seconds=_stage_seconds(d.get("stage_seconds")),
                 edgekit_version=str(d.get("edgekit_version", "unknown")),
                 format_version=int(version),
             )
@@ -414,6 +420,13 @@ def _input_spec(value: Any) -> InputSpec:
         f"'input.shape' must be a list of sizes, {_got(shape)}",
     )
     return cast(InputSpec, spec)  # checked above; keys of later versions pass through
+
+
+def _stage_seconds(value: Any) -> dict[str, float]:
+    times = _str_dict(value, "stage_seconds")
+    bad = [v for v in times.values() if not (_number(v) and v >= 0)]
+    _need(not bad, f"'stage_seconds' must map stage names to seconds >= 0, {_got(bad[:1])}")
+    return times
 
 
 def _duplicate(names: list[Any]) -> Any:

@@ -43,12 +43,14 @@ class RunEnv:
 
 @dataclass
 class Made:
-    """What a stage returns: its outputs by name, the test accuracies it measured, and what
-    the manifest's run record (`config.run`) keeps of it."""
+    """What a stage returns: its outputs by name, the test accuracies it measured, what the
+    manifest's run record (`config.run`) keeps of it, and the wall times of its own steps
+    (export: each conversion, each verification...), which replace its one time."""
 
     values: dict[str, Any] = field(default_factory=dict)
     accuracy: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -94,15 +96,21 @@ INITIAL_VALUES: dict[str, Any] = {"workers": None}
 
 
 def run_stages(stages: list[Stage], env: RunEnv) -> StagesRun:
-    """Run `stages` in order, each timed; `run_info` (the run record so far) is a value any
-    stage may read."""
+    """Run `stages` in order, each timed. `run_info` (the run record so far) and
+    `stage_seconds` (the times so far) are values any stage may read.
+
+    A stage that reports the times of its own steps (`Made.seconds`) is recorded as those
+    steps, plus, under its own name, the time it spent outside them.
+    """
     run = StagesRun(values=dict(INITIAL_VALUES))
     for stage in stages:
         env.say(f"[{stage.name}]")
-        run.values["run_info"] = dict(run.info)
+        run.values |= {"run_info": dict(run.info), "stage_seconds": dict(run.seconds)}
         t0 = time.perf_counter()
         made = stage(env, run.values)
-        run.seconds[stage.name] = round(time.perf_counter() - t0, 3)
+        wall = time.perf_counter() - t0
+        run.seconds |= made.seconds
+        run.seconds[stage.name] = round(max(0.0, wall - sum(made.seconds.values())), 3)
         run.values |= made.values
         run.accuracy |= made.accuracy
         run.info |= made.info
@@ -238,7 +246,7 @@ def _fold(env: RunEnv, model: Any, data: Dataset) -> Made:
     from edgekit.workstation._keras import keras
     from edgekit.workstation.optimize import fold_batchnorm, foldable_batchnorms
     from edgekit.workstation.optimize.fold import unfolded
-    from edgekit.workstation.train import keras_accuracy
+    from edgekit.workstation.train.model import keras_outputs
 
     tf_keras_model = isinstance(model, keras.Model)
     folded = fold_batchnorm(model) if tf_keras_model else unfolded(model)
@@ -248,16 +256,24 @@ def _fold(env: RunEnv, model: Any, data: Dataset) -> Made:
     env.say(f"  folded {len(folded.folded)} batch norm layer(s), kept {len(folded.kept)}")
     for kept in folded.kept:
         env.say(f"  kept {kept.batchnorm}: {kept.reason}")
-    acc = keras_accuracy(folded.model, data.x_test, data.y_test)
+    # Its outputs on the test set: its accuracy here, and what export checks every file against.
+    outputs = keras_outputs(folded.model, data.x_test)
+    acc = float((outputs.argmax(-1) == data.y_test).mean()) if len(data.y_test) else float("nan")
     return Made(
-        {"model": folded.model, "fold": folded},
+        {"model": folded.model, "fold": folded, "keras_outputs": outputs},
         {"folded_keras": acc},
         {"batchnorm_folding": folded.to_dict()},
     )
 
 
 def _export(
-    env: RunEnv, model: Any, data: Dataset, base_name: str, run_info: dict[str, Any]
+    env: RunEnv,
+    model: Any,
+    data: Dataset,
+    keras_outputs: Any,
+    base_name: str,
+    run_info: dict[str, Any],
+    stage_seconds: dict[str, float],
 ) -> Made:
     from edgekit.workstation.export.tflite import default_stem, export_tflite
 
@@ -276,6 +292,8 @@ def _export(
         keras_model_name=f"{stem}_folded.keras",
         qat_model=qat_factory(model, data, config, env.say),
         qat_requested=config.qat is not None,
+        keras_outputs=keras_outputs,
+        stage_seconds=stage_seconds,
     )
     acc = {}
     for f in result.files:
@@ -283,7 +301,7 @@ def _export(
             acc[f"tflite_{f.record.variant.get('tag') or f.precision.value}"] = (
                 f.record.accuracy.accuracy
             )
-    return Made({"export": result}, acc)
+    return Made({"export": result}, acc, seconds=result.seconds)
 
 
 DATA = Stage("data", _data, (), ("data",))
@@ -294,8 +312,15 @@ LOAD_MODEL = Stage("load model", _load_model, ("data",), ("model", "base_name"),
 PRUNE = Stage("prune", _prune, ("model", "data", "workers"), ("model", "kernel_sparsity"), "pruned")
 REPORT_WORKERS = Stage("report workers", _report_workers, ("model", "workers"))
 CLUSTER = Stage("cluster", _cluster, ("model", "data"), ("model",), "clustered")
-FOLD = Stage("fold batch norm", _fold, ("model", "data"), ("model", "fold"), "folded")
-EXPORT = Stage("export", _export, ("model", "data", "base_name", "run_info"), ("export",))
+FOLD = Stage(
+    "fold batch norm", _fold, ("model", "data"), ("model", "fold", "keras_outputs"), "folded"
+)
+EXPORT = Stage(
+    "export",
+    _export,
+    ("model", "data", "keras_outputs", "base_name", "run_info", "stage_seconds"),
+    ("export",),
+)
 
 
 def pipeline_stages(

@@ -70,7 +70,8 @@ def export_table(export: ExportResult) -> Table:
 
 
 def print_export_summary(result: PipelineResult, console: Console | None = None) -> None:
-    """The table, the Keras accuracies of each stage, the manifest path and the wall time."""
+    """The table, the Keras accuracies of each stage, the manifest path and the wall time of
+    each stage."""
     export = result.export
     assert export is not None, "a run that wrote files"  # main prints a worker's own line
     console = console or Console()
@@ -90,7 +91,6 @@ def print_export_summary(result: PipelineResult, console: Console | None = None)
     acc = result.accuracy
     parts = [f"{k.replace('_keras', '')} Keras {v:.2%}" for k, v in acc.items() if "keras" in k]
     console.print("test accuracy: " + ", ".join(parts))
-    total = sum(result.stage_seconds.values())
     for r in export.rejected:
         console.print(f"not written: {r.file}: {r.reason}", highlight=False)
     for f in export.files:
@@ -110,4 +110,14 @@ def print_export_summary(result: PipelineResult, console: Console | None = None)
             "points of the float model)",
             highlight=False,
         )
-    console.print(f"manifest: {export.manifest_path}  ({total:.0f} s in all)")
+    console.print(f"manifest: {export.manifest_path}", highlight=False)
+    # One line however narrow the terminal: rich would break it at the console's width.
+    console.print(stage_times_line(result.stage_seconds), highlight=False, soft_wrap=True)
+
+
+def stage_times_line(stage_seconds: dict[str, float]) -> str:
+    """The wall time of every stage, in the order they ran, on one line:
+    `seconds: data 1.2, import tensorflow 4.8, train 31.0, ... (62 s in all)`."""
+    total = sum(stage_seconds.values())
+    parts = ", ".join(f"{name} {seconds:.1f}" for name, seconds in stage_seconds.items())
+    return f"seconds: {parts} ({total:.0f} s in all)"

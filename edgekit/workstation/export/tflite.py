@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from edgekit import __version__
 from edgekit.core.config import ExportConfig, Precision
 from edgekit.core.data import Dataset, data_fingerprint
 from edgekit.core.errors import EdgekitError, ExportError, ModelFileError, VerificationError
+from edgekit.core.io.clock import Clock
 from edgekit.core.io.console import Progress
 from edgekit.core.io.files import (
     check_file_stem,
@@ -91,6 +92,9 @@ class ExportResult:
     keras_accuracy: float
     rejected: list[RejectedFile] = field(default_factory=list)
     recommended: str | None = None
+    # Wall time of each step of the export: each conversion, each verification, saving the
+    # Keras model, writing the files and the manifest.
+    seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def manifest_path(self) -> Path:
@@ -230,9 +234,15 @@ class Reference:
     model_sparsity: float
 
 
-def reference_for(model: Any, data: Dataset, config: ExportConfig) -> Reference:
+def reference_for(
+    model: Any, data: Dataset, config: ExportConfig, keras_outputs: np.ndarray | None = None
+) -> Reference:
     """The test samples files are verified on (`config.verify_samples` of them, None: all) and
     the Keras model's outputs there.
+
+    Args:
+        keras_outputs: the model's outputs on all of `data.x_test`, when already computed
+            (None: predicted here).
 
     Raises:
         EdgekitError: the data has no test samples.
@@ -242,25 +252,44 @@ def reference_for(model: Any, data: Dataset, config: ExportConfig) -> Reference:
         x_eval, y_eval = x_eval[: config.verify_samples], y_eval[: config.verify_samples]
     if len(y_eval) == 0:
         raise EdgekitError("no test samples to verify the exported files: pass data with x_test")
-    keras_outputs = np.asarray(model.predict(x_eval, batch_size=512, verbose=0), dtype=np.float32)
+    if keras_outputs is None or len(keras_outputs) != len(data.y_test):
+        keras_outputs = model.predict(x_eval, batch_size=512, verbose=0)
+    keras_outputs = np.asarray(keras_outputs[: len(y_eval)], dtype=np.float32)
     keras_acc = float((keras_outputs.argmax(-1) == y_eval).mean())
     return Reference(x_eval, y_eval, keras_outputs, keras_acc, _model_sparsity(model))
 
 
 def _measure(
-    variant: Variant, stem: str, ref: Reference, config: ExportConfig, say: Progress
+    variant: Variant,
+    stem: str,
+    ref: Reference,
+    config: ExportConfig,
+    say: Progress,
+    clock: Clock,
 ) -> ExportedFile | RejectedFile:
     """Build one variant and check it; the file's record, or why it is left out."""
-    name = file_name(stem, variant.tag)
     try:
         say(f"converting {variant.tag}")
-        blob = variant.build()
+        with clock.time(f"convert {variant.tag}"):
+            blob = variant.build()
         say(f"verifying {variant.tag} on {len(ref.y)} test samples")
-        check = verify_tflite(
-            blob, variant.tag, ref.x, ref.y, ref.keras_outputs, config.min_agreement
-        )
+        with clock.time(f"verify {variant.tag}"):
+            return _checked(variant, blob, stem, ref, config)
     except EdgekitError as e:
+        name = file_name(stem, variant.tag)
         return RejectedFile(name, variant.precision.value, str(e), variant.requested, variant.tag)
+
+
+def _checked(
+    variant: Variant, blob: bytes, stem: str, ref: Reference, config: ExportConfig
+) -> ExportedFile | RejectedFile:
+    """Load and run the file on the reference samples, then pass it through the gates.
+
+    Raises:
+        VerificationError: it does not load, run, or agree with the Keras model enough.
+    """
+    name = file_name(stem, variant.tag)
+    check = verify_tflite(blob, variant.tag, ref.x, ref.y, ref.keras_outputs, config.min_agreement)
     info = parse_model_bytes(blob, name)
     keras_acc = ref.keras_accuracy
     drop = round(100 * (keras_acc - check.accuracy), 4)
@@ -331,6 +360,8 @@ def export_tflite(
     keras_model_name: str | None = None,
     qat_model: Callable[[], keras.Model] | None = None,
     qat_requested: bool = False,
+    keras_outputs: np.ndarray | None = None,
+    stage_seconds: dict[str, float] | None = None,
 ) -> ExportResult:
     """Make each variant, check every file on real data, then write those that pass + manifest.
 
@@ -346,6 +377,9 @@ def export_tflite(
     Args:
         qat_model: makes the quantization-aware-trained model on first use (QAT variants).
         qat_requested: write the QAT int8 file (`--qat`).
+        keras_outputs: the model's outputs on all of `data.x_test`, when already computed.
+        stage_seconds: wall times of the run's stages before this export; the manifest
+            records them with this export's own (`ExportResult.seconds`), all but the write.
 
     Raises:
         ExportError: no file passed (nothing written), or a file cannot be written.
@@ -380,7 +414,12 @@ def export_tflite(
     if keras_model_name:
         check_file_stem(keras_model_name, "Keras model file name")
     out = ensure_writable_dir(output_dir)
-    ref = reference_for(model, data, config)
+    clock = Clock()
+    if keras_outputs is None:
+        with clock.time("keras outputs"):
+            ref = reference_for(model, data, config)
+    else:
+        ref = reference_for(model, data, config, keras_outputs)
     requested, ladder = plan_variants(model, data.x_train, config, qat_model, qat_requested)
     finish_variants([*requested, *ladder], data, stem)  # output 0 first, metadata, labels.txt
     n_train = len(data.x_train)
@@ -389,16 +428,28 @@ def export_tflite(
             f"  int8 calibration uses all {n_train} training samples, fewer than the "
             f"{config.calibration_samples} asked for"
         )
-    exported, rejected = check_variants(requested, ladder, stem, ref, config, say)
-    manifest = run_manifest(exported, rejected, data, ref, config, run_config, bool(ladder))
-    # Ctrl-C or SIGTERM during the commit takes effect once it is complete, so an interrupted
-    # run leaves the previous run or this one, never a mix of files without a manifest.
-    # The folder's lock (already held when run_pipeline calls): no other run writes meanwhile.
-    with lock_output_dir(out), deferred_signals():
-        manifest = _write_run(
-            out, exported, manifest, model if keras_model_name else None, keras_model_name
+    exported, rejected = check_variants(requested, ladder, stem, ref, config, say, clock)
+    keras_record, keras_blob = None, None
+    if keras_model_name:
+        with clock.time("save keras"):  # before anything on disk changes
+            keras_blob = _keras_bytes(model)
+        keras_record = FileRecord(keras_model_name, sha256_bytes(keras_blob), len(keras_blob))
+    with clock.time("manifest"):
+        manifest = run_manifest(exported, rejected, data, ref, config, run_config, bool(ladder))
+        manifest = replace(
+            manifest,
+            keras_model=keras_record,
+            stage_seconds={**(stage_seconds or {}), **clock.seconds},
         )
-    return ExportResult(out, exported, manifest, ref.keras_accuracy, rejected, manifest.recommended)
+        # Ctrl-C or SIGTERM during the commit takes effect once it is complete, so an
+        # interrupted run leaves the previous run or this one, never a mix of files without a
+        # manifest. The folder's lock (already held when run_pipeline calls): no other run
+        # writes meanwhile.
+        with lock_output_dir(out), deferred_signals():
+            _write_run(out, exported, manifest, keras_blob)
+    return ExportResult(
+        out, exported, manifest, ref.keras_accuracy, rejected, manifest.recommended, clock.seconds
+    )
 
 
 def check_variants(
@@ -407,11 +458,13 @@ def check_variants(
     stem: str,
     ref: Reference,
     config: ExportConfig,
-    say: Any,
+    say: Progress,
+    clock: Clock | None = None,
 ) -> tuple[list[ExportedFile], list[RejectedFile]]:
     """Build and check every requested variant, then the ladder's until one passes.
 
-    Returns the files that passed (in the order made) and those left out, with why.
+    Returns the files that passed (in the order made) and those left out, with why. `clock`
+    gets the wall time of each conversion and each verification.
 
     Raises:
         ExportError: no file passed.
@@ -420,9 +473,10 @@ def check_variants(
         if v.check is not None:
             v.check()  # a bad setting fails the export before anything is made
     measured: dict[str, ExportedFile | RejectedFile] = {}
+    clock = clock or Clock()
 
     def measure(variant: Variant) -> ExportedFile | RejectedFile:
-        m = _measure(variant, stem, ref, config, say)
+        m = _measure(variant, stem, ref, config, say, clock)
         if isinstance(m, RejectedFile):
             say(f"  {variant.tag} left out: {m.reason}")
         measured[variant.tag] = m
@@ -515,28 +569,17 @@ def _export_config_dict(config: ExportConfig) -> dict[str, Any]:
     return dict(to_dict(config))
 
 
+def _keras_bytes(model: keras.Model) -> bytes:
+    from edgekit.workstation.export.model_io import keras_model_bytes
+
+    return keras_model_bytes(model)
+
+
 def _write_run(
-    out: Path,
-    files: list[ExportedFile],
-    manifest: Manifest,
-    model: keras.Model | None = None,
-    keras_model_name: str | None = None,
-) -> Manifest:
-    """Replace the previous run as a whole: old manifest out, files in, new manifest last.
-
-    Returns the manifest written (with the .keras model's record when one was saved).
-    """
-    keras_blob = None
-    if model is not None and keras_model_name:
-        from dataclasses import replace
-
-        from edgekit.workstation.export.model_io import keras_model_bytes
-
-        keras_blob = keras_model_bytes(model)  # before anything on disk changes
-        manifest = replace(
-            manifest,
-            keras_model=FileRecord(keras_model_name, sha256_bytes(keras_blob), len(keras_blob)),
-        )
+    out: Path, files: list[ExportedFile], manifest: Manifest, keras_blob: bytes | None = None
+) -> None:
+    """Replace the previous run as a whole: old manifest out, files in, new manifest last
+    (with the .keras model, `manifest.keras_model`, when its bytes are given)."""
     try:
         remove_stale_temporaries(out)
         old_files: set[str] = set()
@@ -549,8 +592,8 @@ def _write_run(
             manifest_path.unlink()
         for f in files:
             write_bytes_atomic(out / f.file, f.data)
-        if keras_blob is not None and keras_model_name:
-            write_bytes_atomic(out / keras_model_name, keras_blob)
+        if keras_blob is not None and manifest.keras_model is not None:
+            write_bytes_atomic(out / manifest.keras_model.file, keras_blob)
         # .tflite files of the previous run that this one does not write would be listed
         # nowhere: removed. A previous .keras model stays: it may be the model being exported.
         for stale in old_files - {f.file for f in files}:
@@ -562,4 +605,3 @@ def _write_run(
             f"cannot write the exported files into {out} ({e.strerror or e}): free disk space "
             "or choose another output folder with -o, then run again"
         ) from None
-    return manifest

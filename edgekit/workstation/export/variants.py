@@ -115,7 +115,9 @@ class VariantPlanner:
         def build() -> bytes:
             return convert(self.model, recipe, self.x_train, self.samples, self.seed)
 
-        return Variant(p.value, p, ENGINES["converter"], build, requested)
+        # The float32 file is also what ai-edge-quantizer starts from: converted once.
+        make = self.float32_bytes if p is Precision.FLOAT32 else build
+        return Variant(p.value, p, ENGINES["converter"], make, requested)
 
     def quantizer(self, p: Precision, requested: bool) -> Variant:
         """A file ai-edge-quantizer makes from the float32 file (int4 weights, or mixed)."""

@@ -294,4 +294,9 @@ def keras_accuracy(
 
 
 def predict_classes(model: keras.Model, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0)).argmax(axis=-1)
+    return keras_outputs(model, x, batch_size).argmax(axis=-1)
+
+
+def keras_outputs(model: keras.Model, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """The model's outputs on `x` (inference mode, batched), as float32."""
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
