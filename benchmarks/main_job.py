@@ -116,6 +116,70 @@ def run_bench(out: Path, tmp: Path, threads: str) -> tuple[dict[str, Any], str, 
     return json.loads(bench_json.read_text()), bench_md.read_text(), bench.stdout
 
 
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Plain fit, the export, plain fit again, then bench: what each measured."""
+    runs: dict[str, Any] = {"load_before": list(os.getloadavg())}
+    runs["fit_before"] = plain_fit_epochs(args.fit_epochs)
+    with tempfile.TemporaryDirectory(prefix="edgekit-main-") as tmp_name:
+        tmp = Path(tmp_name)
+        out = tmp / "artifacts"
+        export_cmd = [sys.executable, "-m", "edgekit.cli.main", "export", "-o", str(out)]
+        rc, runs["export_s"], runs["export_rss_kb"], runs["stdout"], stderr = timed_child(
+            export_cmd
+        )
+        runs["load_export"] = list(os.getloadavg())
+        if rc != 0:
+            raise SystemExit(f"edgekit export failed:\n{stderr}")
+        runs["manifest"] = json.loads((out / "manifest.json").read_text())
+        runs["fit_after"] = plain_fit_epochs(args.fit_epochs)
+        runs["load_after"] = list(os.getloadavg())
+        runs["bench"], runs["bench_md"], runs["bench_out"] = None, "", ""
+        if not args.no_bench:
+            runs["bench"], runs["bench_md"], runs["bench_out"] = run_bench(out, tmp, args.threads)
+    return runs
+
+
+def record(
+    runs: dict[str, Any], machine: dict[str, Any], args: argparse.Namespace
+) -> dict[str, Any]:
+    """The JSON of the run: the floor, the ratio to it, stage times, CPU and load."""
+    # The first epoch of each plain fit builds the graph: not counted.
+    epoch_s = statistics.median(runs["fit_before"][1:] + runs["fit_after"][1:])
+    epochs = epochs_run(runs["manifest"])
+    floor_s = FLOOR_FACTOR * epochs * epoch_s + FLOOR_FIXED_S
+    export_s = runs["export_s"]
+    bench = (
+        [] if args.no_bench else [f"edgekit bench OUT OUT/*_folded.keras --threads {args.threads}"]
+    )
+    return {
+        "benchmark": "main_job",
+        "commands": ["edgekit export", *bench],
+        "cpu": machine["cpu"],
+        "cpu_flags": {flag: flag in machine["cpu_flags"] for flag in FLAGS},
+        "machine": machine,
+        "load_average": {
+            "before": runs["load_before"],
+            "after_export": runs["load_export"],
+            "after": runs["load_after"],
+        },
+        "export_wall_seconds": round(export_s, 1),
+        "export_peak_rss_mb": round(runs["export_rss_kb"] / 1024, 1),
+        "epochs_run": epochs,
+        "plain_fit_epoch_seconds": round(epoch_s, 3),
+        "plain_fit_epochs_seconds": {"before": runs["fit_before"], "after": runs["fit_after"]},
+        "floor_formula": f"{FLOOR_FACTOR} x epochs x epoch_s + {FLOOR_FIXED_S:g}",
+        "floor_seconds": round(floor_s, 1),
+        "ratio_to_floor": round(export_s / floor_s, 3),
+        # What the issue called "4.3x the training it wraps": export wall / its epochs of fit.
+        "ratio_to_plain_training": round(export_s / (epochs * epoch_s), 3),
+        "within_floor": export_s <= floor_s,
+        "stage_seconds": runs["manifest"].get("stage_seconds", {}),
+        "summary_stage_line": summary_times(runs["stdout"]),
+        "export_summary": runs["stdout"],
+        "bench": runs["bench"],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", default="1", help="bench --threads (default: 1)")
@@ -127,73 +191,20 @@ def main(argv: list[str] | None = None) -> int:
     from edgekit.core.io.files import write_json_atomic, write_text_atomic
     from edgekit.device.bench import machine_info
 
-    machine = machine_info()
-    load_before = os.getloadavg()
-    fit_before = plain_fit_epochs(args.fit_epochs)
-    with tempfile.TemporaryDirectory(prefix="edgekit-main-") as tmp_name:
-        tmp = Path(tmp_name)
-        out = tmp / "artifacts"
-        export_cmd = [sys.executable, "-m", "edgekit.cli.main", "export", "-o", str(out)]
-        rc, export_s, export_rss_kb, stdout, stderr = timed_child(export_cmd)
-        load_export = os.getloadavg()
-        if rc != 0:
-            print(stderr, file=sys.stderr)
-            return 1
-        manifest = json.loads((out / "manifest.json").read_text())
-        fit_after = plain_fit_epochs(args.fit_epochs)
-        load_after = os.getloadavg()
-        bench: dict[str, Any] | None = None
-        bench_md = bench_out = ""
-        if not args.no_bench:
-            bench, bench_md, bench_out = run_bench(out, tmp, args.threads)
-
-    kept = fit_before[1:] + fit_after[1:]  # the first epoch of each builds the graph
-    epoch_s = statistics.median(kept)
-    epochs = epochs_run(manifest)
-    floor_s = FLOOR_FACTOR * epochs * epoch_s + FLOOR_FIXED_S
-    result = {
-        "benchmark": "main_job",
-        "commands": [
-            "edgekit export",
-            *(
-                []
-                if args.no_bench
-                else [f"edgekit bench OUT OUT/*_folded.keras --threads {args.threads}"]
-            ),
-        ],
-        "cpu": machine["cpu"],
-        "cpu_flags": {flag: flag in machine["cpu_flags"] for flag in FLAGS},
-        "machine": machine,
-        "load_average": {
-            "before": list(load_before),
-            "after_export": list(load_export),
-            "after": list(load_after),
-        },
-        "export_wall_seconds": round(export_s, 1),
-        "export_peak_rss_mb": round(export_rss_kb / 1024, 1),
-        "epochs_run": epochs,
-        "plain_fit_epoch_seconds": round(epoch_s, 3),
-        "plain_fit_epochs_seconds": {"before": fit_before, "after": fit_after},
-        "floor_formula": f"{FLOOR_FACTOR} x epochs x epoch_s + {FLOOR_FIXED_S:g}",
-        "floor_seconds": round(floor_s, 1),
-        "ratio_to_floor": round(export_s / floor_s, 3),
-        "within_floor": export_s <= floor_s,
-        "stage_seconds": manifest.get("stage_seconds", {}),
-        "summary_stage_line": summary_times(stdout),
-        "export_summary": stdout,
-        "bench": bench,
-    }
+    runs = measure(args)
+    result = record(runs, machine_info(), args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out, result)
-    if bench_md:
-        write_text_atomic(args.out.with_suffix(".md"), bench_md)
-    print(stdout)
-    print(bench_out)
+    if runs["bench_md"]:
+        write_text_atomic(args.out.with_suffix(".md"), runs["bench_md"])
+    print(runs["stdout"])
+    print(runs["bench_out"])
     print(
-        f"edgekit export: {export_s:.1f} s, floor {floor_s:.1f} s "
-        f"({FLOOR_FACTOR} x {epochs} epochs x {epoch_s:.2f} s + {FLOOR_FIXED_S:g} s): "
-        f"ratio {export_s / floor_s:.2f}; peak memory {export_rss_kb / 1024:.0f} MB; "
-        f"load {load_before[0]:.2f} -> {load_after[0]:.2f}"
+        f"edgekit export: {result['export_wall_seconds']} s, floor {result['floor_seconds']} s "
+        f"({result['floor_formula']}, {result['epochs_run']} epochs of "
+        f"{result['plain_fit_epoch_seconds']} s): ratio {result['ratio_to_floor']}; peak memory "
+        f"{result['export_peak_rss_mb']:.0f} MB; load {runs['load_before'][0]:.2f} -> "
+        f"{runs['load_after'][0]:.2f}"
     )
     print(f"wrote {args.out}")
     return 0

@@ -78,9 +78,12 @@ def test_same_seed_gives_identical_files_and_another_seed_does_not(tmp_path: Pat
 
     first, second, other = sha["first"], sha["second"], sha["other_seed"]
     assert len(first) == 4 and first == second
-    # The manifests differ only in the output folder they were told to use.
+    # The manifests differ only in the output folder they were told to use, and in how long
+    # each stage took (the same stages).
     for m in manifests.values():
         m["config"].pop("output_dir")
+    times = [list(m.pop("stage_seconds")) for m in manifests.values()]
+    assert times[0] == times[1] == times[2]
     assert manifests["first"] == manifests["second"]
 
     assert sorted(other) == sorted(first)  # same names: the seed is not in them

@@ -356,6 +356,7 @@ class Manifest:
             d["stage_seconds"] = self.stage_seconds
         return d
 
+    # One flat check per field of the manifest, in the order of the format: long, not deep.
     @classmethod
     def from_dict(cls, d: Any, source: str = "manifest") -> Manifest:
         """Validate and type a manifest's JSON form.

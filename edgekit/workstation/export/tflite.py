@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -349,6 +350,7 @@ def export_machine() -> dict[str, str]:
     return {"cpu": cpu_model(), "arch": platform.machine(), "os": platform.system()}
 
 
+# Long for its docstring (what every written file has passed); the body is one call a step.
 def export_tflite(
     model: keras.Model,
     data: Dataset,
@@ -415,10 +417,7 @@ def export_tflite(
         check_file_stem(keras_model_name, "Keras model file name")
     out = ensure_writable_dir(output_dir)
     clock = Clock()
-    if keras_outputs is None:
-        with clock.time("keras outputs"):
-            ref = reference_for(model, data, config)
-    else:
+    with clock.time("keras outputs") if keras_outputs is None else nullcontext():
         ref = reference_for(model, data, config, keras_outputs)
     requested, ladder = plan_variants(model, data.x_train, config, qat_model, qat_requested)
     finish_variants([*requested, *ladder], data, stem)  # output 0 first, metadata, labels.txt
@@ -429,24 +428,14 @@ def export_tflite(
             f"{config.calibration_samples} asked for"
         )
     exported, rejected = check_variants(requested, ladder, stem, ref, config, say, clock)
-    keras_record, keras_blob = None, None
+    keras_blob = None
     if keras_model_name:
         with clock.time("save keras"):  # before anything on disk changes
             keras_blob = _keras_bytes(model)
-        keras_record = FileRecord(keras_model_name, sha256_bytes(keras_blob), len(keras_blob))
     with clock.time("manifest"):
         manifest = run_manifest(exported, rejected, data, ref, config, run_config, bool(ladder))
-        manifest = replace(
-            manifest,
-            keras_model=keras_record,
-            stage_seconds={**(stage_seconds or {}), **clock.seconds},
-        )
-        # Ctrl-C or SIGTERM during the commit takes effect once it is complete, so an
-        # interrupted run leaves the previous run or this one, never a mix of files without a
-        # manifest. The folder's lock (already held when run_pipeline calls): no other run
-        # writes meanwhile.
-        with lock_output_dir(out), deferred_signals():
-            _write_run(out, exported, manifest, keras_blob)
+        manifest = replace(manifest, stage_seconds={**(stage_seconds or {}), **clock.seconds})
+        manifest = _commit(out, exported, manifest, keras_model_name, keras_blob)
     return ExportResult(
         out, exported, manifest, ref.keras_accuracy, rejected, manifest.recommended, clock.seconds
     )
@@ -573,6 +562,27 @@ def _keras_bytes(model: keras.Model) -> bytes:
     from edgekit.workstation.export.model_io import keras_model_bytes
 
     return keras_model_bytes(model)
+
+
+def _commit(
+    out: Path,
+    files: list[ExportedFile],
+    manifest: Manifest,
+    keras_model_name: str | None,
+    keras_blob: bytes | None,
+) -> Manifest:
+    """Write the run (`_write_run`) as one step; the manifest written.
+
+    Ctrl-C or SIGTERM during the commit takes effect once it is complete, so an interrupted
+    run leaves the previous run or this one, never a mix of files without a manifest. The
+    folder's lock (already held when run_pipeline calls): no other run writes meanwhile.
+    """
+    if keras_model_name and keras_blob is not None:
+        record = FileRecord(keras_model_name, sha256_bytes(keras_blob), len(keras_blob))
+        manifest = replace(manifest, keras_model=record)
+    with lock_output_dir(out), deferred_signals():
+        _write_run(out, files, manifest, keras_blob)
+    return manifest
 
 
 def _write_run(
