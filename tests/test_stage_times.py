@@ -76,3 +76,56 @@ def test_bad_stage_times_are_a_one_line_manifest_error(artifacts_dir: Path, bad:
     with pytest.raises(ManifestError, match="stage_seconds") as e:
         Manifest.from_dict(d)
     assert "\n" not in str(e.value)
+
+
+def test_the_stages_of_a_run_follow_its_config() -> None:
+    from edgekit.core.config import ClusterConfig, PipelineConfig
+    from edgekit.workstation.stages import pipeline_stages
+
+    def names(config: PipelineConfig, **kw: bool) -> list[str]:
+        how = {"trains": True, "distributed": False, "writes": True} | kw
+        return [s.name for s in pipeline_stages(config, **how)]
+
+    default = PipelineConfig()
+    assert names(default) == [
+        "data",
+        "import tensorflow",
+        "train",
+        "prune",
+        "fold batch norm",
+        "export",
+    ]
+    assert "prune" not in names(PipelineConfig(prune=None))
+    assert names(default, trains=False)[2] == "load model"
+    assert names(PipelineConfig(cluster=ClusterConfig()))[4] == "cluster"
+    # A --distributed worker other than the chief stops once the weights are final.
+    assert names(default, distributed=True, writes=False) == [
+        "data",
+        "import tensorflow",
+        "join workers",
+        "train",
+        "prune",
+        "report workers",
+    ]
+
+
+def test_a_stage_reads_only_its_inputs_and_makes_only_its_outputs() -> None:
+    from edgekit.core.config import PipelineConfig
+    from edgekit.workstation.stages import Made, RunEnv, Stage, run_stages
+
+    seen: list[set[str]] = []
+
+    def double(env: RunEnv, **inputs: Any) -> Made:
+        seen.append(set(inputs))
+        return Made({"y": 2 * inputs["x"]}, seconds={"double part": 0.0})
+
+    def make_x(env: RunEnv) -> Made:
+        return Made({"x": 21})
+
+    env = RunEnv(PipelineConfig(), say=lambda message: None)
+    run = run_stages([Stage("x", make_x, (), ("x",)), Stage("y", double, ("x",), ("y",))], env)
+    assert run.values["y"] == 42
+    assert seen == [{"x"}]
+    assert list(run.seconds) == ["x", "double part", "y"]  # a stage's own steps, then the rest
+    with pytest.raises(RuntimeError, match="declared"):
+        run_stages([Stage("x", make_x, (), ("z",))], env)
