@@ -14,7 +14,7 @@ import pytest
 
 from edgekit.core.config import DataConfig, ExportConfig
 from edgekit.core.errors import ExportError
-from edgekit.core.recipes import ENGINES
+from edgekit.core.recipes import ENGINES, recipe_for
 from edgekit.workstation.export.aeq import aeq_available
 from edgekit.workstation.export.variants import ENGINE_PLANNERS, VariantPlanner, plan_variants
 
@@ -129,3 +129,31 @@ def test_the_seed_comes_from_the_config() -> None:
 
 def test_every_engine_of_the_recipes_has_a_planner() -> None:
     assert set(ENGINE_PLANNERS) == set(ENGINES)
+
+
+@pytest.mark.skipif(not aeq_available(), reason="int4 needs ai-edge-quantizer (edgekit[int4])")
+def test_the_float32_file_is_converted_once_for_itself_and_for_int4(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from edgekit.core.config import Precision
+    from edgekit.workstation._keras import keras
+    from edgekit.workstation.export import converter
+
+    model = keras.Sequential(
+        [keras.layers.Input((16,)), keras.layers.Dense(32), keras.layers.Dense(4)]
+    )
+    real = converter.convert
+    made: list[str] = []
+
+    def counted(m: Any, recipe: Any, *args: Any, **kw: Any) -> bytes:
+        made.append(recipe.precision.value)
+        return real(m, recipe, *args, **kw)
+
+    monkeypatch.setattr(converter, "convert", counted)
+    x = np.random.default_rng(0).random((64, 16), dtype=np.float32)
+    planner = VariantPlanner(model, x, ExportConfig(precisions=("float32", "int4")))
+    float32 = planner.precision(Precision.FLOAT32, True).build()
+    int4 = planner.precision(Precision.INT4, True).build()
+    assert made == ["float32"]  # int4 was made from the same float32 bytes
+    assert float32 == real(model, recipe_for(Precision.FLOAT32))
+    assert len(int4) < len(float32)
