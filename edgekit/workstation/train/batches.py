@@ -6,8 +6,8 @@ set as float32 takes 4x its uint8 size. Here the samples stay where they were re
 (`Dataset.x_train` is a `ScaledSamples`: uint8 in memory, or a memmap for a decoded image
 folder): a shuffled index is batched, each batch's raw rows are read, cast and scaled to
 float32 inside the graph, and the next batch is prepared while the model trains on this one.
-Measured against a plain `fit` on whole float arrays, it costs the same CPU time per epoch and
-a fraction of the memory (see benchmarks/main_job.py).
+benchmarks/main_job.py compares the whole export with epochs of a plain `fit` on whole float
+arrays.
 A model built under `tf.distribute.MultiWorkerMirroredStrategy` gets global batches of the same
 size, auto-shard policy DATA (`global_batches`): see `training_batches`.
 """

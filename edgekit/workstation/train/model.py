@@ -30,8 +30,7 @@ GAP_STAGES: tuple[tuple[int, ...], ...] = ((32, 32), (64, 64), (128,))
 
 _INITIALIZERS = {Init.HE: "he_normal", Init.LECUN: "lecun_normal"}
 # Batches `train_model` runs per call into TensorFlow: the same updates in the same order (the
-# weights come out bit for bit the same), with a sixteenth of the trips through Python; on
-# the default MLP that is about a quarter of an epoch's CPU time (2-core x86, TF 2.21).
+# weights come out bit for bit the same), with a sixteenth of the trips through Python.
 # Pruning keeps 1: TF-MOT's UpdatePruningStep counts batches in a per-batch callback.
 TRAIN_STEPS_PER_EXECUTION = 16
 
