@@ -6,7 +6,7 @@
 
 Each setting is edgekit's pipeline (run_pipeline) on the MLP 784-300-100-10, with ONE change
 from the baseline (TrainConfig defaults, which are the `fast` preset: He init, ReLU, batch norm,
-L1 1e-5, Adam, cosine decay); each preset is `apply_preset(name, ...)`. Every run is pruned to
+L1 1e-5, Adam, cosine decay); each preset is `build_config(preset=P)`. Every run is pruned to
 80% (TF-MOT, also for the presets that do not prune, to measure what pruning does to them) and
 exports float32 and int8 files, gated at 100 points so nothing measured is refused. Per setting:
 test accuracy (the full 10,000 images) of the float Keras model, of the pruned model and of
@@ -289,8 +289,8 @@ def main() -> int:
     args = ap.parse_args()
     t_start = time.perf_counter()
 
+    from edgekit.core.build import build_config
     from edgekit.core.config import DataConfig, TrainConfig
-    from edgekit.core.presets import apply_preset
     from edgekit.device.bench import machine_info
 
     epochs = QUICK["epochs"] if args.quick else None
@@ -302,7 +302,8 @@ def main() -> int:
         jobs.append(("regularizer", name, dataclasses.replace(base, **change), note))
     preset_prunes = {}
     for name in PRESET_NAMES:
-        train, prunes = apply_preset(name, base)
+        built = build_config({"epochs": epochs}, preset=name)
+        train, prunes = built.train, built.prune is not None
         preset_prunes[name] = prunes
         jobs.append(("preset", name, train, f"preset {name} (prunes: {prunes})"))
     seeds = [int(s) for s in args.noise_seeds.split(",") if s.strip()]

@@ -12,12 +12,26 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from edgekit.cli.options import configs_from_options, data_options, export_options, train_options
+from edgekit.cli.build import pipeline_config_from_options
+from edgekit.cli.options import data_options, export_options, train_options
+from edgekit.core.build import build_config
 from edgekit.core.config import TrainConfig
 from edgekit.core.errors import EdgekitError
-from edgekit.core.presets import PRESETS, apply_preset, preset_settings, pruning_warning
+from edgekit.core.presets import PRESETS, preset_settings, pruning_warning
 
 TINY = TrainConfig(hidden_units=(48, 24), epochs=1, batch_size=64, seed=7)
+TINY_OPTIONS = {"hidden": (48, 24), "epochs": 1, "batch_size": 64, "seed": 7}
+
+
+def apply_preset(
+    name: str, options: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None
+) -> tuple[TrainConfig, bool]:
+    """(TrainConfig, whether it prunes) of preset `name` over `options`, `overrides` on top,
+    as edgekit.core.build.build_config makes them (every option given counts as explicit)."""
+    config = build_config({**(options or {}), **(overrides or {})}, preset=name)
+    return config.train, config.prune is not None
+
+
 SMALL = [
     "--train-samples",
     "3000",
@@ -72,7 +86,8 @@ def test_unknown_preset_and_overrides() -> None:
         match="^unknown preset 'slow': expected one of default, self-normalizing, sparse, fast$",
     ):
         preset_settings("slow")
-    cfg, _ = apply_preset("self-normalizing", TINY, {"alpha_dropout": 0.2})
+    assert build_config(TINY_OPTIONS).train == TINY
+    cfg, _ = apply_preset("self-normalizing", TINY_OPTIONS, {"alpha_dropout": 0.2})
     assert cfg.alpha_dropout == 0.2 and cfg.hidden_units == (48, 24)
     with pytest.raises(EdgekitError, match="alpha dropout keeps SELU's self-normalization"):
         apply_preset("self-normalizing", overrides={"activation": "relu"})
@@ -93,11 +108,12 @@ def test_pruning_a_self_normalizing_net_warns_with_the_reason() -> None:
 @export_options
 def _resolve(**kw: Any) -> None:
     """Resolve the options as `edgekit export` does, and print what it would run."""
-    _, train = configs_from_options(kw)
+    config = pipeline_config_from_options(kw, None)
+    train = config.train
     click.echo(
         json.dumps(
             {
-                "prune": kw["prune"],
+                "prune": config.prune is not None,
                 "activation": train.activation.value,
                 "l2": train.l2,
                 "l1": train.l1,
@@ -132,8 +148,9 @@ def test_preset_is_printed_and_explicit_options_override_it() -> None:
 
 
 def test_no_preset_leaves_todays_defaults_and_pruning_undecided() -> None:
+    # Pruning left undecided by the options is decided by the run: on when training.
     out, err = _run()
-    assert out == {"prune": None, "activation": "relu", "l2": 0.0, "l1": 1e-5, "batch_norm": True}
+    assert out == {"prune": True, "activation": "relu", "l2": 0.0, "l1": 1e-5, "batch_norm": True}
     assert err == []
 
 
@@ -170,7 +187,7 @@ def test_preset_with_a_clashing_option_fails_in_one_line() -> None:
 def test_each_preset_trains_the_model_it_describes(name: str, small_data: Any) -> None:
     from edgekit.workstation.train import build_model, train_model
 
-    cfg, _ = apply_preset(name, TINY)
+    cfg, _ = apply_preset(name, TINY_OPTIONS)
     model = build_model(cfg, small_data.input_shape, small_data.num_classes)
     result = train_model(model, small_data, cfg, progress=lambda msg: None)
     assert result.epochs_run == 1 and result.best_val_accuracy > 0.5

@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgekit.cli.main import main
-from edgekit.core.config import PipelineConfig, PruneConfig
+from edgekit.core.config import PruneConfig
 from edgekit.core.errors import EdgekitError
 from edgekit.sweep import (
     REPRODUCIBLE_COLUMNS,
@@ -140,7 +140,7 @@ def test_bad_grids_are_refused_with_their_reason(
 
 
 def test_grid_keys_map_onto_the_configs(tmp_path: Path) -> None:
-    base = PipelineConfig(prune=None)
+    base = {"prune": False}  # the options of the sweep: pruning off
     grid = parse_grid(["arch=mlp,cnn", "sparsity=0.5", "seed=3", "precision=float16+int8"])
     points = expand_grid(grid, base, tmp_path)
     assert [p.label for p in points] == [

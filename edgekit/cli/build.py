@@ -1,66 +1,94 @@
-"""The PipelineConfig of `edgekit export`'s options: one place for export and sweep."""
+"""The PipelineConfig of the `edgekit` commands' options, built by edgekit.core.build.
+
+Parsing only: option strings become typed values here ("300,100" -> (300, 100)), the names given
+on the command line are collected, and the one builder does the rest. No TensorFlow.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from edgekit.cli.options import configs_from_options, mc_samples
-from edgekit.core.config import (
-    DEFAULT_MAX_ACCURACY_DROP,
-    DEFAULT_PRECISIONS,
-    ClusterConfig,
-    ExportConfig,
-    PipelineConfig,
-    PruneConfig,
-    QatConfig,
-)
+import click
+
+from edgekit.cli.options import explicit_options, image_size, l1_l2, mc_samples
+from edgekit.core.build import OPTION_NAMES, build_config
+from edgekit.core.config import DataConfig, PipelineConfig
+from edgekit.core.errors import EdgekitError
+from edgekit.core.presets import describe_settings, preset_settings, pruning_warning
+
+# Option parameters whose builder option has another name.
+_OPTION_OF_PARAM = {"data_source": "data", "precisions": "precision"}
 
 
-def pipeline_config_from_options(kw: dict[str, Any], model: str | None) -> PipelineConfig:
-    """The PipelineConfig `edgekit export` builds from its options (--preset applied)."""
-    data, train = configs_from_options(kw)
-    do_prune = kw["prune"] if kw["prune"] is not None else model is None
-    prune = (
-        PruneConfig(
-            target_sparsity=kw["sparsity"],
-            epochs=kw["prune_epochs"],
-            min_weights=kw["min_weights"],
-            batch_size=kw["batch_size"],
-            seed=kw["seed"],
-        )
-        if do_prune
-        else None
-    )
-    budget = kw["max_accuracy_drop"]
-    precisions = kw["precisions"]
-    export = ExportConfig(
-        precisions=tuple(p.strip() for p in precisions.split(",") if p.strip())
-        if precisions is not None
-        else DEFAULT_PRECISIONS,
-        calibration_samples=kw["calibration_samples"],
-        calibration_seed=kw["seed"],
-        verify_samples=kw["verify_samples"],
-        name=kw["name"],
-        min_agreement=kw["min_agreement"],
-        max_accuracy_drop=DEFAULT_MAX_ACCURACY_DROP if budget is None else budget,
-        search=budget is not None,
-        float_layers=kw["float_layers"],
-        int4_layers=kw["int4_layers"],
-        mc_samples=mc_samples(kw["mc_samples"]),
-        mc_masks=kw["mc_masks"],
-    )
-    qat = QatConfig(epochs=kw["qat_epochs"], seed=kw["seed"]) if kw["qat"] else None
-    cluster = (
-        ClusterConfig(clusters=kw["clusters"], epochs=kw["cluster_epochs"], seed=kw["seed"])
-        if kw["clusters"] is not None
-        else None
-    )
-    return PipelineConfig(
-        data=data,
-        train=train,
-        prune=prune,
-        export=export,
-        output_dir=kw["output"],
-        qat=qat,
-        cluster=cluster,
-    )
+def option_values(kw: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
+    """The builder's values of a command's parsed options, and the options given explicitly.
+
+    Args:
+        kw: the command's parameters, as click passes them.
+
+    Returns:
+        (option name -> typed value, the names given on the command line or by environment).
+
+    Raises:
+        EdgekitError: a malformed option value (--hidden, --image-size, --l1-l2, ...).
+    """
+    values = {
+        _OPTION_OF_PARAM.get(param, param): value
+        for param, value in kw.items()
+        if _OPTION_OF_PARAM.get(param, param) in OPTION_NAMES
+    }
+    if "image_size" in values:
+        values["image_size"] = image_size(values["image_size"])
+    if "hidden" in values:
+        try:
+            values["hidden"] = tuple(int(h) for h in str(kw["hidden"]).split(",") if h.strip())
+        except ValueError:
+            raise EdgekitError(
+                f"--hidden must be comma-separated sizes like 300,100, got {kw['hidden']!r}"
+            ) from None
+    if "mc_samples" in values:
+        values["mc_samples"] = mc_samples(values["mc_samples"])
+    if "precision" in values:
+        given = values.pop("precision")
+        if given is not None:
+            values["precision"] = tuple(p.strip() for p in given.split(",") if p.strip())
+    explicit = {_OPTION_OF_PARAM.get(name, name) for name in explicit_options()}
+    if kw.get("l1_l2"):
+        if {"l1", "l2"} & explicit:
+            raise EdgekitError("--l1-l2 sets both factors: pass it or --l1/--l2, not both")
+        values["l1"], values["l2"] = l1_l2(kw["l1_l2"])
+        explicit |= {"l1", "l2"}
+    return values, explicit & OPTION_NAMES
+
+
+def pipeline_config_from_options(kw: dict[str, Any], model: str | None = None) -> PipelineConfig:
+    """The PipelineConfig a command builds from its options (`--preset` applied).
+
+    A preset's settings replace the options not given explicitly, and are printed on stderr
+    (unless --quiet). For `export` (the commands with --prune/--no-prune), pruning a SELU
+    network prints the guidance's warning, with --quiet too.
+
+    Args:
+        kw: the command's parameters, as click passes them.
+        model: the MODEL argument (pruning is then off unless --prune).
+    """
+    values, explicit = option_values(kw)
+    exporting = "prune" in kw  # `edgekit train` does not prune
+    if values.get("preset") and not kw.get("quiet"):
+        settings = preset_settings(values["preset"])
+        if not exporting:
+            settings.pop("prune")
+        over = sorted(k for k in settings if k in explicit)
+        note = f" (overridden by options: {', '.join(over)})" if over else ""
+        click.echo(f"preset {values['preset']}: {describe_settings(settings)}{note}", err=True)
+    config = build_config(values, explicit=explicit, model_given=model is not None)
+    warning = pruning_warning(config.train, config.prune is not None) if exporting else None
+    if warning:  # a warning, not progress: shown with --quiet too
+        click.echo(warning, err=True)
+    return config
+
+
+def data_config_from_options(kw: dict[str, Any]) -> DataConfig:
+    """The DataConfig of a command's data options."""
+    values, explicit = option_values(kw)
+    return build_config(values, explicit=explicit).data

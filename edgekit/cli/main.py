@@ -15,13 +15,11 @@ from typing import Any
 import click
 
 from edgekit import __version__
-from edgekit.cli.build import pipeline_config_from_options
+from edgekit.cli.build import data_config_from_options, pipeline_config_from_options
 from edgekit.cli.options import (
     IMAGE_OPTIONS,
     RUNTIME_OPTION,
-    configs_from_options,
     console,
-    data_config_from_options,
     data_options,
     export_options,
     thread_counts,
@@ -177,7 +175,8 @@ def train(**kw: Any) -> None:
     from edgekit.core.data import load_dataset
     from edgekit.core.io.files import ensure_writable_dir
 
-    data_cfg, train_cfg = configs_from_options(kw)
+    built = pipeline_config_from_options(kw)
+    data_cfg, train_cfg = built.data, built.train
     out = Path(kw["output"])
     if out.suffix != ".keras":
         raise EdgekitError(f"--output must end in .keras, got {out.name!r}")

@@ -1,4 +1,4 @@
-"""Reusable option groups and small helpers of the `edgekit` command (see cli.py).
+"""Reusable option groups and small helpers of the `edgekit` command (see main.py).
 
 Parsing only: no TensorFlow, no measuring.
 """
@@ -318,22 +318,6 @@ def quantize_options(f: _F) -> _F:
     return _apply(options, f)
 
 
-def data_config_from_options(kw: dict[str, Any]) -> DataConfig:
-    """The DataConfig of the `data_options` group."""
-    return DataConfig(
-        source=kw["data_source"],
-        data_dir=kw["data_dir"],
-        validation_size=kw["validation_size"],
-        train_samples=kw["train_samples"],
-        test_samples=kw["test_samples"],
-        seed=kw["seed"],
-        image_size=image_size(kw["image_size"]),
-        test_split=kw["test_split"],
-        skip_bad_images=kw["skip_bad_images"],
-        pixel_scale=kw["pixel_scale"],
-    )
-
-
 # Long but flat: one click decorator per option, no logic; export and sweep take them all.
 def export_options(f: _F) -> _F:
     """`edgekit export`: output, pruning, precisions, the accuracy budget and its remedies."""
@@ -407,30 +391,6 @@ def export_options(f: _F) -> _F:
     return _apply(options, quantize_options(f))
 
 
-# TrainConfig fields read from options of the same name.
-_TRAIN_FIELDS = (
-    "arch",
-    "l1",
-    "l2",
-    "dropout",
-    "dropout_layers",
-    "alpha_dropout",
-    "max_norm",
-    "init",
-    "activation",
-    "batch_norm",
-    "standardize",
-    "optimizer",
-    "lr_schedule",
-    "epochs",
-    "batch_size",
-    "learning_rate",
-    "patience",
-    "seed",
-    "distributed",
-)
-
-
 def explicit_options() -> set[str]:
     """Names of the parameters given on the command line (or by environment) in this command."""
     from click.core import ParameterSource
@@ -442,7 +402,8 @@ def explicit_options() -> set[str]:
     return {name for name in ctx.params if ctx.get_parameter_source(name) in given}
 
 
-def _l1_l2(value: str) -> tuple[float, float]:
+def l1_l2(value: str) -> tuple[float, float]:
+    """'1e-5,1e-4' -> (1e-05, 0.0001)."""
     try:
         l1, l2 = (float(v) for v in value.split(","))
     except ValueError:
@@ -462,49 +423,6 @@ def mc_samples(value: str | None) -> tuple[int, ...]:
         raise EdgekitError(
             f"--mc-samples must be whole numbers like 10 or 1,5,10,30, got {value!r}"
         ) from None
-
-
-def configs_from_options(kw: dict[str, Any]) -> tuple[Any, Any]:
-    """DataConfig and TrainConfig of the data and train options, `--preset` applied.
-
-    A preset's settings replace the options not given explicitly, and are printed on stderr
-    (unless --quiet). For `export`, `kw["prune"]` is set from the preset when --prune/--no-prune
-    is not given, and pruning a SELU network prints the guidance's warning.
-    """
-    from edgekit.core.presets import describe_settings, preset_settings, pruning_warning
-
-    data = data_config_from_options(kw)
-    try:
-        hidden = tuple(int(h) for h in str(kw["hidden"]).split(",") if h.strip())
-    except ValueError:
-        raise EdgekitError(
-            f"--hidden must be comma-separated sizes like 300,100, got {kw['hidden']!r}"
-        ) from None
-    explicit = explicit_options()
-    values = {name: kw[name] for name in _TRAIN_FIELDS}
-    if kw.get("l1_l2"):
-        if {"l1", "l2"} & explicit:
-            raise EdgekitError("--l1-l2 sets both factors: pass it or --l1/--l2, not both")
-        values["l1"], values["l2"] = _l1_l2(kw["l1_l2"])
-        explicit |= {"l1", "l2"}
-    say = None if kw.get("quiet") else (lambda msg: click.echo(msg, err=True))
-    if kw.get("preset"):
-        settings = preset_settings(kw["preset"])
-        if "prune" not in kw:  # `edgekit train` does not prune
-            settings.pop("prune")
-        elif "prune" not in explicit:
-            kw["prune"] = settings["prune"]
-        values.update({k: v for k, v in settings.items() if k != "prune" and k not in explicit})
-        if say:
-            over = sorted(k for k in settings if k in explicit)
-            note = f" (overridden by options: {', '.join(over)})" if over else ""
-            say(f"preset {kw['preset']}: {describe_settings(settings)}{note}")
-    train = TrainConfig(hidden_units=hidden, **values)
-    # `export` prunes when training unless --no-prune (kw["prune"] None: on when training).
-    warning = pruning_warning(train, kw["prune"] is not False) if "prune" in kw else None
-    if warning:  # a warning, not progress: shown with --quiet too
-        click.echo(warning, err=True)
-    return data, train
 
 
 def console() -> Console:

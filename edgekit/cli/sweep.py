@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from edgekit.cli.build import pipeline_config_from_options
+from edgekit.cli.build import option_values, pipeline_config_from_options
 from edgekit.cli.options import (
     console,
     data_options,
-    explicit_options,
     export_options,
     sweep_options,
     train_options,
@@ -24,17 +23,11 @@ from edgekit.cli.options import (
 from edgekit.core.errors import EdgekitError
 from edgekit.core.io.console import stderr_progress
 
+if TYPE_CHECKING:
+    from edgekit.sweep import SweepPoint
+    from edgekit.sweep.keys import Grid
+
 DEFAULT_SWEEP_DIR = "artifacts/sweep"
-# Option parameters whose grid key has another name.
-_KEY_OF_PARAM = {"data_source": "data", "precisions": "precision"}
-
-
-def _fixed_keys() -> set[str]:
-    """Grid keys set by options given on the command line."""
-    given = explicit_options()
-    if "l1_l2" in given:
-        given |= {"l1", "l2"}
-    return {_KEY_OF_PARAM.get(name, name) for name in given}
 
 
 def _refuse_what_a_sweep_cannot_do(kw: dict[str, Any]) -> None:
@@ -85,7 +78,7 @@ def sweep(model: str | None, **kw: Any) -> None:
     """
     from edgekit.cli.report.plot import require_matplotlib
     from edgekit.cli.report.sweep import print_sweep, write_sweep_outputs
-    from edgekit.sweep import SweepConfig, expand_grid, parse_grid, point_salt, run_sweep
+    from edgekit.sweep import SweepConfig, parse_grid, point_salt, run_sweep
 
     _refuse_what_a_sweep_cannot_do(kw)
     grid = parse_grid(kw["grid"])
@@ -99,15 +92,7 @@ def sweep(model: str | None, **kw: Any) -> None:
         wait=kw["wait"],
     )
     model_sha = _model_sha256(model)
-    base = pipeline_config_from_options(kw, model)
-    points = expand_grid(
-        grid,
-        base,
-        kw["output"],
-        fixed=_fixed_keys(),
-        strict_precisions=kw["precisions"] is not None or "precision" in grid,
-        salt=point_salt(config.threads_per_point, model_sha),
-    )
+    points = sweep_points(kw, model, grid, salt=point_salt(config.threads_per_point, model_sha))
     try:
         require_matplotlib()
         plot = True
@@ -128,3 +113,30 @@ def sweep(model: str | None, **kw: Any) -> None:
             f"{len(failed)} of {len(result.points)} point(s) failed: {', '.join(failed)} "
             f"(see the error rows; each point's log: {kw['output']}/<id>/point.log)"
         )
+
+
+def sweep_points(
+    kw: dict[str, Any], model: str | None, grid: Grid, salt: str = ""
+) -> list[SweepPoint]:
+    """The points `edgekit sweep` runs: each grid point over the command's options, built by
+    edgekit.core.build.build_config as `edgekit export` builds its config.
+
+    Args:
+        kw: the command's parameters, as click passes them.
+        model: the MODEL argument (pruning then defaults to off).
+        grid: the parsed --grid values.
+        salt: what decides the files besides the config (see edgekit.sweep.point_salt).
+    """
+    from edgekit.sweep import expand_grid
+
+    pipeline_config_from_options(kw, model)  # the options alone make a valid config
+    base, fixed = option_values(kw)
+    return expand_grid(
+        grid,
+        base,
+        kw["output"],
+        fixed=fixed,
+        strict_precisions=kw["precisions"] is not None or "precision" in grid,
+        salt=salt,
+        model_given=model is not None,
+    )

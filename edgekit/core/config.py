@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeVar
@@ -111,13 +112,55 @@ def _rate(name: str, value: float, example: str) -> None:
         )
 
 
+_C = TypeVar("_C", bound="_DictConfig")
+
+# Names of the fields that hold a seed (ExportConfig's draws the calibration samples): a
+# PipelineConfig's `seed` is handed down into each of them.
+SEED_FIELDS = ("seed", "calibration_seed")
+
+
+class _DictConfig:
+    """to_dict / from_dict of a config dataclass (JSON-ready values; validated on the way in)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (enums become their values, tuples lists)."""
+        return dict(to_dict(self))
+
+    @classmethod
+    def from_dict(cls: type[_C], d: Mapping[str, Any]) -> _C:
+        """The config of a dict to_dict wrote (lists become tuples, strings enums), validated.
+
+        Missing keys take their defaults.
+
+        Raises:
+            EdgekitError: not a dict, an unknown key, or an invalid value (one line).
+        """
+        return _from_dict(cls, d)
+
+
+def _from_dict(cls: type[_C], d: Any, **fields: Any) -> _C:
+    what = cls.__name__
+    if not isinstance(d, Mapping):
+        raise EdgekitError(f"{what} must be a dict of its fields, got {type(d).__name__}")
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    unknown = [str(k) for k in d if k not in names]
+    if unknown:
+        raise EdgekitError(
+            f"unknown key {unknown[0]!r} in {what}: expected some of {', '.join(names)}"
+        )
+    try:
+        return cls(**{**d, **fields})
+    except TypeError as e:  # a value of the wrong type (e.g. "two" for epochs)
+        raise EdgekitError(f"{what}: a value has the wrong type ({e})") from None
+
+
 def _positive(name: str, value: float) -> None:
     if not value > 0:
         raise EdgekitError(f"{name} must be > 0, got {value!r}: pass a positive number")
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(_DictConfig):
     """Where the data comes from and how much of it is used.
 
     Args:
@@ -183,7 +226,7 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(_DictConfig):
     """The guidance's regularized network and how it is trained.
 
     Args:
@@ -298,7 +341,7 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class PruneConfig:
+class PruneConfig(_DictConfig):
     """TF-MOT magnitude pruning with a polynomial-decay schedule."""
 
     target_sparsity: float = 0.8
@@ -344,7 +387,7 @@ class PruneConfig:
 
 
 @dataclass(frozen=True)
-class ExportConfig:
+class ExportConfig(_DictConfig):
     """Which .tflite files to write and how they are checked."""
 
     precisions: tuple[Precision, ...] = DEFAULT_PRECISIONS
@@ -420,7 +463,7 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
-class PipelineConfig:
+class PipelineConfig(_DictConfig):
     """Everything one `edgekit export` run needs."""
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -432,8 +475,17 @@ class PipelineConfig:
     qat: QatConfig | None = None
     # Cluster the kernels after pruning, before folding and export (`--clusters N`).
     cluster: ClusterConfig | None = None
+    # The run's one seed, handed down into every config's seed field (SEED_FIELDS); None:
+    # each config keeps its own.
+    seed: int | None = None
 
     def __post_init__(self) -> None:
+        if self.seed is not None:
+            for f in dataclasses.fields(self):
+                part = getattr(self, f.name)
+                if dataclasses.is_dataclass(part) and not isinstance(part, type):
+                    seeds = {n: self.seed for n in SEED_FIELDS if hasattr(part, n)}
+                    object.__setattr__(self, f.name, dataclasses.replace(part, **seeds))
         if self.export.calibration_seed is None:  # calibrate with the run's seed
             export = dataclasses.replace(self.export, calibration_seed=self.data.seed)
             object.__setattr__(self, "export", export)
@@ -441,9 +493,25 @@ class PipelineConfig:
             epochs = DEFAULT_EPOCHS[self.train.arch.value][1]
             object.__setattr__(self, "prune", dataclasses.replace(self.prune, epochs=epochs))
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PipelineConfig:
+        """The PipelineConfig of a dict to_dict wrote, every part validated (see _DictConfig).
+
+        Example:
+            >>> config = PipelineConfig(seed=7)
+            >>> PipelineConfig.from_dict(config.to_dict()) == config
+            True
+        """
+        parts: dict[str, Any] = {}
+        if isinstance(d, Mapping):
+            for name, part_cls in _PARTS.items():
+                if d.get(name) is not None:
+                    parts[name] = part_cls.from_dict(d[name])
+        return _from_dict(cls, d, **parts)
+
 
 @dataclass(frozen=True)
-class QatConfig:
+class QatConfig(_DictConfig):
     """Quantization-aware fine-tuning with TF-MOT (edgekit.workstation.train.qat)."""
 
     epochs: int = 2
@@ -458,7 +526,7 @@ class QatConfig:
 
 
 @dataclass(frozen=True)
-class ClusterConfig:
+class ClusterConfig(_DictConfig):
     """Weight clustering with TF-MOT (workstation.train.cluster): kmeans++ centroids, fine-tuned."""
 
     clusters: int = 16
@@ -488,6 +556,16 @@ class ClusterConfig:
             raise EdgekitError(
                 f"min_weights must be >= 0, got {self.min_weights}: pass e.g. 512 (0 clusters all)"
             )
+
+
+_PARTS: dict[str, type[_DictConfig]] = {
+    "data": DataConfig,
+    "train": TrainConfig,
+    "prune": PruneConfig,
+    "export": ExportConfig,
+    "qat": QatConfig,
+    "cluster": ClusterConfig,
+}
 
 
 def to_dict(config: Any) -> Any:

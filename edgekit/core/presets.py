@@ -16,13 +16,13 @@ export, ReLU, int8/float16 files).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from edgekit.core.config import Activation, TrainConfig
 from edgekit.core.errors import EdgekitError
 
-# Settings are TrainConfig field names, plus "prune" (the export's pruning on or off).
+# Settings are TrainConfig field names, plus "prune" (the export's pruning on or off); each is
+# also an option of edgekit.core.build.build_config, which applies presets.
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {
         "init": "he",
@@ -101,19 +101,6 @@ def preset_settings(name: str) -> dict[str, Any]:
         raise EdgekitError(
             f"unknown preset {name!r}: expected one of {', '.join(PRESETS)}"
         ) from None
-
-
-def apply_preset(
-    name: str, train: TrainConfig | None = None, overrides: dict[str, Any] | None = None
-) -> tuple[TrainConfig, bool]:
-    """TrainConfig with preset `name` applied over `train`, then `overrides` on top.
-
-    Returns:
-        (the TrainConfig, whether the preset prunes).
-    """
-    settings = {**preset_settings(name), **(overrides or {})}
-    prune = bool(settings.pop("prune"))
-    return dataclasses.replace(train or TrainConfig(), **settings), prune
 
 
 def describe_settings(settings: dict[str, Any]) -> str:

@@ -6,7 +6,13 @@ No TensorFlow at import: each point imports it in its own process (edgekit.sweep
 sweep, `results` holds what it found; the words, tables and plot are in edgekit.cli.report.sweep.
 """
 
-from edgekit.sweep.grid import SweepPoint, apply_params, config_id, expand_grid
+from edgekit.sweep.grid import (
+    SweepPoint,
+    config_id,
+    expand_grid,
+    point_config,
+    point_from_record,
+)
 from edgekit.sweep.keys import (
     GRID_KEYS,
     check_key,
@@ -26,7 +32,6 @@ __all__ = [
     "SweepPoint",
     "SweepResult",
     "SweepRow",
-    "apply_params",
     "check_key",
     "config_id",
     "describe_params",
@@ -35,6 +40,8 @@ __all__ = [
     "load_grid_file",
     "mark_frontier",
     "parse_grid",
+    "point_config",
+    "point_from_record",
     "point_salt",
     "run_sweep",
 ]

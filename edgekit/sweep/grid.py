@@ -8,31 +8,34 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
 from typing import Any
 
 from edgekit import __version__
-from edgekit.core.config import (
-    DEFAULT_EPOCHS,
-    ClusterConfig,
-    DataConfig,
-    ExportConfig,
-    PipelineConfig,
-    PruneConfig,
-    QatConfig,
-    TrainConfig,
-    to_dict,
-)
+from edgekit.core.build import build_config, config_from_record
+from edgekit.core.config import ClusterConfig, PipelineConfig, to_dict
 from edgekit.core.errors import EdgekitError
-from edgekit.sweep.keys import GRID_KEYS, Grid, GridValue, describe_params, normalize_key
+from edgekit.sweep.keys import (
+    Grid,
+    GridValue,
+    check_key,
+    describe_params,
+    normalize_key,
+    parse_value,
+)
 
 # Characters of a point id (hex of a sha256): short enough for a folder name, long enough that
 # two points of one sweep never collide.
 POINT_ID_LENGTH = 12
-_SWITCHES = {"prune": "prune", "qat": "qat", "cluster": "clusters"}
+# Grid keys that turn a stage on, by the stage's switch.
+_SWITCHED = {
+    "prune": {"sparsity", "prune_epochs", "min_weights"},
+    "qat": {"qat_epochs"},
+    "clusters": {"cluster_epochs"},
+}
 
 
 @dataclass(frozen=True)
@@ -57,22 +60,28 @@ class SweepPoint:
 
 def expand_grid(
     grid: Grid,
-    base: PipelineConfig,
+    base: Mapping[str, Any],
     output_dir: str | os.PathLike[str],
     fixed: Iterable[str] = (),
     strict_precisions: bool = True,
     salt: str = "",
+    model_given: bool = False,
 ) -> list[SweepPoint]:
-    """Every combination of the grid's values applied over `base`, checked, with its id.
+    """Every combination of the grid's values over the `base` options, checked, with its id.
+
+    Each point's config is built by edgekit.core.build.build_config, as `edgekit export` builds
+    its own: see point_config.
 
     Args:
         grid: key -> values (parse_grid / load_grid_file); key order is the points' order.
-        base: the settings of the keys the grid does not name.
+        base: option values for the keys the grid does not name (build_config's names, e.g.
+            the command line's options).
         output_dir: the sweep folder; each point's files go into `<output_dir>/<id>`.
-        fixed: keys set explicitly in `base` (options given on the command line): a grid key
-            may not set them too, and a `preset` in the grid does not override them.
+        fixed: options given explicitly in `base` (on the command line): a grid key may not
+            set them too, and a `preset` in the grid does not override them.
         strict_precisions: whether a precision asked for and not written fails a point.
         salt: more that decides the files (e.g. the given model's sha256, threads per point).
+        model_given: the points start from a given model (pruning then defaults to off).
 
     Returns:
         The points, in grid order; combinations that make the same config appear once.
@@ -93,7 +102,7 @@ def expand_grid(
     for values in product(*(grid[k] for k in keys)):
         params = dict(zip(keys, values, strict=True))
         try:
-            config = apply_params(base, params, fixed)
+            config = point_config(base, params, fixed, model_given)
         except EdgekitError as e:
             raise EdgekitError(f"grid point {describe_params(params)}: {e}") from None
         point_id = config_id(config, salt)
@@ -102,118 +111,62 @@ def expand_grid(
     return list(points.values())
 
 
-def _fields(config: Any) -> dict[str, Any]:
-    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
-
-
-def apply_params(
-    base: PipelineConfig, params: dict[str, Any], fixed: Iterable[str] = ()
+def point_config(
+    base: Mapping[str, Any],
+    params: Mapping[str, GridValue],
+    fixed: Iterable[str] = (),
+    model_given: bool = False,
 ) -> PipelineConfig:
-    """`base` with one point's grid values applied (see GRID_KEYS); validated on construction."""
-    fixed = set(fixed)
-    req = {"data": _fields(base.data), "train": _fields(base.train), "export": _fields(base.export)}
-    opt: dict[str, dict[str, Any] | None] = {
-        "prune": _fields(base.prune) if base.prune else None,
-        "qat": _fields(base.qat) if base.qat else None,
-        "cluster": _fields(base.cluster) if base.cluster else None,
-    }
-    # Pruning epochs left at the architecture's default follow the point's architecture.
-    prune = opt["prune"]
-    default_epochs = DEFAULT_EPOCHS[base.train.arch.value][1]
-    if prune is not None and "prune_epochs" not in fixed | set(params):
-        prune["epochs"] = None if prune["epochs"] == default_epochs else prune["epochs"]
-    if "preset" in params:
-        _apply_preset(req, opt, params, fixed)
-    seed = params.get("seed", base.data.seed)
-    for key, value in params.items():
-        spec = GRID_KEYS[key]
-        if spec.section in req:
-            req[spec.section][spec.field] = value
-    if "seed" in params:
-        req["data"]["seed"] = req["train"]["seed"] = req["export"]["calibration_seed"] = seed
-    if "batch_size" in params:
-        req["train"]["batch_size"] = params["batch_size"]
-    if "max_accuracy_drop" in params:  # as `edgekit export`: a budget given = search
-        drop = params["max_accuracy_drop"]
-        req["export"]["search"] = drop is not None
-        req["export"]["max_accuracy_drop"] = (
-            ExportConfig.max_accuracy_drop if drop is None else drop
-        )
-    for section, switch in _SWITCHES.items():
-        fields = opt[section]
-        if not _section_on(section, switch, fields is not None, params):
-            opt[section] = None
-            continue
-        if fields is None:  # turned on here: seeded like the rest of the run
-            fields = {"seed": seed}
-            if section == "prune":
-                fields["batch_size"] = req["train"]["batch_size"]
-        for key, value in params.items():
-            if GRID_KEYS[key].section == section:
-                fields[GRID_KEYS[key].field] = value
-        if "seed" in params:
-            fields["seed"] = seed
-        if section == "prune" and "batch_size" in params:
-            fields["batch_size"] = params["batch_size"]
-        if section == "cluster" and params.get("clusters") is not None:
-            fields["clusters"] = params["clusters"]
-        opt[section] = fields
-    return PipelineConfig(
-        data=DataConfig(**req["data"]),
-        train=TrainConfig(**req["train"]),
-        prune=_optional(PruneConfig, opt["prune"]),
-        export=ExportConfig(**req["export"]),
-        qat=_optional(QatConfig, opt["qat"]),
-        cluster=_optional(ClusterConfig, opt["cluster"]),
-        output_dir=base.output_dir,
+    """One point's config: its grid values over the `base` options, through build_config.
+
+    The point's values count as given explicitly, with the `fixed` options. One rule is the
+    grid's own: a key of pruning, QAT or clustering (sparsity, qat_epochs, cluster_epochs, ...)
+    turns that stage on, unless the point's own switch (prune, qat, clusters) says otherwise;
+    clusters=0 turns clustering off.
+    """
+    point = dict(params)
+    if "prune" not in point and _SWITCHED["prune"] & set(point):
+        point["prune"] = True
+    if "qat" not in point and _SWITCHED["qat"] & set(point):
+        point["qat"] = True
+    clusters_off = base.get("clusters") is None
+    if "clusters" not in point and _SWITCHED["clusters"] & set(point) and clusters_off:
+        point["clusters"] = ClusterConfig.clusters
+    if point.get("clusters") == 0:
+        point["clusters"] = None
+    return build_config(
+        {**base, **point}, explicit=set(fixed) | set(point), model_given=model_given
     )
 
 
-def _optional(cls: Any, fields: dict[str, Any] | None) -> Any:
-    return None if fields is None else cls(**fields)
-
-
-def _section_on(section: str, switch: str, on: bool, params: dict[str, Any]) -> bool:
-    """A section's own switch decides; else any of its keys turns it on; else the base."""
-    if switch in params:
-        value = params[switch]
-        return value is not None and value is not False and value != 0
-    if any(GRID_KEYS[k].section == section for k in params):
-        return True
-    return on
-
-
-def _apply_preset(
-    req: dict[str, dict[str, Any]],
-    opt: dict[str, dict[str, Any] | None],
-    params: dict[str, Any],
-    fixed: set[str],
-) -> None:
-    """The preset's training settings and pruning, under the point's and the options' own."""
-    from edgekit.core.presets import preset_settings
-
-    settings = preset_settings(str(params["preset"]))
-    prune = settings.pop("prune")
-    for field, value in settings.items():
-        if field not in fixed and field not in params:
-            req["train"][field] = value
-    if "prune" not in fixed and "prune" not in params:
-        if prune and opt["prune"] is None:
-            opt["prune"] = {
-                "seed": params.get("seed", req["data"]["seed"]),
-                "batch_size": req["train"]["batch_size"],
-            }
-        elif not prune:
-            opt["prune"] = None
-
-
-def config_id(config: PipelineConfig, salt: str = "") -> str:
-    """A short hash of everything that decides a point's files, and the edgekit version.
-
-    Left out: where the files go (output_dir) and where the data is read from (data_dir).
-    """
+def decisive_settings(config: PipelineConfig) -> dict[str, Any]:
+    """The config's dict without what does not decide a point's files: where they go
+    (output_dir) and where the data is read from (data_dir)."""
     d = to_dict(config)
     d.pop("output_dir", None)
     d["data"].pop("data_dir", None)
+    return d
+
+
+def config_id(config: PipelineConfig, salt: str = "") -> str:
+    """A short hash of everything that decides a point's files, and the edgekit version."""
+    d = decisive_settings(config)
     blob = json.dumps({"edgekit": __version__, "config": d, "salt": salt}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:POINT_ID_LENGTH]
+
+
+def point_from_record(record: Mapping[str, Any], strict_precisions: bool = True) -> SweepPoint:
+    """The SweepPoint a point.json describes: its grid values read as the grid reads them, its
+    config rebuilt by edgekit.core.build.config_from_record.
+
+    Raises:
+        EdgekitError: a record without id, params or config, or with an invalid one.
+    """
+    try:
+        point_id, params, config = record["id"], record["params"], record["config"]
+    except (KeyError, TypeError):
+        raise EdgekitError(
+            "a point record needs id, params and config: pass a sweep's point.json"
+        ) from None
+    values = {check_key(k): parse_value(check_key(k), v) for k, v in params.items()}
+    return SweepPoint(str(point_id), values, config_from_record(config), strict_precisions)

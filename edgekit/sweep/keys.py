@@ -27,68 +27,63 @@ PART_SEPARATOR = "+"
 
 @dataclass(frozen=True)
 class GridKey:
-    """Where a grid key lands: a field of one config section, parsed as `kind`."""
+    """How a grid key's values are read; where they land is edgekit.core.build's business (a
+    grid key is an option name of build_config)."""
 
-    section: str  # data, train, prune, export, qat, cluster; "" = handled by name (switches)
-    field: str
     kind: str  # int, float, bool, str, sizes, precisions, image_size
     optional: bool = False  # "none" is a value (the option's default)
 
 
-def _k(section: str, field: str, kind: str, optional: bool = False) -> GridKey:
-    return GridKey(section, field, kind, optional)
-
-
 GRID_KEYS: dict[str, GridKey] = {
     # data
-    "data": _k("data", "source", "str"),
-    "data_dir": _k("data", "data_dir", "str", True),
-    "validation_size": _k("data", "validation_size", "int"),
-    "train_samples": _k("data", "train_samples", "int", True),
-    "test_samples": _k("data", "test_samples", "int", True),
-    "test_split": _k("data", "test_split", "float"),
-    "image_size": _k("data", "image_size", "image_size", True),
-    "pixel_scale": _k("data", "pixel_scale", "float", True),
-    "seed": _k("", "seed", "int"),  # data, training, pruning, calibration, QAT, clustering
+    "data": GridKey("str"),
+    "data_dir": GridKey("str", True),
+    "validation_size": GridKey("int"),
+    "train_samples": GridKey("int", True),
+    "test_samples": GridKey("int", True),
+    "test_split": GridKey("float"),
+    "image_size": GridKey("image_size", True),
+    "pixel_scale": GridKey("float", True),
+    "seed": GridKey("int"),  # data, training, pruning, calibration, QAT, clustering
     # training
-    "preset": _k("", "preset", "str"),
-    "arch": _k("train", "arch", "str"),
-    "hidden": _k("train", "hidden_units", "sizes"),
-    "l1": _k("train", "l1", "float"),
-    "l2": _k("train", "l2", "float"),
-    "dropout": _k("train", "dropout", "float", True),
-    "dropout_layers": _k("train", "dropout_layers", "int"),
-    "alpha_dropout": _k("train", "alpha_dropout", "float"),
-    "max_norm": _k("train", "max_norm", "float", True),
-    "init": _k("train", "init", "str"),
-    "activation": _k("train", "activation", "str"),
-    "batch_norm": _k("train", "batch_norm", "bool"),
-    "standardize": _k("train", "standardize", "bool"),
-    "optimizer": _k("train", "optimizer", "str"),
-    "lr_schedule": _k("train", "lr_schedule", "str"),
-    "epochs": _k("train", "epochs", "int", True),
-    "batch_size": _k("", "batch_size", "int"),  # training and pruning, as `edgekit export`
-    "learning_rate": _k("train", "learning_rate", "float"),
-    "patience": _k("train", "patience", "int"),
+    "preset": GridKey("str"),
+    "arch": GridKey("str"),
+    "hidden": GridKey("sizes"),
+    "l1": GridKey("float"),
+    "l2": GridKey("float"),
+    "dropout": GridKey("float", True),
+    "dropout_layers": GridKey("int"),
+    "alpha_dropout": GridKey("float"),
+    "max_norm": GridKey("float", True),
+    "init": GridKey("str"),
+    "activation": GridKey("str"),
+    "batch_norm": GridKey("bool"),
+    "standardize": GridKey("bool"),
+    "optimizer": GridKey("str"),
+    "lr_schedule": GridKey("str"),
+    "epochs": GridKey("int", True),
+    "batch_size": GridKey("int"),  # training and pruning, as `edgekit export`
+    "learning_rate": GridKey("float"),
+    "patience": GridKey("int"),
     # pruning: its keys turn pruning on; prune=false turns it off
-    "prune": _k("", "prune", "bool"),
-    "sparsity": _k("prune", "target_sparsity", "float"),
-    "prune_epochs": _k("prune", "epochs", "int", True),
-    "min_weights": _k("prune", "min_weights", "int"),
+    "prune": GridKey("bool"),
+    "sparsity": GridKey("float"),
+    "prune_epochs": GridKey("int", True),
+    "min_weights": GridKey("int"),
     # export
-    "precision": _k("export", "precisions", "precisions"),
-    "calibration_samples": _k("export", "calibration_samples", "int"),
-    "verify_samples": _k("export", "verify_samples", "int", True),
-    "min_agreement": _k("export", "min_agreement", "float", True),
-    "max_accuracy_drop": _k("export", "max_accuracy_drop", "float", True),
-    "float_layers": _k("export", "float_layers", "str", True),
-    "int4_layers": _k("export", "int4_layers", "str", True),
-    "name": _k("export", "name", "str", True),
+    "precision": GridKey("precisions"),
+    "calibration_samples": GridKey("int"),
+    "verify_samples": GridKey("int", True),
+    "min_agreement": GridKey("float", True),
+    "max_accuracy_drop": GridKey("float", True),
+    "float_layers": GridKey("str", True),
+    "int4_layers": GridKey("str", True),
+    "name": GridKey("str", True),
     # QAT and clustering: their keys turn them on; qat=false / clusters=none turn them off
-    "qat": _k("", "qat", "bool"),
-    "qat_epochs": _k("qat", "epochs", "int"),
-    "clusters": _k("", "clusters", "int", True),
-    "cluster_epochs": _k("cluster", "epochs", "int"),
+    "qat": GridKey("bool"),
+    "qat_epochs": GridKey("int"),
+    "clusters": GridKey("int", True),
+    "cluster_epochs": GridKey("int"),
 }
 _NAMES = {"int": "an integer", "float": "a number", "bool": "true or false"}
 

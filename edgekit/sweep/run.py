@@ -24,7 +24,7 @@ from edgekit.core.io.files import (
     write_text_atomic,
 )
 from edgekit.core.io.lock import lock_output_dir, remove_stale_temporaries
-from edgekit.sweep.grid import SweepPoint
+from edgekit.sweep.grid import SweepPoint, decisive_settings, point_from_record
 from edgekit.sweep.keys import Grid, GridValue, format_value
 from edgekit.sweep.point import POINT_LOG_NAME, POINT_RESULT_NAME, PointJob
 from edgekit.sweep.results import SweepResult, SweepRow, mark_frontier, rows_of_point
@@ -76,15 +76,23 @@ def point_salt(threads_per_point: int, model_sha256: str | None = None) -> str:
     return f"threads={threads_per_point};model={model_sha256 or ''}"
 
 
-def finished_record(folder: Path, point_id: str) -> dict[str, Any] | None:
-    """The point.json of a point finished by an earlier run, if its files are all intact."""
+def finished_record(point: SweepPoint) -> dict[str, Any] | None:
+    """The point.json of `point` finished by an earlier run, if its files are all intact and
+    the point it describes, rebuilt from it, has the same settings."""
+    folder = Path(point.config.output_dir)
     try:
         record = json.loads((folder / POINT_RESULT_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(record, dict) or record.get("format") != POINT_FORMAT:
         return None
-    if (record.get("id"), record.get("edgekit_version")) != (point_id, __version__):
+    if (record.get("id"), record.get("edgekit_version")) != (point.id, __version__):
+        return None
+    try:
+        done = point_from_record(record)
+    except EdgekitError:
+        return None
+    if decisive_settings(done.config) != decisive_settings(point.config):
         return None
     if record.get("status") != "ok":
         return None  # failed points run again: the cause may be gone
@@ -172,20 +180,24 @@ def run_sweep(
         model_path: a tf_keras model every point starts from (shipped to workers as bytes).
 
     Examples:
-        Two tiny points (8 and 16 hidden units), two worker processes, no latency pass:
+        Two tiny points (8 and 16 hidden units), two worker processes, no latency pass. The
+        options every point shares are `edgekit export`'s (edgekit.core.build); the budget is
+        set as a field, so that it is 5 points without the search of cheaper files:
 
         >>> import tempfile
-        >>> from edgekit.core.config import DataConfig, ExportConfig, PipelineConfig, Precision
-        >>> from edgekit.core.config import TrainConfig
         >>> from edgekit.sweep import expand_grid, parse_grid
-        >>> base = PipelineConfig(
-        ...     data=DataConfig(train_samples=1000, test_samples=200, validation_size=100),
-        ...     train=TrainConfig(epochs=2, batch_size=32, learning_rate=0.01),
-        ...     prune=None,
-        ...     export=ExportConfig(
-        ...         precisions=(Precision.INT8,), calibration_samples=50, max_accuracy_drop=5
-        ...     ),
-        ... )
+        >>> base = {
+        ...     "train_samples": 1000,
+        ...     "test_samples": 200,
+        ...     "validation_size": 100,
+        ...     "epochs": 2,
+        ...     "batch_size": 32,
+        ...     "learning_rate": 0.01,
+        ...     "prune": False,
+        ...     "precision": ("int8",),
+        ...     "calibration_samples": 50,
+        ...     "export.max_accuracy_drop": 5,
+        ... }
         >>> out = tempfile.mkdtemp()
         >>> grid = parse_grid(["hidden=8,16"])
         >>> points = expand_grid(grid, base, out, salt=point_salt(1))
@@ -202,7 +214,7 @@ def run_sweep(
         records: dict[str, dict[str, Any]] = {}
         todo = []
         for p in points:
-            done = finished_record(Path(p.config.output_dir), p.id)
+            done = finished_record(p)
             if done is not None:
                 records[p.id] = done | {"resumed": True}
             else:
