@@ -98,6 +98,17 @@ def data_options(f: _F) -> _F:
             "MODEL starts with Rescaling(1/255) and so takes raw pixels].",
         ),
         click.option(
+            "--class-names",
+            help="The model's classes in its output order, comma-separated, e.g. "
+            "Coat,Bag,...: the data's labels are renumbered to it [default: the data's order; "
+            "image folders: sorted folder names].",
+        ),
+        click.option(
+            "--labels-file",
+            type=click.Path(dir_okay=False),
+            help="As --class-names, from a text file with one class name per line.",
+        ),
+        click.option(
             "--seed",
             default=DataConfig.seed,
             show_default=True,
@@ -331,7 +342,19 @@ def data_config_from_options(kw: dict[str, Any]) -> DataConfig:
         test_split=kw["test_split"],
         skip_bad_images=kw["skip_bad_images"],
         pixel_scale=kw["pixel_scale"],
+        class_names=_class_names(kw.get("class_names"), kw.get("labels_file")),
     )
+
+
+def _class_names(names: str | None, labels_file: str | None) -> tuple[str, ...] | None:
+    """--class-names or --labels-file (one of them), as a tuple of names in output order."""
+    from edgekit.core.data.classes import parse_class_names, read_labels_file
+
+    if names is not None and labels_file is not None:
+        raise EdgekitError("--class-names and --labels-file both name the classes: pass one")
+    if labels_file is not None:
+        return read_labels_file(labels_file)
+    return parse_class_names(names) if names is not None else None
 
 
 # Long but flat: one click decorator per option, no logic; export and sweep take them all.

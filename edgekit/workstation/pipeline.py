@@ -176,6 +176,7 @@ def _run_stages(
         from edgekit.workstation._keras import keras
         from edgekit.workstation.export import tflite as export_mod
         from edgekit.workstation.export.model_io import load_user_model
+        from edgekit.workstation.labels import check_label_order
         from edgekit.workstation.optimize import fold_batchnorm, foldable_batchnorms
         from edgekit.workstation.optimize.fold import unfolded
         from edgekit.workstation.train import (
@@ -220,6 +221,7 @@ def _run_stages(
                 info["source_model"]["keras3"] = _check_keras3(user, data, config, say)
             model = user.model
             models = {"loaded": model}
+        check_label_order(model, data, say)  # before any stage trains it or reports accuracy
         acc["float_keras"] = keras_accuracy(model, data.x_test, data.y_test)
         say(f"  loaded model: test accuracy {acc['float_keras']:.4f}")
 
