@@ -55,13 +55,14 @@ TINY = [
     "100",
 ]
 GRID = ["--grid", "sparsity=0.5,0.7,0.8"]
+RAY_GRID = ["--grid", "sparsity=0.5,0.8"]
 PRUNE_TOO_SHORT = (
     "1 pruning epoch(s) of 1 batches are too few to reach the target sparsity: raise "
     "--prune-epochs or use more data"
 )
 
 
-def _sweep(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def _sweep(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "edgekit.cli.main", "sweep", *args],
         capture_output=True,
@@ -380,12 +381,13 @@ def test_the_default_engine_and_ray_give_the_same_table_and_files(
     pytest.importorskip("ray")
     local = interrupted_sweep["out"]
     ray_out = local.parent / "ray"
-    result = _sweep(*TINY, *GRID, "--jobs", "2", "--ray", "-o", str(ray_out), "--quiet")
+    # Two of the three points: a point's id and files depend on its settings only.
+    result = _sweep(*TINY, *RAY_GRID, "--jobs", "2", "--ray", "-o", str(ray_out), "--quiet")
     assert result.returncode == 0, result.stderr
 
-    assert _table(ray_out) == _table(local)
+    assert _table(ray_out) == [r for r in _table(local) if r["params"]["sparsity"] != 0.7]
     digests = _digests(ray_out)
-    assert len(digests) == 6 and digests == _digests(local)
+    assert len(digests) == 4 and digests.items() <= _digests(local).items()
     report = {
         name: json.loads((d / "sweep.json").read_text())
         for name, d in (("local", local), ("ray", ray_out))
@@ -397,15 +399,15 @@ def test_the_default_engine_and_ray_give_the_same_table_and_files(
         assert all(r["status"] == "ok" and r["p50_us"] > 0 for r in rows), name
         assert any(r["frontier"] for r in rows)
         # Each point in a fresh process, TensorFlow pinned to one thread.
-        assert len({p["pid"] for p in rep["points"]}) == 3
+        assert len({p["pid"] for p in rep["points"]}) == len(rep["points"])
         assert all(p["tf_threads"] == {"intra_op": 1, "inter_op": 1} for p in rep["points"])
-    assert [p["engine"] for p in report["ray"]["points"]] == ["ray"] * 3
+    assert [p["engine"] for p in report["ray"]["points"]] == ["ray", "ray"]
     # The manifests name the folder the files are in, not the worker's temporary one.
     for point in report["ray"]["points"]:
         manifest = json.loads((ray_out / point["id"] / "manifest.json").read_text())
         assert manifest["config"]["output_dir"] == str(ray_out / point["id"])
     assert (ray_out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len((ray_out / "sweep.csv").read_text().splitlines()) == 4
+    assert len((ray_out / "sweep.csv").read_text().splitlines()) == 3
 
 
 def test_a_failing_point_is_a_row_with_its_error_and_exit_1(tmp_path: Path) -> None:
