@@ -215,7 +215,7 @@ def run_ray(
         init["address"] = address
     try:
         ray.init(**init)
-    except (ConnectionError, RuntimeError, ValueError) as e:
+    except Exception as e:  # Ray raises bare Exception too ("node timed out during startup")
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         if address is None:
             raise EdgekitError(
