@@ -631,3 +631,23 @@ def test_cli_defaults_are_the_library_defaults() -> None:
     runtime = next(p for p in main.commands["bench"].params if p.name == "runtime")
     assert tuple(runtime.type.choices) == RUNTIME_CHOICES  # type: ignore[attr-defined]
     assert defaults("verify")["timeout"] == DEFAULT_VERIFY_TIMEOUT_S
+
+
+def test_a_ctrl_c_while_the_runtime_loads_stops_instead_of_falling_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A native module interrupted in its init raises ImportError('initialization failed') from
+    the KeyboardInterrupt (LiteRT does): that is a Ctrl-C, not a missing runtime to skip."""
+    from edgekit.device import runtime
+
+    (tmp_path / "interrupted_runtime.py").write_text(
+        "raise ImportError('initialization failed') from KeyboardInterrupt()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(runtime._MODULES, "litert", ("interrupted_runtime", "ai-edge-litert"))
+    with pytest.raises(KeyboardInterrupt):
+        runtime.get_runtime("auto")
+    # A plain ImportError is still a runtime that is not installed: the next one is tried.
+    (tmp_path / "interrupted_runtime.py").write_text("raise ImportError('not here')\n")
+    sys.modules.pop("interrupted_runtime", None)
+    assert runtime.get_runtime("auto").name in ("tflite-runtime", "tf")

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,7 +16,8 @@ import pytest
 from edgekit.core.config import DataConfig
 from edgekit.core.data import Dataset, load_dataset
 from edgekit.core.errors import ModelError
-from edgekit.workstation._keras import keras
+from edgekit.workstation._keras import keras, tf
+from edgekit.workstation.cpu_kernels import layout_runs_here
 from edgekit.workstation.optimize.fold import (
     FoldedPair,
     FoldResult,
@@ -153,19 +158,82 @@ def test_fold_functional_conv_depthwise_and_dense(images: np.ndarray) -> None:
     np.testing.assert_allclose(result.model.get_layer("dw").get_weights()[0], expected, rtol=1e-6)
 
 
-def test_fold_channels_first_conv_with_batchnorm_on_axis_1(images: np.ndarray) -> None:
+def _channels_first_model() -> Any:
+    """Conv2D(channels_first) -> BN(axis=1), on (28, 28) images reshaped to (1, 28, 28)."""
     keras.utils.set_random_seed(3)
-    inputs = L.Input((1, 28, 28))
-    x = L.Conv2D(3, 1, data_format="channels_first", name="conv")(inputs)
+    inputs = L.Input((28, 28))
+    x = L.Reshape((1, 28, 28))(inputs)
+    x = L.Conv2D(3, 1, data_format="channels_first", name="conv")(x)
     x = L.BatchNormalization(axis=1, name="bn")(x)
     outputs = L.Dense(10)(L.Flatten()(L.ReLU()(x)))
     model = keras.Model(inputs, outputs, name="nchw")
     _randomize_batchnorms(model)
+    return model
+
+
+def _tflite_predict(model: Any, x: np.ndarray) -> np.ndarray:
+    """Predictions of the model's float32 .tflite (the converter rewrites NCHW to NHWC)."""
+    from edgekit.device.runtime import load_interpreter
+
+    blob = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    interpreter = load_interpreter(blob)
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    interpreter.resize_tensor_input(inp["index"], list(x.shape))
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(inp["index"], x.astype(np.float32))
+    interpreter.invoke()
+    return np.asarray(interpreter.get_tensor(out["index"]))
+
+
+def test_fold_channels_first_conv_with_batchnorm_on_axis_1(images: np.ndarray) -> None:
+    """Folding never runs the model, so it works with any CPU kernels. Keras can evaluate
+    channels_first only where oneDNN is on; elsewhere the folded model is checked through
+    the converter, whose NHWC rewrite runs everywhere."""
+    model = _channels_first_model()
 
     result = fold_batchnorm(model)
 
     assert result.folded == (FoldedPair("bn", "conv"),)
-    _check_all_folded(model, result, images[:, None])
+    if layout_runs_here(model) is None:
+        _check_all_folded(model, result, images)
+    else:  # TF_ENABLE_ONEDNN_OPTS=0, or a CPU without AVX-512
+        assert result.kept == () and _batchnorm_names(result.model) == []
+        assert foldable_batchnorms(result.model) == []
+    diff = np.abs(_tflite_predict(model, images) - _tflite_predict(result.model, images))
+    assert float(diff.max()) < TOLERANCE
+
+
+def test_channels_first_model_without_onednn_gets_a_one_line_error(tmp_path: Path) -> None:
+    """With TensorFlow's stock CPU kernels (oneDNN off), Keras cannot run NCHW Conv2D: the
+    export refuses the model up front, in one line, and writes nothing."""
+    path = tmp_path / "nchw.keras"
+    _channels_first_model().save(path)
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgekit.cli.main",
+            "export",
+            str(path),
+            "--test-samples",
+            "50",
+            "--precision",
+            "float32",
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"},
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: model 'nchw' has channels_first layers ('conv')"), last
+    assert "NHWC" in last and "data_format='channels_last'" in last
+    assert not list(out.glob("*.tflite")) and not (out / "manifest.json").exists()
 
 
 def test_fold_dense_on_sequence_input(images: np.ndarray) -> None:

@@ -106,12 +106,13 @@ def test_wait_takes_the_folder_once_the_holder_finishes(tmp_path: Path) -> None:
         stdin = other.stdin
         assert stdin is not None
 
-        def end_the_other_run() -> None:
+        def end_the_other_run(message: str) -> None:
+            told.append(message)
             ended.set()
             stdin.close()
 
-        threading.Timer(1.0, end_the_other_run).start()  # the other run ends in a second
-        with lock_output_dir(tmp_path, wait=True, on_wait=told.append):
+        # The other run ends once this one waits (not after a fixed time a busy CPU can beat).
+        with lock_output_dir(tmp_path, wait=True, on_wait=end_the_other_run):
             assert ended.is_set()  # in only after the holder let go
             assert holds_output_lock(tmp_path)
     assert len(told) == 1

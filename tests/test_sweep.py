@@ -1,8 +1,9 @@
 """`edgekit sweep`: grids, engines, failures and resuming, with real tiny pipeline runs.
 
 Each point is a real train -> prune -> fold -> int8 export on 2000 Fashion-MNIST samples, in a
-fresh process. A sweep killed with SIGINT after its first point resumes with the second only;
-the same grid through a local Ray (2 CPUs, no dashboard) gives the same table and files.
+fresh process. A sweep stopped with SIGINT at 5 moments keeps exactly its finished points and
+resumes with the rest; the same grid through a local Ray (2 CPUs, no dashboard) gives the
+same table and files.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,14 +54,15 @@ TINY = [
     "--calibration-samples",
     "100",
 ]
-GRID = ["--grid", "sparsity=0.5,0.8"]
+GRID = ["--grid", "sparsity=0.5,0.7,0.8"]
+RAY_GRID = ["--grid", "sparsity=0.5,0.8"]
 PRUNE_TOO_SHORT = (
     "1 pruning epoch(s) of 1 batches are too few to reach the target sparsity: raise "
     "--prune-epochs or use more data"
 )
 
 
-def _sweep(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def _sweep(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "edgekit.cli.main", "sweep", *args],
         capture_output=True,
@@ -210,48 +214,146 @@ def test_the_frontier_keeps_files_nothing_beats_on_all_three() -> None:
 # ---- real sweeps ---------------------------------------------------------------------------
 
 
+def _sigint_default() -> None:
+    """In the sweep's child: SIGINT at its default, also when this suite runs with it ignored
+    (started by `nohup` or `cmd &` in a script, whose children inherit SIG_IGN)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+class _RunningSweep:
+    """`edgekit sweep` in its own process group, its stderr lines collected as they come."""
+
+    def __init__(self, args: list[str], tmpdir: Path) -> None:
+        self.tmpdir = tmpdir
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edgekit.cli.main", "sweep", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "COLUMNS": "200", "TMPDIR": str(tmpdir)},
+            start_new_session=True,  # its own group: a terminal's Ctrl-C can be imitated
+            preexec_fn=_sigint_default,
+        )
+        self.lines: list[str] = []
+        self.out: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.proc.stderr, self.lines), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stdout, self.out), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _read(stream: Any, into: list[str]) -> None:
+        for line in stream:
+            into.append(line)
+
+    def said(self, prefix: str) -> bool:
+        """Whether a progress line (indented on stderr) starts with `prefix`."""
+        return any(line.strip().startswith(prefix) for line in list(self.lines))
+
+    def wait_for(self, what: str, ready: Callable[[], bool], timeout_s: float = 400) -> None:
+        """Poll (no fixed sleep decides anything) until `ready()`; fail if the sweep ends first."""
+        deadline = time.monotonic() + timeout_s
+        while not ready():
+            assert self.proc.poll() is None, f"the sweep ended before {what}: {''.join(self.lines)}"
+            assert time.monotonic() < deadline, f"no {what} within {timeout_s} s"
+            time.sleep(0.02)
+
+    def interrupt(self, group: bool) -> tuple[int, str]:
+        """SIGINT to the sweep (group: to its whole process group, as a terminal does)."""
+        if group:
+            os.killpg(self.proc.pid, signal.SIGINT)
+        else:
+            self.proc.send_signal(signal.SIGINT)
+        return self.finish()
+
+    def finish(self, timeout_s: float = 400) -> tuple[int, str]:
+        rc = self.proc.wait(timeout=timeout_s)
+        for reader in self._readers:
+            reader.join(timeout=30)
+        return rc, "".join(self.lines)
+
+
+def _finished_points(out: Path) -> dict[str, dict[str, int]]:
+    """point id -> {file: mtime_ns} of every point folder; a folder without point.json (a point
+    written half-way) fails the check, as does any file point.json does not list."""
+    found = {}
+    for folder in sorted(p for p in out.iterdir() if p.is_dir()):
+        files = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+        assert "point.json" in files, f"{folder.name} holds {sorted(files)} without point.json"
+        record = json.loads((folder / "point.json").read_text())
+        listed = {f["file"] for f in record["files"]} | {"point.json", "point.log"}
+        assert set(files) == listed, folder.name
+        found[folder.name] = files
+    return found
+
+
 @pytest.fixture(scope="module")
-def resumed_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A 2-point sweep (default engine, one worker) stopped with SIGINT once its first point
-    finished, then run again with the same command."""
+def interrupted_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A 3-point sweep (default engine, one worker) stopped with SIGINT at 5 moments, found by
+    watching its output and files, each run resuming the last; then run to the end."""
     out = tmp_path_factory.mktemp("sweep") / "local"
+    tmpdir = tmp_path_factory.mktemp("tmp")
     args = [*TINY, *GRID, "--jobs", "1", "-o", str(out)]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edgekit.cli.main", "sweep", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    deadline = time.monotonic() + 240
-    while not list(out.glob("*/point.json")) and proc.poll() is None:
-        assert time.monotonic() < deadline, "the first point did not finish"
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    _, stopped_err = proc.communicate(timeout=60)
-    after_stop = {
-        p.relative_to(out).as_posix(): p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()
-    }
+    stops: dict[str, Any] = {}
+
+    def stop(moment: str, group: bool, what: str, ready: Callable[[_RunningSweep], bool]) -> None:
+        sweep = _RunningSweep(args, tmpdir)
+        sweep.wait_for(what, lambda: ready(sweep))
+        rc, err = sweep.interrupt(group)
+        stops[moment] = {"rc": rc, "stderr": err, "kept": _finished_points(out)}
+
+    def said(prefix: str) -> Callable[[_RunningSweep], bool]:
+        return lambda sweep: sweep.said(prefix)
+
+    # 1. the first worker is starting (Python, TensorFlow): nothing finished
+    stop("first worker starts", False, "the start", said("running 3 point(s)"))
+    # 2. a point is training (its pipeline has made its output folder): nothing finished
+    stop("a point runs", True, "a running point", lambda _: any(tmpdir.glob("edgekit-point-*/out")))
+    # 3. the first point's files were just written: it is kept
+    stop("between points", False, "a point.json", lambda _: any(out.glob("*/point.json")))
+    # 4. the second point was written, the next worker is starting: both kept
+    stop("next worker starts", True, "the second point", said("[2/3]"))
+    # 5. every point finished, latency is being measured: all kept, no report written
+    stop("latency pass", True, "the latency pass", said("measuring p50 latency"))
+    no_report = not (out / "sweep.json").exists()
     again = _sweep(*args)
-    return {
-        "out": out,
-        "stopped_rc": proc.returncode,
-        "stopped_err": stopped_err,
-        "after_stop": after_stop,
-        "again": again,
-    }
+    return {"out": out, "stops": stops, "no_report": no_report, "again": again}
 
 
-def test_a_killed_sweep_keeps_finished_points_and_resumes_with_the_rest(
-    resumed_sweep: dict[str, Any],
+def test_a_sweep_stopped_at_any_moment_keeps_finished_points_and_resumes(
+    interrupted_sweep: dict[str, Any],
 ) -> None:
-    out, again = resumed_sweep["out"], resumed_sweep["again"]
-    assert resumed_sweep["stopped_rc"] == 130, resumed_sweep["stopped_err"]
-    assert "stopped: 1 of 2 point(s) finished and kept in" in resumed_sweep["stopped_err"]
-    # Only the finished point's folder, complete; no temporaries, no half-written results.
-    kept = {f: t for f, t in resumed_sweep["after_stop"].items() if "/" in f}
-    (done,) = {f.split("/")[0] for f in kept}
-    assert sorted(f.split("/", 1)[1] for f in kept) == [
+    out, stops = interrupted_sweep["out"], interrupted_sweep["stops"]
+    assert list(stops) == [
+        "first worker starts",
+        "a point runs",
+        "between points",
+        "next worker starts",
+        "latency pass",
+    ]
+    for moment, stop in stops.items():
+        assert stop["rc"] == 130, f"{moment}: {stop['stderr']}"
+        assert "Traceback" not in stop["stderr"], f"{moment}: {stop['stderr']}"
+        last = stop["stderr"].strip().splitlines()[-1]
+        assert last == "interrupted: no partial output was left behind", moment
+    kept = [len(stop["kept"]) for stop in stops.values()]
+    assert kept == [0, 0, 1, 2, 3]
+    assert "stopped: 0 of 3 point(s) finished and kept in" in stops["a point runs"]["stderr"]
+    assert "stopped: 1 of 3 point(s) finished" in stops["between points"]["stderr"]
+    # Each run resumed the last: a finished point is never run or written again.
+    assert "1 of 3 point(s) already done" in stops["next worker starts"]["stderr"]
+    assert "2 of 3 point(s) already done" in stops["latency pass"]["stderr"]
+    assert (
+        "stopped while measuring latency: all 3 point(s) finished and kept"
+        in (stops["latency pass"]["stderr"])
+    )
+    first = stops["between points"]["kept"]
+    assert {k: stops["latency pass"]["kept"][k] for k in first} == first
+    assert interrupted_sweep["no_report"]
+    (done,) = first
+    assert sorted(first[done]) == [
         "fashion_mnist_mlp_sp50_folded.keras",
         "fashion_mnist_mlp_sp50_int8.tflite",
         "manifest.json",
@@ -259,29 +361,33 @@ def test_a_killed_sweep_keeps_finished_points_and_resumes_with_the_rest(
         "point.log",
     ]
 
+    again = interrupted_sweep["again"]
     assert again.returncode == 0, again.stderr
-    assert "1 of 2 point(s) already done" in again.stderr
-    assert "running 1 point(s)" in again.stderr and again.stderr.count(": ok (") == 1
-    # The finished point was not run or written again.
-    assert {f"{done}/{p.name}": p.stat().st_mtime_ns for p in (out / done).iterdir()} == kept
+    assert "3 of 3 point(s) already done" in again.stderr and ": ok (" not in again.stderr
+    assert _finished_points(out) == stops["latency pass"]["kept"]
     report = json.loads((out / "sweep.json").read_text())
-    assert report["counts"] == {"points": 2, "ok": 2, "failed": 0, "resumed": 1}
-    assert [r["resumed"] for r in report["rows"]] == [True, False]
-    assert [r["label"] for r in report["rows"]] == ["sparsity=0.5", "sparsity=0.8"]
+    assert report["counts"] == {"points": 3, "ok": 3, "failed": 0, "resumed": 3}
+    assert [r["label"] for r in report["rows"]] == [
+        "sparsity=0.5",
+        "sparsity=0.7",
+        "sparsity=0.8",
+    ]
+    assert all(r["p50_us"] > 0 for r in report["rows"])
 
 
 def test_the_default_engine_and_ray_give_the_same_table_and_files(
-    resumed_sweep: dict[str, Any],
+    interrupted_sweep: dict[str, Any],
 ) -> None:
     pytest.importorskip("ray")
-    local = resumed_sweep["out"]
+    local = interrupted_sweep["out"]
     ray_out = local.parent / "ray"
-    result = _sweep(*TINY, *GRID, "--jobs", "2", "--ray", "-o", str(ray_out), "--quiet")
+    # Two of the three points: a point's id and files depend on its settings only.
+    result = _sweep(*TINY, *RAY_GRID, "--jobs", "2", "--ray", "-o", str(ray_out), "--quiet")
     assert result.returncode == 0, result.stderr
 
-    assert _table(ray_out) == _table(local)
+    assert _table(ray_out) == [r for r in _table(local) if r["params"]["sparsity"] != 0.7]
     digests = _digests(ray_out)
-    assert len(digests) == 4 and digests == _digests(local)
+    assert len(digests) == 4 and digests.items() <= _digests(local).items()
     report = {
         name: json.loads((d / "sweep.json").read_text())
         for name, d in (("local", local), ("ray", ray_out))
@@ -293,7 +399,7 @@ def test_the_default_engine_and_ray_give_the_same_table_and_files(
         assert all(r["status"] == "ok" and r["p50_us"] > 0 for r in rows), name
         assert any(r["frontier"] for r in rows)
         # Each point in a fresh process, TensorFlow pinned to one thread.
-        assert len({p["pid"] for p in rep["points"]}) == 2
+        assert len({p["pid"] for p in rep["points"]}) == len(rep["points"])
         assert all(p["tf_threads"] == {"intra_op": 1, "inter_op": 1} for p in rep["points"])
     assert [p["engine"] for p in report["ray"]["points"]] == ["ray", "ray"]
     # The manifests name the folder the files are in, not the worker's temporary one.

@@ -53,6 +53,11 @@ def option_values(kw: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
         if given is not None:
             values["precision"] = tuple(p.strip() for p in given.split(",") if p.strip())
     explicit = {_OPTION_OF_PARAM.get(name, name) for name in explicit_options()}
+    if kw.get("class_names") is not None or kw.get("labels_file") is not None:
+        values["class_names"] = _class_names(kw.get("class_names"), kw.get("labels_file"))
+        explicit.add("class_names")
+    else:
+        values.pop("class_names", None)
     if kw.get("l1_l2"):
         if {"l1", "l2"} & explicit:
             raise EdgekitError("--l1-l2 sets both factors: pass it or --l1/--l2, not both")
@@ -92,3 +97,14 @@ def data_config_from_options(kw: dict[str, Any]) -> DataConfig:
     """The DataConfig of a command's data options."""
     values, explicit = option_values(kw)
     return build_config(values, explicit=explicit).data
+
+
+def _class_names(names: str | None, labels_file: str | None) -> tuple[str, ...] | None:
+    """--class-names or --labels-file (one of them), as a tuple of names in output order."""
+    from edgekit.core.data.classes import parse_class_names, read_labels_file
+
+    if names is not None and labels_file is not None:
+        raise EdgekitError("--class-names and --labels-file both name the classes: pass one")
+    if labels_file is not None:
+        return read_labels_file(labels_file)
+    return parse_class_names(names) if names is not None else None

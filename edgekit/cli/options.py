@@ -98,6 +98,17 @@ def data_options(f: _F) -> _F:
             "MODEL starts with Rescaling(1/255) and so takes raw pixels].",
         ),
         click.option(
+            "--class-names",
+            help="The model's classes in its output order, comma-separated, e.g. "
+            "Coat,Bag,...: the data's labels are renumbered to it [default: the data's order; "
+            "image folders: sorted folder names].",
+        ),
+        click.option(
+            "--labels-file",
+            type=click.Path(dir_okay=False),
+            help="As --class-names, from a text file with one class name per line.",
+        ),
+        click.option(
             "--seed",
             default=DataConfig.seed,
             show_default=True,

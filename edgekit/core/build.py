@@ -63,6 +63,7 @@ FIELD_OPTIONS: dict[str, tuple[str, str]] = {
     "image_size": ("data", "image_size"),
     "pixel_scale": ("data", "pixel_scale"),
     "skip_bad_images": ("data", "skip_bad_images"),
+    "class_names": ("data", "class_names"),
     "arch": ("train", "arch"),
     "hidden": ("train", "hidden_units"),
     "l1": ("train", "l1"),

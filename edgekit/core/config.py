@@ -178,6 +178,8 @@ class DataConfig(_DictConfig):
         skip_bad_images: (image folders) go on without files that are not readable images.
         pixel_scale: uint8 pixels are multiplied by this before the model; None: 1/255 (the
             model takes [0, 1]). 1.0 for a model that rescales raw pixels itself.
+        class_names: the model's classes in its output order; the data's labels are renumbered
+            to it (see edgekit.core.data.classes). None: the data's own order.
     """
 
     source: str = "fashion_mnist"
@@ -192,8 +194,11 @@ class DataConfig(_DictConfig):
     test_split: float = 0.2
     skip_bad_images: bool = False
     pixel_scale: float | None = None
+    class_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.class_names is not None:
+            object.__setattr__(self, "class_names", tuple(str(n) for n in self.class_names))
         if self.pixel_scale is not None and not self.pixel_scale > 0:
             raise EdgekitError(
                 f"pixel_scale must be > 0, got {self.pixel_scale}: e.g. 1 for a model that "

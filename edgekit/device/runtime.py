@@ -74,6 +74,8 @@ def get_runtime(name: str = "auto") -> Runtime:
             if cand == "tflite-runtime" and int(np.__version__.split(".")[0]) >= 2:
                 raise ImportError("tflite-runtime needs numpy<2")
         except Exception as e:  # ImportError, or a broken install raising anything
+            if _interrupted(e):  # Ctrl-C inside a native module's init: not a broken install
+                raise KeyboardInterrupt from e
             errors.append(f"{dist}: {type(e).__name__}: {e}")
             continue
         return Runtime(cand, _package_version(dist), module)
@@ -81,6 +83,19 @@ def get_runtime(name: str = "auto") -> Runtime:
         f"no TFLite runtime could be imported ({'; '.join(errors)}): install one with "
         "`pip install ai-edge-litert` (on 32-bit ARM: `pip install tflite-runtime 'numpy<2'`)"
     )
+
+
+def _interrupted(error: BaseException) -> bool:
+    """Whether `error` comes from a Ctrl-C: a native module interrupted while it initializes
+    raises ImportError('initialization failed') from the KeyboardInterrupt."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 @dataclass(frozen=True)

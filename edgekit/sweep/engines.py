@@ -7,16 +7,20 @@ anything itself beyond "at most N at once": concurrent.futures or Ray does the w
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import re
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from edgekit.core.errors import EdgekitError
+from edgekit.core.io.process import deferred_signals
 from edgekit.sweep.point import PointJob, execute_point, worker_init
 
 OnResult = Callable[[PointJob, dict[str, Any]], None]
@@ -59,8 +63,9 @@ def run_local(jobs: Sequence[PointJob], workers: int, on_result: OnResult) -> di
         while queue or running:
             while queue and len(running) < workers:
                 job = queue.pop(0)
-                pool = ProcessPoolExecutor(1, mp_context=context, initializer=worker_init)
-                running[pool.submit(execute_point, job)] = (job, pool)
+                with _workers_start_deaf_to_sigint():
+                    pool = ProcessPoolExecutor(1, mp_context=context, initializer=worker_init)
+                    running[pool.submit(execute_point, job)] = (job, pool)
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 job, pool = running.pop(future)
@@ -80,6 +85,28 @@ def run_local(jobs: Sequence[PointJob], workers: int, on_result: OnResult) -> di
         stop_children()
         raise
     return {"name": "local", "workers": workers, "start_method": "spawn"}
+
+
+@contextlib.contextmanager
+def _workers_start_deaf_to_sigint() -> Iterator[None]:
+    """Worker processes started in the block begin with SIGINT blocked (a signal mask is
+    inherited across fork and exec) until worker_init ignores it: a Ctrl-C sent to the whole
+    process group, as a terminal sends it, cannot stop a worker half-way through starting Python
+    (with a KeyboardInterrupt traceback). The driver's own Ctrl-C is held and raised right after
+    the block, so the pool it started is in `running` and gets stopped."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    from multiprocessing import resource_tracker
+
+    # The tracker unblocks SIGINT in this thread when it starts: start it before blocking.
+    resource_tracker.ensure_running()
+    with deferred_signals():
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def stop_children(grace_s: float = STOP_GRACE_S) -> None:
@@ -188,7 +215,7 @@ def run_ray(
         init["address"] = address
     try:
         ray.init(**init)
-    except (ConnectionError, RuntimeError, ValueError) as e:
+    except Exception as e:  # Ray raises bare Exception too ("node timed out during startup")
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         if address is None:
             raise EdgekitError(

@@ -192,5 +192,7 @@ def _terminate_as_exit() -> Iterator[None]:
 
 
 def worker_init() -> None:
-    """Local workers ignore Ctrl-C: the driver stops them (SIGTERM) and keeps what finished."""
+    """Local workers ignore Ctrl-C: the driver stops them (SIGTERM) and keeps what finished.
+    They start with SIGINT blocked (see engines.run_local): ignored first, then unblocked."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})

@@ -24,6 +24,7 @@ from edgekit.core.io.files import (
     write_text_atomic,
 )
 from edgekit.core.io.lock import lock_output_dir, remove_stale_temporaries
+from edgekit.core.io.process import deferred_signals
 from edgekit.sweep.grid import SweepPoint, decisive_settings, point_from_record
 from edgekit.sweep.keys import Grid, GridValue, format_value
 from edgekit.sweep.point import POINT_LOG_NAME, POINT_RESULT_NAME, PointJob
@@ -224,7 +225,14 @@ def run_sweep(
         engine = _run_points(todo, config, model_path, unsafe, records, len(points), say)
         rows = [r for p in points for r in rows_of_point(records[p.id], p.label)]
         folders = {p.id: Path(p.config.output_dir) for p in points}
-        bench = _measure_latency(rows, folders, say) if config.bench else None
+        try:
+            bench = _measure_latency(rows, folders, say) if config.bench else None
+        except KeyboardInterrupt:
+            say(
+                f"stopped while measuring latency: all {len(points)} point(s) finished and "
+                f"kept in {out}; run the same command again to measure and report them"
+            )
+            raise
         objectives = mark_frontier(rows)
         from edgekit.device.bench import machine_info
 
@@ -267,8 +275,9 @@ def _run_points(
     name = "ray" if config.ray else "local"
 
     def on_result(job: PointJob, outcome: dict[str, Any]) -> None:
-        record = write_point(job.point, outcome, name)
-        records[job.point.id] = record
+        with deferred_signals():  # a Ctrl-C now stops the sweep once the point is written
+            record = write_point(job.point, outcome, name)
+            records[job.point.id] = record
         n = len(records)
         took = f"{record['seconds']:.1f} s" if record["seconds"] is not None else "-"
         what = "ok" if record["status"] == "ok" else f"FAILED: {record['error']}"

@@ -166,6 +166,7 @@ def _train(env: RunEnv, data: Dataset, workers: Any) -> Made:
 
 def _load_model(env: RunEnv, data: Dataset) -> Made:
     from edgekit.workstation.export.model_io import load_user_model
+    from edgekit.workstation.labels import check_label_order
     from edgekit.workstation.train import check_data_fits, keras_accuracy
 
     path = env.model_path
@@ -180,6 +181,7 @@ def _load_model(env: RunEnv, data: Dataset) -> Made:
     if user.keras_version == 3:
         source["keras3"] = _check_keras3(user, data, env.config, env.say)
     model = user.model
+    check_label_order(model, data, env.say)  # before any stage trains it or reports accuracy
     acc = keras_accuracy(model, data.x_test, data.y_test)
     env.say(f"  loaded model: test accuracy {acc:.4f}")
     return Made(

@@ -301,6 +301,11 @@ def load_dataset(config: DataConfig | None = None) -> Dataset:
     num_classes = len(labels)
     y_train = check_labels(np.asarray(raw["y_train"]), num_classes, f"{where}: y_train")
     y_test = check_labels(np.asarray(raw["y_test"]), num_classes, f"{where}: y_test")
+    if config.class_names is not None:  # renumbered to the model's output order
+        from edgekit.core.data.classes import class_order
+
+        renumber = class_order(config.class_names, labels, where)
+        y_train, y_test, labels = renumber[y_train], renumber[y_test], config.class_names
 
     rng = np.random.default_rng(config.seed)
     order = rng.permutation(len(x_train))
@@ -385,6 +390,8 @@ def preprocessing(
     )
     if image_folder:
         out |= InputSpec(decode="Pillow", resize="bilinear", class_names="sorted folder names")
+    if config.class_names is not None:
+        out["class_names"] = "given in the model's output order (--class-names)"
     return out
 
 

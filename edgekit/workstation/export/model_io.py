@@ -16,6 +16,7 @@ from edgekit.core.errors import ModelError
 from edgekit.core.io.files import write_bytes_atomic
 from edgekit.core.model_path import check_model_path, keras_major_version, lambda_refused
 from edgekit.workstation._keras import keras
+from edgekit.workstation.cpu_kernels import check_layout_runs_here
 from edgekit.workstation.train import activations as _activations  # noqa: F401  (registers edgekit>SELU)
 from edgekit.workstation.train import schedules as _schedules  # noqa: F401  (registers edgekit>OneCycle)
 
@@ -51,8 +52,15 @@ def load_user_model(path: str | os.PathLike[str], unsafe: bool = False) -> UserM
     caller checks the rebuild on real samples.
 
     Raises:
-        ModelError: missing/unreadable file, not a Keras model, Lambda layers or custom objects.
+        ModelError: missing/unreadable file, not a Keras model, Lambda layers or custom objects,
+            channels_first layers that TensorFlow's CPU kernels here cannot run.
     """
+    user = _load_user_model(path, unsafe)
+    check_layout_runs_here(user.model)  # before any stage evaluates or trains it
+    return user
+
+
+def _load_user_model(path: str | os.PathLike[str], unsafe: bool) -> UserModel:
     from edgekit.workstation.export.keras3 import UnsupportedLayerError, rebuild_in_tf_keras
 
     path = check_model_path(path)
