@@ -242,6 +242,11 @@ def load_grid_file(path: str | os.PathLike[str]) -> Grid:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise EdgekitError(
+            f"grid file {p} is not UTF-8 text (byte {e.start} is {e.object[e.start]:#04x}): "
+            "save it as UTF-8"
+        ) from None
     except OSError as e:
         raise EdgekitError(
             f"cannot read grid file {p} ({e.strerror or e}): pass an existing .toml or .json file"
