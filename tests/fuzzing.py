@@ -194,21 +194,83 @@ _INTERESTING_32 = (
 _INTERESTING_8 = (0, 1, 0x7F, 0x80, 0xFF)
 
 
-def mutate(data: bytes, rng: random.Random, hot: int = 4096) -> tuple[str, bytes]:
+# Tokens put into text formats: deep nesting, numbers out of range, odd literals, a BOM.
+JSON_TOKENS = (
+    b"[" * 5000,
+    b'{"a":' * 3000,
+    b"1e400",
+    b"-1e400",
+    b"NaN",
+    b"-Infinity",
+    b'"\\ud800"',
+    b"\xef\xbb\xbf",
+    b"9" * 5000,
+    b"null",
+    b"true",
+    b'""',
+    b"[]",
+    b"{}",
+    b'"\\u0000"',
+    b"-0",
+    b'"x"' * 1000,
+    b",",
+    b":",
+    b'"',
+)
+TOML_TOKENS = (
+    b"[" * 5000,
+    b"1979-05-27T07:32:00Z",
+    b"07:32:00",
+    b"1979-05-27",
+    b"inf",
+    b"nan",
+    b"0x10",
+    b"1_000",
+    b"[[grid]]\n",
+    b"[grid]\n",
+    b'"""',
+    b"'",
+    b"\n",
+    b"= ",
+    b"{",
+    b"9" * 5000,
+    b"x = {a = [1, {b = 2}]}\n",
+)
+
+
+def mutate(
+    data: bytes, rng: random.Random, hot: int = 4096, tokens: tuple[bytes, ...] = ()
+) -> tuple[str, bytes]:
     """One to three seeded mutations of `data`: bit flips, interesting bytes and 32-bit words,
-    truncation, insertion, deletion, duplication of a chunk. Most land in the first `hot`
-    bytes (headers, tables and offsets live there). Returns (description, bytes)."""
+    truncation, insertion, deletion, duplication of a chunk, and (for text formats) one of
+    `tokens` put in or written over. Most land in the first `hot` bytes (headers, tables and
+    offsets live there). Returns (description, bytes)."""
     b = bytearray(data)
     done = []
+    kinds = (
+        "flip",
+        "flip",
+        "byte",
+        "word",
+        "truncate",
+        "insert",
+        "delete",
+        "duplicate",
+        "random",
+        *(("token",) * 3 if tokens else ()),
+    )
     for _ in range(rng.choice((1, 1, 1, 2, 3))):
         n = len(b)
         if n == 0:
             break
         pos = rng.randrange(min(n, hot)) if rng.random() < 0.7 else rng.randrange(n)
-        kind = rng.choice(
-            ("flip", "flip", "byte", "word", "truncate", "insert", "delete", "duplicate", "random")
-        )
-        if kind == "flip":
+        kind = rng.choice(kinds)
+        if kind == "token":
+            token = rng.choice(tokens)
+            end = pos + (len(token) if rng.random() < 0.5 else 0)
+            b[pos:end] = token
+            done.append(f"token{tokens.index(token)}@{pos}")
+        elif kind == "flip":
             count = rng.choice((1, 1, 2, 4, 16))
             for _ in range(count):
                 p = rng.randrange(min(n, hot)) if rng.random() < 0.7 else rng.randrange(n)
@@ -625,7 +687,7 @@ def fuzz_manifest(n: int, seed: int, work: Path) -> Tally:
     original = json.dumps(base, indent=2).encode()
     for i in range(n - tally.cases):
         rng = _case_rng(seed, "manifest", i)
-        how, data = mutate(original, rng, hot=len(original))
+        how, data = mutate(original, rng, hot=len(original), tokens=JSON_TOKENS)
         target.write_bytes(data)
         run_case(tally, f"bytes case {i}: {how}", lambda: _manifest_consumers(folder, data_dir))
     return tally
@@ -697,51 +759,66 @@ _NPZ_DTYPES = (
 )
 
 
+_GOOD_SHAPES = {"x": [(4, 4), (4, 4, 1), (16,)], "y": [()], "labels": [(3,)]}
+_ODD_SHAPES = {
+    "x": [(), (0,), (4, 0), (3, 4), (2, 2, 2, 2)],
+    "y": [(3,), (1,), (2, 2)],
+    "labels": [(), (0,), (2, 2), (11,)],
+}
+
+
 @st.composite
 def npz_arrays(draw: Any) -> dict[str, np.ndarray]:
-    """The four arrays (and maybe labels) with drawn dtypes, ranks, lengths and values."""
+    """The four arrays (and maybe labels): mostly of fitting dtypes and shapes, some odd in
+    dtype, rank, length or values (hypothesis decides which and how)."""
     out: dict[str, np.ndarray] = {}
-    n_train, n_test = draw(st.integers(0, 6)), draw(st.integers(0, 4))
-    keys = ["x_train", "y_train", "x_test", "y_test", "labels"]
-    for key in keys:
-        if draw(st.integers(0, 9)) == 0:
-            continue  # a missing key
-        dtype = np.dtype(draw(st.sampled_from(_NPZ_DTYPES)))
-        n = n_train if key.endswith("train") else n_test
-        if key.startswith("x"):
-            shape = draw(
-                st.sampled_from(
-                    [(n, 4, 4), (n, 4, 4, 1), (n, 16), (n,), (), (n, 0), (n + 1, 4, 4), (n, 3, 4)]
-                )
+    n_train, n_test = draw(st.integers(0, 8)), draw(st.integers(0, 4))
+    sample = draw(st.sampled_from(_GOOD_SHAPES["x"]))  # x_train's and x_test's, when good
+    for key in ("x_train", "y_train", "x_test", "y_test", "labels"):
+        # (hypothesis favours the first of sampled values: the common case goes first)
+        if draw(st.sampled_from([False] * 19 + [True])) or (
+            key == "labels" and draw(st.booleans())
+        ):
+            continue  # a missing key (labels are optional)
+        kind = key.split("_")[0]
+        good = draw(st.sampled_from([True, True, True, False]))
+        if good:
+            dtype = np.dtype({"x": "uint8", "y": "int64", "labels": "<U8"}[kind])
+            dtype = (
+                np.dtype(draw(st.sampled_from([dtype.str, "float32", "int32"])))
+                if (kind != "labels" and draw(st.booleans()))
+                else dtype
             )
-        elif key.startswith("y"):
-            shape = draw(st.sampled_from([(n,), (n, 3), (), (n, 1), (n + 1,), (n, 2, 2)]))
+            rest = sample if kind == "x" else draw(st.sampled_from(_GOOD_SHAPES[kind]))
         else:
-            shape = draw(st.sampled_from([(3,), (), (0,), (2, 2), (11,)]))
+            dtype = np.dtype(draw(st.sampled_from(_NPZ_DTYPES)))
+            rest = draw(st.sampled_from(_ODD_SHAPES[kind] + _GOOD_SHAPES[kind]))
+        n = n_train if key.endswith("train") else n_test
+        if not good and draw(st.booleans()):
+            n += 1  # one sample more than its partner array
+        shape = rest if kind == "labels" else (n, *rest)
         size = int(np.prod(shape))
         if dtype.kind in "iub":
-            values = draw(st.lists(st.integers(-3, 12), min_size=size, max_size=size))
+            low, high = (0, 2) if good else (-3, 300)
+            values = draw(st.lists(st.integers(low, high), min_size=size, max_size=size))
             info = np.iinfo(dtype) if dtype.kind in "iu" else None
             if info is not None:
                 values = [min(max(v, info.min), info.max) for v in values]
-            if draw(st.booleans()) and info is not None and size:
-                values[0] = draw(st.sampled_from([info.min, info.max]))
             with np.errstate(all="ignore"):
                 arr = np.asarray(values).astype(dtype).reshape(shape)
         elif dtype.kind in "fc":
-            values = draw(
-                st.lists(
-                    st.floats(allow_nan=True, allow_infinity=True, width=16),
-                    min_size=size,
-                    max_size=size,
-                )
-            )
+            floats = st.floats(0, 2, width=16) if good else st.floats(width=16)
+            values = draw(st.lists(floats, min_size=size, max_size=size))
             with np.errstate(all="ignore"):
                 arr = np.asarray(values, dtype=np.float64).astype(dtype).reshape(shape)
+        elif dtype.kind == "U":
+            names = st.text(max_size=8) if not good else st.sampled_from(["a", "b", "c/d"])
+            arr = np.asarray(draw(st.lists(names, min_size=size, max_size=size)), dtype)
+            arr = arr.reshape(shape)
         else:
             arr = np.zeros(shape, dtype)
         out[key] = arr
-    if draw(st.integers(0, 9)) == 0:
+    if draw(st.sampled_from([False] * 9 + [True])):
         out["extra"] = np.zeros(2)
     return out
 
@@ -806,9 +883,11 @@ def fuzz_tf_config(n: int, seed: int, work: Path) -> Tally:
     original = json.dumps(_VALID_TF_CONFIG).encode()
     for i in range(n - tally.cases):
         rng = _case_rng(seed, "tf_config", i)
-        how, data = mutate(original, rng, hot=len(original))
+        how, data = mutate(original, rng, hot=len(original), tokens=JSON_TOKENS)
         text = data.decode("utf-8", errors="replace")
-        run_case(tally, {"bytes": how, "TF_CONFIG": text}, lambda: _tf_config_consumer(text))
+        run_case(
+            tally, {"bytes": how, "TF_CONFIG": text}, lambda text=text: _tf_config_consumer(text)
+        )
     return tally
 
 
@@ -896,10 +975,11 @@ def fuzz_grid(n: int, seed: int, work: Path) -> Tally:
         rng = _case_rng(seed, "grid", i)
         fmt = rng.choice(("json", "toml"))
         original = (json.dumps(_VALID_GRID) if fmt == "json" else toml_text(_VALID_GRID)).encode()
-        how, data = mutate(original, rng, hot=len(original))
+        tokens = JSON_TOKENS if fmt == "json" else TOML_TOKENS
+        how, data = mutate(original, rng, hot=len(original), tokens=tokens)
         path = work / f"grid.{fmt}"
         path.write_bytes(data)
-        run_case(tally, f"bytes case {i}: {fmt} {how}", lambda: _grid_consumer(path, out))
+        run_case(tally, f"bytes case {i}: {fmt} {how}", lambda p=path: _grid_consumer(p, out))
     return tally
 
 
@@ -1013,7 +1093,7 @@ def fuzz_cli(n: int, seed: int, work: Path) -> Tally:
     included."""
     from click.testing import CliRunner
 
-    from edgekit.cli.main import main
+    from edgekit.cli.main import main, user_error
     from edgekit.cli.sweep import plan_sweep
     from edgekit.cli.sweep import sweep as sweep_command
 
@@ -1042,12 +1122,19 @@ def fuzz_cli(n: int, seed: int, work: Path) -> Tally:
     def cases(draw: Any) -> list[str]:
         name = draw(st.sampled_from(sorted(commands)))
         args = _cli_case(draw, commands[name], name)
-        if name == "sweep" and draw(st.integers(0, 2)):
+        if name == "sweep" and draw(st.sampled_from([True, True, False])):
             for _ in range(draw(st.integers(1, 3))):
                 args += ["--grid", draw(OPTION_VALUES)]
-        if name == "inspect" and draw(st.integers(0, 3)) == 0:
-            return [name, draw(OPTION_VALUES), *args[1:]]
-        return [name, *fixed[name], *args[1:]]
+        given = list(fixed[name])
+        # Paths too, sometimes: the file or folder argument, a MODEL, --data.
+        if draw(st.sampled_from([False, False, True])):
+            if name in ("inspect", "verify", "bench"):
+                given[0] = draw(OPTION_VALUES)
+            elif name in ("export", "sweep"):
+                given.append(draw(OPTION_VALUES))
+        if name in ("export", "train", "sweep") and draw(st.sampled_from([False, False, True])):
+            given[1] = draw(OPTION_VALUES)
+        return [name, *given, *args[1:]]
 
     def sweep_case(args: list[str]) -> str | None:
         import click
@@ -1055,13 +1142,16 @@ def fuzz_cli(n: int, seed: int, work: Path) -> Tally:
         try:
             with sweep_command.make_context("sweep", args[1:]) as ctx:
                 plan_sweep(ctx.params.pop("model"), ctx.params)
-        except click.ClickException as e:
-            message = e.format_message()
-            if "\n" in message.strip():
-                raise Finding(f"an error of several lines: {message!r}") from None
-            return f"click {type(e).__name__}"
         except click.exceptions.Exit:
             return None
+        except Exception as e:  # shown as `edgekit sweep` shows it (cli.main's error handling)
+            error = e if isinstance(e, click.ClickException) else user_error(e)
+            if error is None:
+                raise
+            message = error.format_message()
+            if "\n" in message.strip():
+                raise Finding(f"an error of several lines: {message!r}") from None
+            return f"click {type(error).__name__}"
         return None
 
     def body(args: list[str]) -> None:
@@ -1070,7 +1160,8 @@ def fuzz_cli(n: int, seed: int, work: Path) -> Tally:
         else:
             run_case(tally, args, lambda: _cli_outcome(runner.invoke(main, args), args))
 
-    run_hypothesis(n, seed, cases(), body)
+    with contextlib.chdir(work):  # relative paths land in the harness's folder
+        run_hypothesis(n, seed, cases(), body)
     shutil.rmtree(work / "out", ignore_errors=True)
     return tally
 

@@ -506,6 +506,15 @@ def read_manifest(folder_or_file: str | os.PathLike[str]) -> Manifest:
         ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ManifestError(f"{path} is not valid JSON ({e}): re-export or re-copy it") from None
+    except RecursionError:
+        raise ManifestError(
+            f"{path} is nested too deeply to be a manifest: re-export or re-copy it"
+        ) from None
+    except ValueError:  # a NUL character in the path
+        raise ManifestError(
+            f"{str(path)!r} is not a valid path (it holds a NUL character): pass the folder of "
+            "an export"
+        ) from None
     return Manifest.from_dict(data, str(path))
 
 

@@ -131,6 +131,11 @@ def read_model_file(path: str | os.PathLike[str]) -> ModelFile:
         raise ModelFileError(
             f"cannot read {path} ({e.strerror or e}): pass a readable .tflite file"
         ) from None
+    except ValueError:  # a NUL character in the path
+        raise ModelFileError(
+            f"{str(path)!r} is not a valid path (it holds a NUL character): pass the path of "
+            "a .tflite file"
+        ) from None
     return parse_model_bytes(data, str(path))
 
 

@@ -377,23 +377,36 @@ class _Server:
         self.peak_reset = False
 
     def load(self, req: dict[str, Any]) -> dict[str, Any]:
-        _fault(str(req.get("path", "")))
+        from edgekit.core.errors import ModelFileError
+
+        path = str(req.get("path", ""))
+        _fault(path)
         kind = model_kind(str(req.get("kind") or "tflite"))
         kind.prepare(req)
         gc.collect()
         self.rss_before = _rss_bytes()
         self.peak_reset = _reset_peak_rss()
-        model = kind(req)
-        t0 = time.perf_counter_ns()
-        model.invoke()
-        first_ns = time.perf_counter_ns() - t0
+        try:
+            model = kind(req)
+            t0 = time.perf_counter_ns()
+            try:
+                model.invoke()
+            except RuntimeError as e:  # the runtime's words for a file it loads but cannot run
+                raise ModelFileError(
+                    f"loads but one inference fails ({_error_line(e)}): re-export or re-copy it"
+                ) from None
+            first_ns = time.perf_counter_ns() - t0
+            answer = {
+                "load_ns": model.load_ns,
+                "first_inference_ns": first_ns,
+                "outputs_finite": model.outputs_finite(),
+                **model.info(),
+            }
+        except ModelFileError as e:  # name the file, once
+            message = str(e)
+            raise ModelFileError(message if path in message else f"{path}: {message}") from None
         self.model = model
-        return {
-            "load_ns": model.load_ns,
-            "first_inference_ns": first_ns,
-            "outputs_finite": model.outputs_finite(),
-            **model.info(),
-        }
+        return answer
 
     def round(self, req: dict[str, Any]) -> dict[str, Any]:
         assert self.model is not None, "load first"

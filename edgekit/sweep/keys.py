@@ -262,6 +262,10 @@ def load_grid_file(path: str | os.PathLike[str]) -> Grid:
         raise EdgekitError(
             f"grid file {p}: TOML needs Python >= 3.11 here; write the grid as JSON instead"
         ) from None
+    except RecursionError:
+        raise EdgekitError(
+            f"grid file {p} is nested too deeply: a grid maps keys to lists of values"
+        ) from None
     except ValueError as e:  # json.JSONDecodeError and tomllib.TOMLDecodeError
         first = first_line(e)
         raise EdgekitError(f"grid file {p} is not valid {p.suffix[1:].upper()}: {first}") from None

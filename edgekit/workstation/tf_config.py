@@ -106,6 +106,8 @@ def read_tf_config(environ: Mapping[str, str] | None = None) -> WorkerRole:
         config = json.loads(raw)
     except json.JSONDecodeError as e:
         raise _tf_config_error(f"TF_CONFIG is not JSON ({e.msg} at character {e.pos})") from None
+    except RecursionError:
+        raise _tf_config_error("TF_CONFIG is nested too deeply") from None
     if not isinstance(config, dict):
         raise _tf_config_error(f"TF_CONFIG is a JSON {type(config).__name__}, not an object")
     cluster, task = config.get("cluster"), config.get("task")
@@ -137,7 +139,7 @@ def read_tf_config(environ: Mapping[str, str] | None = None) -> WorkerRole:
     if not isinstance(task, dict):
         raise _tf_config_error('TF_CONFIG has no "task" naming this process')
     task_type, index = task.get("type"), task.get("index")
-    if task_type not in jobs:
+    if not isinstance(task_type, str) or task_type not in jobs:
         raise _tf_config_error(
             f"TF_CONFIG's task type is {task_type!r}, expected one of the cluster's jobs "
             f"({', '.join(jobs)})"
