@@ -120,10 +120,10 @@ def gzip_size(data: bytes) -> int:
 def read_model_file(path: str | os.PathLike[str]) -> ModelFile:
     """Parse a .tflite file. Raises ModelFileError with a reason for anything that is not one."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        # A folder, a FIFO or a device such as /dev/zero: reading could fail or never end.
+        raise ModelFileError(f"{path} is not a regular file: pass the path of a .tflite file")
     try:
-        if path.exists() and not path.is_file():
-            # A folder, a FIFO or a device such as /dev/zero: reading could fail or never end.
-            raise ModelFileError(f"{path} is not a regular file: pass the path of a .tflite file")
         data = path.read_bytes()
     except FileNotFoundError:
         raise ModelFileError(f"{path} does not exist: pass the path of a .tflite file") from None
