@@ -207,3 +207,74 @@ def test_tf_config_of_the_wrong_shape_is_one_line(text: str, message: str) -> No
     with pytest.raises(EdgekitError) as e:
         read_tf_config({"TF_CONFIG": text})
     assert str(e.value).startswith(message + ": --distributed needs TF_CONFIG")
+
+
+@pytest.mark.parametrize("port", ["²", "9" * 5000])
+def test_a_tf_config_port_of_odd_digits_is_one_line(port: str) -> None:
+    text = json.dumps(
+        {"cluster": {"worker": [f"a:{port}"]}, "task": {"type": "worker", "index": 0}}
+    )
+    with pytest.raises(EdgekitError, match="not a host:port address: --distributed needs"):
+        read_tf_config({"TF_CONFIG": text})
+    with pytest.raises(EdgekitError, match=r"^TF_CONFIG is not JSON \(Exceeds the limit"):
+        read_tf_config({"TF_CONFIG": '{"cluster": ' + "9" * 5000 + "}"})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"sparsity": [1' + "0" * 400 + "]}", "grid value sparsity=1000"),
+        ('{"hidden": [[1e400]]}', "grid value hidden=[inf] is not a list of sizes"),
+    ],
+)
+def test_grid_numbers_out_of_range_are_one_line(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "grid.json"
+    path.write_text(text)
+    with pytest.raises(EdgekitError) as e:
+        load_grid_file(path)
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+def test_a_manifest_with_a_number_of_5000_digits_is_not_json(export_copy: Path) -> None:
+    (export_copy / "manifest.json").write_text('{"format": ' + "9" * 5000 + "}")
+    with pytest.raises(ManifestError, match=r"is not valid JSON \(Exceeds the limit \(4300 digits"):
+        read_manifest(export_copy)
+
+
+def test_a_path_too_long_for_the_file_system_is_a_usage_error() -> None:
+    from click.testing import CliRunner
+
+    from edgekit.cli.main import main
+
+    for args in (["verify", "9" * 5000, "--no-run"], ["bench", "9" * 5000], ["inspect", "9" * 300]):
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 2, r.output
+        assert r.output.strip().splitlines()[-1].startswith("Error: a path given is too long ('99")
+
+
+def _with_input_shape(data: bytes, height: int) -> bytes:
+    """The seed file with its input's height (1, 8, 8, 3) set to `height`."""
+    old = np.array([1, 8, 8, 3], "<i4").tobytes()
+    assert data.count(old) >= 1
+    return data.replace(old, np.array([1, height, 8, 3], "<i4").tobytes(), 1)
+
+
+def test_a_damaged_shape_of_gigabytes_is_refused_before_the_runtime_allocates_it(
+    tmp_path: Path,
+) -> None:
+    """A flipped bit in a dimension made LiteRT allocate and compute for over a minute."""
+    from edgekit.device.worker import ChildError, ChildProcess
+
+    seed = (Path(__file__).parent / "data" / "fuzz" / "tiny_float32.tflite").read_bytes()
+    path = tmp_path / "damaged.tflite"
+    path.write_bytes(_with_input_shape(seed, 33554440))
+    child = ChildProcess()
+    try:
+        with pytest.raises(ChildError) as e:
+            child.request({"cmd": "load", "path": str(path), "runtime": "litert"}, 60.0)
+    finally:
+        child.close()
+    assert str(e.value) == (
+        f"{path} is damaged: tensor 'serving_default_input_1:0' of shape (1, 33554440, 8, 3) "
+        "would take 3.0 GiB; re-export or re-copy it"
+    )

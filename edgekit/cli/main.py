@@ -6,6 +6,7 @@ TensorFlow is imported only inside the commands that train or convert (`export`,
 
 from __future__ import annotations
 
+import errno
 import signal
 import sys
 import threading
@@ -51,7 +52,7 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
-        except ValueError as e:  # EdgekitError, and click's for a path with a NUL in it
+        except (ValueError, OSError) as e:  # EdgekitError; a NUL in a path; a path too long
             error = user_error(e)
             if error is None:
                 raise
@@ -72,6 +73,10 @@ def user_error(e: BaseException) -> click.ClickException | None:
     expect (a bug: its traceback is shown)."""
     if isinstance(e, EdgekitError):
         return click.ClickException(one_line(str(e)))
+    if isinstance(e, OSError) and e.errno == errno.ENAMETOOLONG:
+        name = str(e.filename or "")
+        shown = name if len(name) <= 60 else f"{name[:40]}...({len(name)} characters)"
+        return click.UsageError(f"a path given is too long ({shown!r}): pass a shorter path")
     if isinstance(e, ValueError) and "embedded null byte" in str(e):
         # click's Path type stats a path and lets this ValueError through
         return click.UsageError("a path given holds a NUL character (\\x00): pass paths without it")

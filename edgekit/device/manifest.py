@@ -499,22 +499,27 @@ def read_manifest(folder_or_file: str | os.PathLike[str]) -> Manifest:
     if path.is_dir():
         path = path / MANIFEST_NAME
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ManifestError(
             f"{path} does not exist: run `edgekit export` to write the files and their manifest"
         ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ManifestError(f"{path} is not valid JSON ({e}): re-export or re-copy it") from None
-    except RecursionError:
-        raise ManifestError(
-            f"{path} is nested too deeply to be a manifest: re-export or re-copy it"
-        ) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ManifestError(f"{path} cannot be read ({e}): re-export or re-copy it") from None
     except ValueError:  # a NUL character in the path
         raise ManifestError(
             f"{str(path)!r} is not a valid path (it holds a NUL character): pass the folder of "
             "an export"
         ) from None
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise ManifestError(
+            f"{path} is nested too deeply to be a manifest: re-export or re-copy it"
+        ) from None
+    except ValueError as e:  # JSONDecodeError, or an integer of more than 4300 digits
+        what = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise ManifestError(f"{path} is not valid JSON ({what}): re-export or re-copy it") from None
     return Manifest.from_dict(data, str(path))
 
 

@@ -258,10 +258,15 @@ def _fault(path: str) -> None:
 class TfliteModel:
     @staticmethod
     def prepare(request: dict[str, Any]) -> None:
-        """Import the runtime, so its own memory is not counted as the model's."""
+        """Import the runtime, so its own memory is not counted as the model's, and refuse a
+        file whose tensors the runtime would spend minutes allocating (a damaged shape)."""
+        from edgekit.device.modelfile import check_tensor_sizes
         from edgekit.device.runtime import get_runtime
 
         get_runtime(str(request.get("runtime", "auto")))
+        path = Path(str(request["path"]))
+        with contextlib.suppress(OSError):  # a file that cannot be read: the runtime says so
+            check_tensor_sizes(path.read_bytes(), str(path))
 
     def __init__(self, request: dict[str, Any]) -> None:
         from edgekit.device.runtime import get_runtime, input_details, load_interpreter, quantize
@@ -391,17 +396,27 @@ class _Server:
             t0 = time.perf_counter_ns()
             try:
                 model.invoke()
-            except RuntimeError as e:  # the runtime's words for a file it loads but cannot run
+            except (RuntimeError, ValueError) as e:  # the runtime's words for a file it
+                if isinstance(e, ModelFileError):  # loads but cannot run
+                    raise
                 raise ModelFileError(
                     f"loads but one inference fails ({_error_line(e)}): re-export or re-copy it"
                 ) from None
             first_ns = time.perf_counter_ns() - t0
-            answer = {
-                "load_ns": model.load_ns,
-                "first_inference_ns": first_ns,
-                "outputs_finite": model.outputs_finite(),
-                **model.info(),
-            }
+            try:
+                answer = {
+                    "load_ns": model.load_ns,
+                    "first_inference_ns": first_ns,
+                    "outputs_finite": model.outputs_finite(),
+                    **model.info(),
+                }
+            except (RuntimeError, ValueError) as e:  # e.g. "Tensor data is null"
+                if isinstance(e, ModelFileError):
+                    raise
+                raise ModelFileError(
+                    f"runs but its outputs cannot be read ({_error_line(e)}): re-export or "
+                    "re-copy it"
+                ) from None
         except ModelFileError as e:  # name the file, once
             message = str(e)
             raise ModelFileError(message if path in message else f"{path}: {message}") from None

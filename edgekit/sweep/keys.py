@@ -85,7 +85,13 @@ GRID_KEYS: dict[str, GridKey] = {
     "clusters": GridKey("int", True),
     "cluster_epochs": GridKey("int"),
 }
-_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false"}
+_NAMES = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "sizes": "a list of sizes",
+    "image_size": "a size HxW",
+}
 
 
 def normalize_key(key: str) -> str:
@@ -120,7 +126,7 @@ def parse_value(key: str, value: Any) -> GridValue:
         return _convert(spec, value)
     except EdgekitError as e:  # e.g. an unknown precision: its own words
         raise EdgekitError(f"grid value {key}={value!r}: {e}") from None
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         want = _NAMES.get(spec.kind, "a value")
         raise EdgekitError(
             f"grid value {key}={value!r} is not {want}: pass e.g. {_example(key)}"

@@ -87,7 +87,10 @@ class WorkerRole:
 
 def _address(value: Any, where: str) -> str:
     host, _, port = str(value).rpartition(":") if isinstance(value, str) else ("", "", "")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    # ASCII digits only ("²".isdigit() is True, and int() refuses it), at most 5 of them
+    if not host or not (port.isascii() and port.isdigit() and len(port) <= 5):
+        raise _tf_config_error(f"TF_CONFIG {where} is {value!r}, not a host:port address")
+    if not 0 < int(port) < 65536:
         raise _tf_config_error(f"TF_CONFIG {where} is {value!r}, not a host:port address")
     return str(value)
 
@@ -108,6 +111,8 @@ def read_tf_config(environ: Mapping[str, str] | None = None) -> WorkerRole:
         raise _tf_config_error(f"TF_CONFIG is not JSON ({e.msg} at character {e.pos})") from None
     except RecursionError:
         raise _tf_config_error("TF_CONFIG is nested too deeply") from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        raise _tf_config_error(f"TF_CONFIG is not JSON ({str(e)[:80]})") from None
     if not isinstance(config, dict):
         raise _tf_config_error(f"TF_CONFIG is a JSON {type(config).__name__}, not an object")
     cluster, task = config.get("cluster"), config.get("task")
