@@ -50,22 +50,26 @@ def _version(dist: str) -> str:
 
 
 def _git_commit() -> str | None:
+    """The commit the run starts from, "+changes" when the code or harness differ from it."""
     import subprocess
 
+    def git(*args: str) -> str:
+        root = Path(__file__).resolve().parents[1]
+        return subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        commit = git("rev-parse", "--short", "HEAD")
+        changed = git("status", "--porcelain", "--", "edgekit", "tests/fuzzing.py", "tests/data")
     except (OSError, subprocess.CalledProcessError):
         return None
-    return out.stdout.strip() or None
+    return commit + ("+changes" if changed else "")
 
 
-def _run(name: str, cases: int, seed: int, work: str) -> tuple[str, dict[str, Any]]:
+def _run(
+    name: str, cases: int, seed: int, work: str, commit: str | None
+) -> tuple[str, dict[str, Any]]:
     """One target in this process (its main thread: the hang alarm needs it)."""
     tally = run_target(name, cases, seed, Path(work))
     print(
@@ -78,7 +82,7 @@ def _run(name: str, cases: int, seed: int, work: str) -> tuple[str, dict[str, An
         **tally.to_dict(),
         "seed": seed,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "git_commit": _git_commit(),
+        "git_commit": commit,
     }
 
 
@@ -96,16 +100,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args(argv)
     names = args.target or list(TARGETS)
+    commit = _git_commit()
     results: dict[str, Any] = {}
     if args.target and args.out.is_file():
         results = json.loads(args.out.read_text()).get("targets", {})
     with tempfile.TemporaryDirectory(prefix="edgekit-fuzz-") as work:
         if args.jobs > 1:
             with ProcessPoolExecutor(args.jobs) as pool:
-                futures = [pool.submit(_run, n, args.cases, args.seed, work) for n in names]
+                futures = [pool.submit(_run, n, args.cases, args.seed, work, commit) for n in names]
                 done = dict(f.result() for f in futures)
         else:
-            done = dict(_run(n, args.cases, args.seed, work) for n in names)
+            done = dict(_run(n, args.cases, args.seed, work, commit) for n in names)
     results |= done
     results = {n: results[n] for n in TARGETS if n in results}
     report = {

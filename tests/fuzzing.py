@@ -563,11 +563,11 @@ def run_hypothesis(n: int, seed: int, strategy: Any, body: Callable[[Any], None]
 
 def fuzz_tflite(n: int, seed: int, work: Path) -> Tally:
     """Damaged .tflite bytes through the Python reader and everything that reads its result:
-    parse, opcheck (compute layers, precision checks, float ops), `edgekit inspect`'s
-    dict, and the manifest records export makes of a file."""
+    the worker's tensor-size check, parse, opcheck (compute layers, precision checks, float
+    ops), `edgekit inspect`'s dict, and the manifest records export makes of a file."""
     from edgekit.cli.report import inspect_dict
     from edgekit.device.manifest import TensorRecord
-    from edgekit.device.modelfile import parse_model_bytes
+    from edgekit.device.modelfile import check_tensor_sizes, parse_model_bytes
     from edgekit.device.opcheck import EXPECTED, float_ops, precision_problems
 
     tally = Tally("tflite")
@@ -578,6 +578,7 @@ def fuzz_tflite(n: int, seed: int, work: Path) -> Tally:
         how, data = mutate(original, rng)
 
         def case(data: bytes = data) -> None:
+            check_tensor_sizes(data, "damaged.tflite")  # what the model worker checks first
             model = parse_model_bytes(data, "damaged.tflite")
             json.dumps(inspect_dict(model))
             for t in (*model.inputs, *model.outputs):
