@@ -932,11 +932,10 @@ def toml_text(value: Any, top: bool = True) -> str:
 def _grid_consumer(path: Path, out: Path) -> None:
     """A grid file as `edgekit sweep --grid FILE` reads it: parsed, expanded into points over
     the default settings, each point's config checked and hashed (nothing runs)."""
-    from edgekit.core.config import PipelineConfig
     from edgekit.sweep import expand_grid, parse_grid
 
     grid = parse_grid([str(path)])
-    points = expand_grid(grid, PipelineConfig(), out)
+    points = expand_grid(grid, {}, out)  # over the default options
     for p in points:
         _ = p.label
 
