@@ -6,6 +6,7 @@ TensorFlow is imported only inside the commands that train or convert (`export`,
 
 from __future__ import annotations
 
+import errno
 import signal
 import sys
 import threading
@@ -51,10 +52,13 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
-        except EdgekitError as e:
+        except (ValueError, OSError) as e:  # EdgekitError; a NUL in a path; a path too long
+            error = user_error(e)
+            if error is None:
+                raise
             if ctx.obj and ctx.obj.get("debug"):
                 traceback.print_exc()
-            raise click.ClickException(str(e)) from None
+            raise error from None
         except KeyboardInterrupt as e:
             what = "terminated" if isinstance(e, _Terminated) else "interrupted"
             click.echo(f"{what}: no partial output was left behind", err=True)
@@ -62,6 +66,29 @@ class _Group(click.Group):
         finally:
             if previous_sigterm is not None:
                 signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+def user_error(e: BaseException) -> click.ClickException | None:
+    """The one-line click error edgekit shows for `e`, or None for an exception it does not
+    expect (a bug: its traceback is shown)."""
+    if isinstance(e, EdgekitError):
+        return click.ClickException(one_line(str(e)))
+    if isinstance(e, OSError) and e.errno == errno.ENAMETOOLONG:
+        name = str(e.filename or "")
+        shown = name if len(name) <= 60 else f"{name[:40]}...({len(name)} characters)"
+        return click.UsageError(f"a path given is too long ({shown!r}): pass a shorter path")
+    if isinstance(e, ValueError) and "embedded null byte" in str(e):
+        # click's Path type stats a path and lets this ValueError through
+        return click.UsageError("a path given holds a NUL character (\\x00): pass paths without it")
+    return None
+
+
+def one_line(message: str) -> str:
+    """The message on one line: a newline or other control character in it (from a file or
+    folder name the user gave) is shown escaped, as in Python ('\\n')."""
+    if message.isprintable():
+        return message
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
 
 
 def _catch_sigterm() -> Any:

@@ -78,21 +78,9 @@ def sweep(model: str | None, **kw: Any) -> None:
     """
     from edgekit.cli.report.plot import require_matplotlib
     from edgekit.cli.report.sweep import print_sweep, write_sweep_outputs
-    from edgekit.sweep import SweepConfig, parse_grid, point_salt, run_sweep
+    from edgekit.sweep import run_sweep
 
-    _refuse_what_a_sweep_cannot_do(kw)
-    grid = parse_grid(kw["grid"])
-    config = SweepConfig(
-        output_dir=kw["output"],
-        jobs=kw["jobs"],
-        ray=kw["ray_address"] is not None,
-        ray_address=None if kw["ray_address"] in (None, "local") else kw["ray_address"],
-        threads_per_point=kw["threads_per_point"],
-        bench=kw["bench"],
-        wait=kw["wait"],
-    )
-    model_sha = _model_sha256(model)
-    points = sweep_points(kw, model, grid, salt=point_salt(config.threads_per_point, model_sha))
+    grid, config, points = plan_sweep(model, kw)
     try:
         require_matplotlib()
         plot = True
@@ -140,3 +128,27 @@ def sweep_points(
         salt=salt,
         model_given=model is not None,
     )
+
+
+def plan_sweep(model: str | None, kw: dict[str, Any]) -> tuple[Grid, Any, list[SweepPoint]]:
+    """`sweep`'s options as (grid, SweepConfig, checked points): everything before a point runs.
+
+    Raises:
+        EdgekitError: no --grid, a bad grid value or option, or a point with invalid settings.
+    """
+    from edgekit.sweep import SweepConfig, parse_grid, point_salt
+
+    _refuse_what_a_sweep_cannot_do(kw)
+    grid = parse_grid(kw["grid"])
+    config = SweepConfig(
+        output_dir=kw["output"],
+        jobs=kw["jobs"],
+        ray=kw["ray_address"] is not None,
+        ray_address=None if kw["ray_address"] in (None, "local") else kw["ray_address"],
+        threads_per_point=kw["threads_per_point"],
+        bench=kw["bench"],
+        wait=kw["wait"],
+    )
+    model_sha = _model_sha256(model)
+    points = sweep_points(kw, model, grid, salt=point_salt(config.threads_per_point, model_sha))
+    return grid, config, points

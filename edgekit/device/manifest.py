@@ -390,7 +390,10 @@ class Manifest:
                 f"'labels' must be a list of class names, {_got(labels)}",
             )
             _need(_opt_fraction(d.get("keras_accuracy")), "'keras_accuracy' must be in [0, 1]")
-            dup = _duplicate([f.get("file") for f in files if isinstance(f, dict)])
+            # Names of another type are refused, with their record, by FileRecord.from_dict.
+            dup = _duplicate(
+                [f["file"] for f in files if isinstance(f, dict) and isinstance(f.get("file"), str)]
+            )
             _need(dup is None, f"{dup!r} is listed twice in 'files'")
             return cls(
                 files=tuple(FileRecord.from_dict(f) for f in files),
@@ -398,11 +401,11 @@ class Manifest:
                 dataset=_str_dict(d.get("dataset"), "dataset"),
                 keras_accuracy=d.get("keras_accuracy"),
                 keras_model=None if keras is None else FileRecord.from_dict(keras),
-                config=_str_dict(d.get("config"), "config"),
+                config=_config(d.get("config")),
                 versions=_str_dict(d.get("versions"), "versions"),
                 machine=_str_dict(d.get("machine"), "machine"),
                 input=_input_spec(d.get("input")),
-                selection=_str_dict(d.get("selection"), "selection"),
+                selection=_selection(d.get("selection")),
                 stage_seconds=_stage_seconds(d.get("stage_seconds")),
                 edgekit_version=str(d.get("edgekit_version", "unknown")),
                 format_version=int(version),
@@ -413,6 +416,11 @@ class Manifest:
 
 def _input_spec(value: Any) -> InputSpec:
     spec = _str_dict(value, "input")
+    raw_dtype = spec.get("raw_dtype")
+    _need(
+        raw_dtype is None or isinstance(raw_dtype, str),
+        f"'input.raw_dtype' must be a dtype name, {_got(raw_dtype)}",
+    )
     for key in ("scale", "offset"):
         _need(_opt_number(spec.get(key)), f"'input.{key}' must be a number, {_got(spec.get(key))}")
     shape = spec.get("shape")
@@ -430,8 +438,40 @@ def _stage_seconds(value: Any) -> dict[str, float]:
     return times
 
 
-def _duplicate(names: list[Any]) -> Any:
-    seen: set[Any] = set()
+def _config(value: Any) -> dict[str, Any]:
+    """The run's settings; bench reads the data split of image folders from `config.data`."""
+    config = _str_dict(value, "config")
+    data = _str_dict(config.get("data"), "config.data")
+    split, seed = data.get("test_split"), data.get("seed")
+    _need(
+        split is None or (_number(split) and 0.0 < split < 1.0),
+        f"'config.data.test_split' must be a fraction in (0, 1), {_got(split)}",
+    )
+    _need(
+        seed is None or _count(seed),
+        f"'config.data.seed' must be an integer >= 0, {_got(seed)}",
+    )
+    return config
+
+
+def _selection(value: Any) -> dict[str, Any]:
+    """The accuracy budget and the recommended file (bench prints both)."""
+    selection = _str_dict(value, "selection")
+    budget = selection.get("max_accuracy_drop_points")
+    _need(
+        _opt_number(budget),
+        f"'selection.max_accuracy_drop_points' must be a number, {_got(budget)}",
+    )
+    name = selection.get("recommended")
+    _need(
+        name is None or isinstance(name, str),
+        f"'selection.recommended' must be a file name, {_got(name)}",
+    )
+    return selection
+
+
+def _duplicate(names: list[str]) -> str | None:
+    seen: set[str] = set()
     for n in names:
         if n in seen:
             return n
@@ -459,13 +499,27 @@ def read_manifest(folder_or_file: str | os.PathLike[str]) -> Manifest:
     if path.is_dir():
         path = path / MANIFEST_NAME
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ManifestError(
             f"{path} does not exist: run `edgekit export` to write the files and their manifest"
         ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ManifestError(f"{path} is not valid JSON ({e}): re-export or re-copy it") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ManifestError(f"{path} cannot be read ({e}): re-export or re-copy it") from None
+    except ValueError:  # a NUL character in the path
+        raise ManifestError(
+            f"{str(path)!r} is not a valid path (it holds a NUL character): pass the folder of "
+            "an export"
+        ) from None
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise ManifestError(
+            f"{path} is nested too deeply to be a manifest: re-export or re-copy it"
+        ) from None
+    except ValueError as e:  # JSONDecodeError, or an integer of more than 4300 digits
+        what = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise ManifestError(f"{path} is not valid JSON ({what}): re-export or re-copy it") from None
     return Manifest.from_dict(data, str(path))
 
 

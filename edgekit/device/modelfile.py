@@ -120,16 +120,21 @@ def gzip_size(data: bytes) -> int:
 def read_model_file(path: str | os.PathLike[str]) -> ModelFile:
     """Parse a .tflite file. Raises ModelFileError with a reason for anything that is not one."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        # A folder, a FIFO or a device such as /dev/zero: reading could fail or never end.
+        raise ModelFileError(f"{path} is not a regular file: pass the path of a .tflite file")
     try:
-        if path.exists() and not path.is_file():
-            # A folder, a FIFO or a device such as /dev/zero: reading could fail or never end.
-            raise ModelFileError(f"{path} is not a regular file: pass the path of a .tflite file")
         data = path.read_bytes()
     except FileNotFoundError:
         raise ModelFileError(f"{path} does not exist: pass the path of a .tflite file") from None
     except OSError as e:
         raise ModelFileError(
             f"cannot read {path} ({e.strerror or e}): pass a readable .tflite file"
+        ) from None
+    except ValueError:  # a NUL character in the path
+        raise ModelFileError(
+            f"{str(path)!r} is not a valid path (it holds a NUL character): pass the path of "
+            "a .tflite file"
         ) from None
     return parse_model_bytes(data, str(path))
 
@@ -154,6 +159,45 @@ def parse_model_bytes(data: bytes, label: str = "model") -> ModelFile:
             f"{label} is damaged: its flatbuffer cannot be parsed ({type(e).__name__}: {e}); "
             "re-export or re-copy it"
         ) from None
+
+
+# No tensor of an edge model at batch 1 comes near this; a damaged shape (a flipped bit in a
+# dimension) does, and LiteRT would then allocate and compute for minutes, or fail to.
+MAX_TENSOR_BYTES = 2**30
+
+
+def check_tensor_sizes(data: bytes, label: str = "model") -> None:
+    """Refuse a file with a tensor over MAX_TENSOR_BYTES before a runtime allocates it. A
+    flatbuffer this cannot read is left to the runtime to judge (nothing raised here).
+
+    Raises:
+        ModelFileError: such a tensor (named, with its shape).
+    """
+    try:
+        schema = _schema()
+        itemsize = {
+            code: np.dtype(_NUMPY_TYPES.get(name, np.float32)).itemsize
+            for code, name in _enum_names(schema.TensorType).items()
+        }
+        model = schema.Model.GetRootAs(data, 0)
+        for g in range(model.SubgraphsLength()):
+            sub = model.Subgraphs(g)
+            for t in range(sub.TensorsLength()):
+                tensor = sub.Tensors(t)
+                shape = [int(d) for d in tensor.ShapeAsNumpy()] if tensor.ShapeLength() else []
+                size = itemsize.get(tensor.Type(), 4)
+                for d in shape:
+                    size *= max(d, 1)
+                if size > MAX_TENSOR_BYTES:
+                    name = (tensor.Name() or b"").decode(errors="replace")
+                    raise ModelFileError(
+                        f"{label} is damaged: tensor {name!r} of shape {tuple(shape)} would take "
+                        f"{size / 2**30:.1f} GiB; re-export or re-copy it"
+                    )
+    except ModelFileError:
+        raise
+    except Exception:  # a damaged flatbuffer raises anything from struct.error to IndexError
+        return
 
 
 def _parse(data: bytes, label: str) -> ModelFile:

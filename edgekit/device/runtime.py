@@ -178,11 +178,22 @@ def load_interpreter(
 
 
 def input_details(interpreter: Interpreter) -> list[TensorInfo]:
-    return [_tensor_info(d) for d in interpreter.get_input_details()]
+    return [_tensor_info(d) for d in _details(interpreter.get_input_details)]
 
 
 def output_details(interpreter: Interpreter) -> list[TensorInfo]:
-    return [_tensor_info(d) for d in interpreter.get_output_details()]
+    return [_tensor_info(d) for d in _details(interpreter.get_output_details)]
+
+
+def _details(get: Any) -> list[dict[str, Any]]:
+    """The runtime's tensor details; a damaged name (not UTF-8) is a damaged file."""
+    try:
+        return list(get())
+    except UnicodeDecodeError as e:
+        raise ModelFileError(
+            f"a tensor name in the file is not UTF-8 (byte {e.object[e.start]:#04x} at "
+            f"{e.start}): the file is damaged; re-export or re-copy it"
+        ) from None
 
 
 def quantize(x: np.ndarray, info: TensorInfo) -> np.ndarray:

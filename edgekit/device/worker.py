@@ -258,10 +258,15 @@ def _fault(path: str) -> None:
 class TfliteModel:
     @staticmethod
     def prepare(request: dict[str, Any]) -> None:
-        """Import the runtime, so its own memory is not counted as the model's."""
+        """Import the runtime, so its own memory is not counted as the model's, and refuse a
+        file whose tensors the runtime would spend minutes allocating (a damaged shape)."""
+        from edgekit.device.modelfile import check_tensor_sizes
         from edgekit.device.runtime import get_runtime
 
         get_runtime(str(request.get("runtime", "auto")))
+        path = Path(str(request["path"]))
+        with contextlib.suppress(OSError):  # a file that cannot be read: the runtime says so
+            check_tensor_sizes(path.read_bytes(), str(path))
 
     def __init__(self, request: dict[str, Any]) -> None:
         from edgekit.device.runtime import get_runtime, input_details, load_interpreter, quantize
@@ -377,23 +382,46 @@ class _Server:
         self.peak_reset = False
 
     def load(self, req: dict[str, Any]) -> dict[str, Any]:
-        _fault(str(req.get("path", "")))
+        from edgekit.core.errors import ModelFileError
+
+        path = str(req.get("path", ""))
+        _fault(path)
         kind = model_kind(str(req.get("kind") or "tflite"))
         kind.prepare(req)
         gc.collect()
         self.rss_before = _rss_bytes()
         self.peak_reset = _reset_peak_rss()
-        model = kind(req)
-        t0 = time.perf_counter_ns()
-        model.invoke()
-        first_ns = time.perf_counter_ns() - t0
+        try:
+            model = kind(req)
+            t0 = time.perf_counter_ns()
+            try:
+                model.invoke()
+            except (RuntimeError, ValueError) as e:  # the runtime's words for a file it
+                if isinstance(e, ModelFileError):  # loads but cannot run
+                    raise
+                raise ModelFileError(
+                    f"loads but one inference fails ({_error_line(e)}): re-export or re-copy it"
+                ) from None
+            first_ns = time.perf_counter_ns() - t0
+            try:
+                answer = {
+                    "load_ns": model.load_ns,
+                    "first_inference_ns": first_ns,
+                    "outputs_finite": model.outputs_finite(),
+                    **model.info(),
+                }
+            except (RuntimeError, ValueError) as e:  # e.g. "Tensor data is null"
+                if isinstance(e, ModelFileError):
+                    raise
+                raise ModelFileError(
+                    f"runs but its outputs cannot be read ({_error_line(e)}): re-export or "
+                    "re-copy it"
+                ) from None
+        except ModelFileError as e:  # name the file, once
+            message = str(e)
+            raise ModelFileError(message if path in message else f"{path}: {message}") from None
         self.model = model
-        return {
-            "load_ns": model.load_ns,
-            "first_inference_ns": first_ns,
-            "outputs_finite": model.outputs_finite(),
-            **model.info(),
-        }
+        return answer
 
     def round(self, req: dict[str, Any]) -> dict[str, Any]:
         assert self.model is not None, "load first"

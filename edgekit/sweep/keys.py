@@ -85,7 +85,13 @@ GRID_KEYS: dict[str, GridKey] = {
     "clusters": GridKey("int", True),
     "cluster_epochs": GridKey("int"),
 }
-_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false"}
+_NAMES = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "sizes": "a list of sizes",
+    "image_size": "a size HxW",
+}
 
 
 def normalize_key(key: str) -> str:
@@ -120,7 +126,7 @@ def parse_value(key: str, value: Any) -> GridValue:
         return _convert(spec, value)
     except EdgekitError as e:  # e.g. an unknown precision: its own words
         raise EdgekitError(f"grid value {key}={value!r}: {e}") from None
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         want = _NAMES.get(spec.kind, "a value")
         raise EdgekitError(
             f"grid value {key}={value!r} is not {want}: pass e.g. {_example(key)}"
@@ -242,6 +248,11 @@ def load_grid_file(path: str | os.PathLike[str]) -> Grid:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise EdgekitError(
+            f"grid file {p} is not UTF-8 text (byte {e.start} is {e.object[e.start]:#04x}): "
+            "save it as UTF-8"
+        ) from None
     except OSError as e:
         raise EdgekitError(
             f"cannot read grid file {p} ({e.strerror or e}): pass an existing .toml or .json file"
@@ -256,6 +267,10 @@ def load_grid_file(path: str | os.PathLike[str]) -> Grid:
     except ImportError:
         raise EdgekitError(
             f"grid file {p}: TOML needs Python >= 3.11 here; write the grid as JSON instead"
+        ) from None
+    except RecursionError:
+        raise EdgekitError(
+            f"grid file {p} is nested too deeply: a grid maps keys to lists of values"
         ) from None
     except ValueError as e:  # json.JSONDecodeError and tomllib.TOMLDecodeError
         first = first_line(e)

@@ -87,7 +87,10 @@ class WorkerRole:
 
 def _address(value: Any, where: str) -> str:
     host, _, port = str(value).rpartition(":") if isinstance(value, str) else ("", "", "")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    # ASCII digits only ("²".isdigit() is True, and int() refuses it), at most 5 of them
+    if not host or not (port.isascii() and port.isdigit() and len(port) <= 5):
+        raise _tf_config_error(f"TF_CONFIG {where} is {value!r}, not a host:port address")
+    if not 0 < int(port) < 65536:
         raise _tf_config_error(f"TF_CONFIG {where} is {value!r}, not a host:port address")
     return str(value)
 
@@ -106,6 +109,10 @@ def read_tf_config(environ: Mapping[str, str] | None = None) -> WorkerRole:
         config = json.loads(raw)
     except json.JSONDecodeError as e:
         raise _tf_config_error(f"TF_CONFIG is not JSON ({e.msg} at character {e.pos})") from None
+    except RecursionError:
+        raise _tf_config_error("TF_CONFIG is nested too deeply") from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        raise _tf_config_error(f"TF_CONFIG is not JSON ({str(e)[:80]})") from None
     if not isinstance(config, dict):
         raise _tf_config_error(f"TF_CONFIG is a JSON {type(config).__name__}, not an object")
     cluster, task = config.get("cluster"), config.get("task")
@@ -137,7 +144,7 @@ def read_tf_config(environ: Mapping[str, str] | None = None) -> WorkerRole:
     if not isinstance(task, dict):
         raise _tf_config_error('TF_CONFIG has no "task" naming this process')
     task_type, index = task.get("type"), task.get("index")
-    if task_type not in jobs:
+    if not isinstance(task_type, str) or task_type not in jobs:
         raise _tf_config_error(
             f"TF_CONFIG's task type is {task_type!r}, expected one of the cluster's jobs "
             f"({', '.join(jobs)})"

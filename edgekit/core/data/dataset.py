@@ -225,7 +225,7 @@ def load_npz_arrays(
                     f"{', '.join(keys)} (found: {', '.join(sorted(found)) or 'none'})"
                 )
             wanted = [*keys, *(["labels"] if "labels" in found else [])]
-            return {k: npz[k] for k in wanted}
+            arrays = {k: npz[k] for k in wanted}
     except DataError:
         raise
     except ValueError as e:
@@ -234,9 +234,30 @@ def load_npz_arrays(
                 f"{path} holds Python objects, which edgekit refuses to unpickle: "
                 "save plain numeric arrays with np.savez"
             ) from None
-        raise DataError(f"cannot read {path} as .npz: {e}") from None
+        raise DataError(
+            f"cannot read {path} as .npz ({_first_line(e)}): save it with np.savez"
+        ) from None
     except Exception as e:  # OSError, EOFError, struct.error, zipfile.BadZipFile and friends
-        raise DataError(f"cannot read {path} as .npz ({e}): save it with np.savez") from None
+        raise DataError(
+            f"cannot read {path} as .npz ({_first_line(e)}): save it with np.savez"
+        ) from None
+    for key, array in arrays.items():
+        if array.ndim == 0:
+            raise DataError(
+                f"{path}: {key} is a single value (shape ()), expected an array with one entry "
+                f"per {'class' if key == 'labels' else 'sample'}: save arrays, not scalars"
+            )
+    if "labels" in arrays and arrays["labels"].ndim != 1:
+        raise DataError(
+            f"{path}: labels has shape {arrays['labels'].shape}, expected one class name per "
+            "class: save a 1-d array of names"
+        )
+    return arrays
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
 
 
 def to_float_images(x: np.ndarray, what: str, pixel_scale: float | None = None) -> np.ndarray:
@@ -258,6 +279,8 @@ def to_float_images(x: np.ndarray, what: str, pixel_scale: float | None = None) 
 
 def check_labels(y: np.ndarray, num_classes: int, what: str) -> np.ndarray:
     """Labels as int64 class indices in [0, num_classes)."""
+    if y.dtype.kind not in "biuf":  # strings, dates, complex, raw bytes: no class indices
+        raise DataError(f"{what} has dtype {y.dtype}: expected integer class indices")
     if y.ndim == 2 and y.shape[1] == num_classes and num_classes > 1:
         y = y.argmax(axis=1)  # one-hot
     if y.ndim != 1:
@@ -284,7 +307,7 @@ def numbered_labels(*ys: np.ndarray) -> tuple[str, ...]:
         y = np.asarray(y)
         if y.ndim == 2 and y.shape[1] > 1:  # one-hot
             top = max(top, y.shape[1] - 1)
-        elif y.size and np.issubdtype(y.dtype, np.number) and np.isfinite(y).all():
+        elif y.size and y.dtype.kind in "iuf" and np.isfinite(y).all():
             top = max(top, int(y.max()))
     return tuple(str(i) for i in range(top + 1))
 
