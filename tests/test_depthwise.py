@@ -146,3 +146,48 @@ def test_a_keras3_mobilenetv2_exports_with_its_depthwise_kernels_pruned(
     big = [weights[c.weight_name] for c in ops if weights[c.weight_name].elements >= 512]
     assert len(big) == len(pruned)
     assert all(0.49 <= w.sparsity <= 0.55 for w in big), [round(w.sparsity, 3) for w in big]
+
+
+def test_mobilenetv3_small_minimalistic_is_rebuilt_and_its_depthwise_kernels_pruned(
+    rgb: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    from edgekit.workstation._keras import import_keras3
+    from edgekit.workstation.export.model_io import load_user_model
+    from edgekit.workstation.train.prune import prune_model
+
+    k3 = import_keras3()
+    k3.utils.set_random_seed(5)
+    paths = {}
+    for minimalistic in (True, False):
+        base = k3.applications.MobileNetV3Small(
+            alpha=0.75, minimalistic=minimalistic, input_shape=(SIZE, SIZE, 3), weights=None,
+            include_top=False, pooling="avg",
+        )  # fmt: skip
+        head = k3.layers.Dense(CLASSES, activation="softmax")(base.output)
+        paths[minimalistic] = tmp_path / f"v3small_{minimalistic}.keras"
+        k3.Model(base.input, head).save(paths[minimalistic])
+    # The full V3-Small uses hard_silu (tf_keras has none) and squeeze-excite blocks: no
+    # tf_keras twin, so it is exported as it is and --prune is refused in one line.
+    full = load_user_model(paths[False])
+    assert full.rebuild_error is not None
+    assert full.rebuild_error.startswith("the Keras 3 model cannot be rebuilt in tf_keras (")
+    assert "hard_silu" in full.rebuild_error
+    user = load_user_model(paths[True])
+    assert user.rebuild_error is None
+    x, y = rgb
+    n = len(y)
+    data = Dataset(
+        "rgb", "fashion_mnist", FASHION_MNIST_LABELS[:CLASSES],
+        ScaledSamples(x, np.arange(n - 12), None, "x_train"), y[: n - 12],
+        x[n - 12 : n - 6] / np.float32(255), y[n - 12 : n - 6],
+        x[n - 6 :] / np.float32(255), y[n - 6 :],
+    )  # fmt: skip
+    config = PruneConfig(target_sparsity=0.5, epochs=2, batch_size=8, seed=1)
+    result = prune_model(user.model, data, config, progress=lambda m: None)
+    depthwise = {
+        k: v
+        for k, v in result.kernel_sparsity.items()
+        if "depthwise" in k and k not in result.skipped
+    }
+    assert len(depthwise) >= 5, result.kernel_sparsity
+    assert all(abs(v - 0.5) <= 0.01 for v in depthwise.values()), depthwise
