@@ -93,7 +93,11 @@ def run_setting(
         train=train,
         prune=PruneConfig(target_sparsity=TARGET_SPARSITY, epochs=prune_epochs, seed=train.seed),
         export=ExportConfig(
-            precisions=("float32", "int8"), mc_samples=mc, max_accuracy_drop=100.0, name=slug(name)
+            precisions=("float32", "int8"),
+            calibration_samples=500,
+            mc_samples=mc,
+            max_accuracy_drop=100.0,
+            name=slug(name),
         ),
         output_dir=str(out),
     )

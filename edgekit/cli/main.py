@@ -26,7 +26,8 @@ from edgekit.cli.options import (
     thread_counts,
     train_options,
 )
-from edgekit.core.config import DEFAULT_PRECISIONS, ExportConfig
+from edgekit.core.config import DEFAULT_PRECISIONS
+from edgekit.core.data.sizes import MAX_CALIBRATION_SAMPLES
 from edgekit.core.errors import EdgekitError
 from edgekit.core.io.console import stderr_progress
 
@@ -252,7 +253,7 @@ def train(**kw: Any) -> None:
 @click.option(
     "--calibration-samples",
     type=int,
-    default=ExportConfig.calibration_samples,
+    default=MAX_CALIBRATION_SAMPLES,
     show_default=True,
     help="Training samples int8 is calibrated on (as export).",
 )

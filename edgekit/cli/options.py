@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from edgekit.core.config import DataConfig, ExportConfig, PruneConfig, TrainConfig
+from edgekit.core.config import DataConfig, PruneConfig, TrainConfig
 from edgekit.core.errors import EdgekitError
 
 if TYPE_CHECKING:
@@ -78,10 +78,9 @@ def data_options(f: _F) -> _F:
         ),
         click.option(
             "--validation-size",
-            default=DataConfig.validation_size,
-            show_default=True,
             type=int,
-            help="Training samples held out for early stopping.",
+            help="Training samples held out for early stopping [default: 10% of them, at most "
+            "5000].",
         ),
         click.option("--train-samples", type=int, help="Use only N training samples (quick runs)."),
         click.option("--test-samples", type=int, help="Use only N test samples (quick runs)."),
@@ -381,10 +380,8 @@ def export_options(f: _F) -> _F:
         ),
         click.option(
             "--calibration-samples",
-            default=ExportConfig.calibration_samples,
-            show_default=True,
             type=int,
-            help="Training samples used to calibrate int8.",
+            help="Training samples used to calibrate int8 [default: all, at most 500].",
         ),
         click.option(
             "--verify-samples",

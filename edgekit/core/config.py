@@ -167,7 +167,8 @@ class DataConfig(_DictConfig):
         source: 'fashion_mnist', the path of a .npz with x_train, y_train, x_test, y_test, or
             a folder of images with one subfolder per class (see edgekit.core.data.images).
         data_dir: folder holding the four Fashion-MNIST IDX .gz files (searched first).
-        validation_size: images held out of the training set for early stopping.
+        validation_size: images held out of the training set for early stopping; None: 10%
+            of the training samples, at most 5,000 (edgekit.core.data.sizes).
         train_samples: use only the first N training samples after a seeded shuffle.
         test_samples: use only the first N test samples, in file order (never shuffled).
         download: allow the last-resort download of Fashion-MNIST into the Keras cache.
@@ -184,7 +185,7 @@ class DataConfig(_DictConfig):
 
     source: str = "fashion_mnist"
     data_dir: str | None = None
-    validation_size: int = 5000
+    validation_size: int | None = None
     train_samples: int | None = None
     test_samples: int | None = None
     seed: int = 42
@@ -219,7 +220,7 @@ class DataConfig(_DictConfig):
             raise EdgekitError(
                 f"test_split must be a fraction in (0, 1), got {self.test_split}: e.g. 0.2"
             )
-        if self.validation_size < 1:
+        if self.validation_size is not None and self.validation_size < 1:
             raise EdgekitError(
                 f"validation_size must be >= 1, got {self.validation_size}: "
                 "a validation split is needed for early stopping"
@@ -396,7 +397,8 @@ class ExportConfig(_DictConfig):
     """Which .tflite files to write and how they are checked."""
 
     precisions: tuple[Precision, ...] = DEFAULT_PRECISIONS
-    calibration_samples: int = 500
+    # None: all training samples, at most 500 (edgekit.core.data.sizes).
+    calibration_samples: int | None = None
     # Seed of the draw of calibration samples from the training set (full-integer recipes);
     # None: the data seed in a PipelineConfig, else 42.
     calibration_seed: int | None = None
@@ -427,7 +429,7 @@ class ExportConfig(_DictConfig):
                 "no precision given: pass at least one of " + ", ".join(p.value for p in Precision)
             )
         object.__setattr__(self, "precisions", tuple(dict.fromkeys(precisions)))
-        if self.calibration_samples < 1:
+        if self.calibration_samples is not None and self.calibration_samples < 1:
             raise EdgekitError(
                 f"calibration_samples must be >= 1, got {self.calibration_samples}: "
                 "int8 needs a representative sample of training data (e.g. 500)"

@@ -19,6 +19,7 @@ from typing import Any
 
 from edgekit.core.config import PipelineConfig, to_dict
 from edgekit.core.data import Dataset, load_dataset
+from edgekit.core.data.sizes import resolve_sample_counts
 from edgekit.core.errors import EdgekitError
 from edgekit.core.io.console import Progress
 from edgekit.device.modelfile import sha256_bytes
@@ -122,7 +123,14 @@ def run_stages(stages: list[Stage], env: RunEnv) -> StagesRun:
 def _data(env: RunEnv) -> Made:
     data = load_dataset(env.config.data)
     env.say(f"  {data.summary()}")
+    env.say(f"  {_with_sample_counts(env.config, data)[1]}")
     return Made({"data": data})
+
+
+def _with_sample_counts(config: PipelineConfig, data: Dataset) -> tuple[PipelineConfig, str]:
+    """`config` with the sample counts it left to the data (validation, calibration) filled
+    in, as the manifest records them, and the one line that says what was chosen."""
+    return resolve_sample_counts(config, len(data.x_train), len(data.x_val), len(data.x_test))
 
 
 def _import_tensorflow(env: RunEnv) -> Made:
@@ -279,7 +287,7 @@ def _export(
 ) -> Made:
     from edgekit.workstation.export.tflite import default_stem, export_tflite
 
-    config = env.config
+    config = _with_sample_counts(env.config, data)[0]
     assert env.out is not None  # planned only for the process that writes
     target = config.prune.target_sparsity if config.prune is not None else None
     stem = config.export.name or default_stem(base_name, target)

@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from edgekit.core.config import DataConfig
 from edgekit.core.data.arrays import ScaledSamples, scale_pixels
+from edgekit.core.data.sizes import default_validation_size
 from edgekit.core.errors import DataError
 
 FASHION_MNIST_LABELS: tuple[str, ...] = (
@@ -332,7 +333,11 @@ def load_dataset(config: DataConfig | None = None) -> Dataset:
 
     rng = np.random.default_rng(config.seed)
     order = rng.permutation(len(x_train))
+    given = config.validation_size is not None
+    pool = len(x_train) if config.train_samples is None else min(len(x_train), config.train_samples)
     n_val = config.validation_size
+    if n_val is None:  # the data's default: 10% of the training samples, at most 5,000
+        n_val = default_validation_size(pool)
     if config.train_samples is not None:
         order = order[: config.train_samples + n_val]
     for key, n in (("x_train", len(x_train)), ("x_test", len(x_test))):
@@ -345,7 +350,7 @@ def load_dataset(config: DataConfig | None = None) -> Dataset:
     if len(order) <= n_val:
         raise DataError(
             f"{where}: {len(order)} training samples cannot hold a validation split of {n_val}: "
-            "lower --validation-size or supply more data"
+            + ("lower --validation-size or supply more data" if given else "supply more data")
         )
     val_idx, train_idx = order[:n_val], order[n_val:]
     test_idx = np.arange(len(x_test))

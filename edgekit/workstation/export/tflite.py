@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 from collections.abc import Callable
@@ -15,6 +16,7 @@ import numpy as np
 from edgekit import __version__
 from edgekit.core.config import ExportConfig, Precision
 from edgekit.core.data import Dataset, data_fingerprint
+from edgekit.core.data.sizes import default_calibration_samples
 from edgekit.core.errors import EdgekitError, ExportError, ModelFileError, VerificationError
 from edgekit.core.io.clock import Clock
 from edgekit.core.io.console import Progress
@@ -416,13 +418,16 @@ def export_tflite(
     if keras_model_name:
         check_file_stem(keras_model_name, "Keras model file name")
     out = ensure_writable_dir(output_dir)
+    if config.calibration_samples is None:  # the data's default, recorded in the manifest
+        n = default_calibration_samples(len(data.x_train))
+        config = dataclasses.replace(config, calibration_samples=n)
     clock = Clock()
     with clock.time("keras outputs") if keras_outputs is None else nullcontext():
         ref = reference_for(model, data, config, keras_outputs)
     requested, ladder = plan_variants(model, data.x_train, config, qat_model, qat_requested)
     finish_variants([*requested, *ladder], data, stem)  # output 0 first, metadata, labels.txt
     n_train = len(data.x_train)
-    if 0 < n_train < config.calibration_samples:
+    if config.calibration_samples is not None and 0 < n_train < config.calibration_samples:
         say(
             f"  int8 calibration uses all {n_train} training samples, fewer than the "
             f"{config.calibration_samples} asked for"

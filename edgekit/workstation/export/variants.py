@@ -14,6 +14,7 @@ from typing import Any
 
 from edgekit.core.config import DataConfig, ExportConfig, Precision
 from edgekit.core.data.arrays import Samples
+from edgekit.core.data.sizes import default_calibration_samples
 from edgekit.core.errors import ExportError
 from edgekit.core.recipes import ENGINES, recipe_for
 
@@ -78,7 +79,7 @@ class VariantPlanner:
         self.model, self.x_train, self.config, self.qat_model = model, x_train, config, qat_model
         seed = config.calibration_seed
         self.seed = DataConfig().seed if seed is None else seed
-        self.samples = config.calibration_samples
+        self.samples = config.calibration_samples or default_calibration_samples(len(x_train))
         self._shared: dict[str, Any] = {}
 
     def shared(self, key: str, make: Callable[[], Any]) -> Any:

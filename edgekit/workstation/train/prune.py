@@ -18,7 +18,9 @@ from edgekit.workstation.train.model import ProgressLogger, check_data_fits, com
 
 # Tolerance between the sparsity asked for and the one every pruned kernel must end at.
 SPARSITY_TOLERANCE = 0.01
-_KERNEL_ATTRS = ("kernel", "depthwise_kernel")
+# The kernel variables of Dense/Conv (kernel), DepthwiseConv2D (depthwise_kernel) and
+# SeparableConv2D (depthwise_kernel and pointwise_kernel); a layer's sparsity counts them all.
+_KERNEL_ATTRS = ("kernel", "depthwise_kernel", "pointwise_kernel")
 
 
 @dataclass(frozen=True)
@@ -65,20 +67,45 @@ def kernel_sparsity(model: keras.Model) -> dict[str, float]:
     """Fraction of exactly-zero weights in every kernel (Dense, Conv2D, DepthwiseConv2D...)."""
     out: dict[str, float] = {}
     for layer in _all_layers(model):
-        for attr in _KERNEL_ATTRS:
-            w = getattr(layer, attr, None)
-            if w is not None and hasattr(w, "numpy"):
-                arr = np.asarray(w.numpy())
-                out[layer.name] = float((arr == 0).mean()) if arr.size else 0.0
+        kernels = [np.asarray(w.numpy()) for w in _kernels(layer)]
+        if kernels:
+            size = sum(k.size for k in kernels)
+            out[layer.name] = sum(int((k == 0).sum()) for k in kernels) / size if size else 0.0
     return out
 
 
+def _kernels(layer: keras.layers.Layer) -> list[Any]:
+    """The layer's kernel variables (none for a layer without kernels, or not yet built)."""
+    return [
+        w
+        for a in _KERNEL_ATTRS
+        if (w := getattr(layer, a, None)) is not None and hasattr(w, "numpy")
+    ]
+
+
 def _kernel_size(layer: keras.layers.Layer) -> int | None:
-    for attr in _KERNEL_ATTRS:
-        w = getattr(layer, attr, None)
-        if w is not None and hasattr(w, "shape"):
-            return int(np.prod(w.shape))
-    return None
+    kernels = _kernels(layer)
+    return sum(int(np.prod(w.shape)) for w in kernels) if kernels else None
+
+
+def _prune_every_kernel(layer: keras.layers.Layer) -> None:
+    """Make TF-MOT prune all of a depthwise layer's kernels.
+
+    TF-MOT 0.8.1's registry lists DepthwiseConv2D with no prunable weight and SeparableConv2D
+    with its pointwise kernel only: wrapped as they are, their depthwise kernels stay exactly
+    dense whatever the schedule (a MobileNetV2 ended at 0.000 in every depthwise layer). A
+    layer's own `get_prunable_weights` comes before the registry (PruneLowMagnitude), so the
+    layer object gets one naming every kernel; `_forget_prunable_weights` removes it after
+    `strip_pruning`. Magnitude pruning works on a kernel of any shape (block size 1x1).
+    """
+    if getattr(layer, "depthwise_kernel", None) is not None:
+        layer.get_prunable_weights = lambda: _kernels(layer)
+
+
+def _forget_prunable_weights(model: keras.Model) -> None:
+    for layer in _all_layers(model):
+        if "get_prunable_weights" in vars(layer):
+            del layer.get_prunable_weights
 
 
 def _all_layers(model: keras.Model) -> list[Any]:
@@ -147,6 +174,7 @@ def prune_model(
         ],
     )
     stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
+    _forget_prunable_weights(stripped)
     compile_model(stripped, config.learning_rate)
     sparsity = kernel_sparsity(stripped)
     pruned = {k: v for k, v in sparsity.items() if k not in skipped}
@@ -184,6 +212,7 @@ def _wrap_for_pruning(
                 "(pruning it saves little and costs accuracy)"
             )
             return layer
+        _prune_every_kernel(layer)
         try:
             return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
         except ValueError as e:
