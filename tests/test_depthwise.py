@@ -121,10 +121,26 @@ def test_a_keras3_mobilenetv2_exports_with_its_depthwise_kernels_pruned(
     model, images = mobilenet_folder
     out = tmp_path / "out"
     res = run_edgekit(
-        "export", str(model), "--data", str(images), "--prune", "--sparsity", "0.5",
-        "--prune-epochs", "3", "--batch-size", "8", "--precision", "float32,int8",
-        "--max-accuracy-drop", "100", "--name", "mnv2", "-o", str(out),
-    )  # fmt: skip
+        "export",
+        str(model),
+        "--data",
+        str(images),
+        "--prune",
+        "--sparsity",
+        "0.5",
+        "--prune-epochs",
+        "3",
+        "--batch-size",
+        "8",
+        "--precision",
+        "float32,int8",
+        "--max-accuracy-drop",
+        "100",
+        "--name",
+        "mnv2",
+        "-o",
+        str(out),
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     run = json.loads((out / "manifest.json").read_text())["config"]["run"]
     assert run["source_model"]["keras3"]["rebuilt_in_tf_keras"] is True
@@ -160,9 +176,13 @@ def test_mobilenetv3_small_minimalistic_is_rebuilt_and_its_depthwise_kernels_pru
     paths = {}
     for minimalistic in (True, False):
         base = k3.applications.MobileNetV3Small(
-            alpha=0.75, minimalistic=minimalistic, input_shape=(SIZE, SIZE, 3), weights=None,
-            include_top=False, pooling="avg",
-        )  # fmt: skip
+            alpha=0.75,
+            minimalistic=minimalistic,
+            input_shape=(SIZE, SIZE, 3),
+            weights=None,
+            include_top=False,
+            pooling="avg",
+        )
         head = k3.layers.Dense(CLASSES, activation="softmax")(base.output)
         paths[minimalistic] = tmp_path / f"v3small_{minimalistic}.keras"
         k3.Model(base.input, head).save(paths[minimalistic])
@@ -177,11 +197,16 @@ def test_mobilenetv3_small_minimalistic_is_rebuilt_and_its_depthwise_kernels_pru
     x, y = rgb
     n = len(y)
     data = Dataset(
-        "rgb", "fashion_mnist", FASHION_MNIST_LABELS[:CLASSES],
-        ScaledSamples(x, np.arange(n - 12), None, "x_train"), y[: n - 12],
-        x[n - 12 : n - 6] / np.float32(255), y[n - 12 : n - 6],
-        x[n - 6 :] / np.float32(255), y[n - 6 :],
-    )  # fmt: skip
+        "rgb",
+        "fashion_mnist",
+        FASHION_MNIST_LABELS[:CLASSES],
+        ScaledSamples(x, np.arange(n - 12), None, "x_train"),
+        y[: n - 12],
+        x[n - 12 : n - 6] / np.float32(255),
+        y[n - 12 : n - 6],
+        x[n - 6 :] / np.float32(255),
+        y[n - 6 :],
+    )
     config = PruneConfig(target_sparsity=0.5, epochs=2, batch_size=8, seed=1)
     result = prune_model(user.model, data, config, progress=lambda m: None)
     depthwise = {

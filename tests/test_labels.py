@@ -73,9 +73,19 @@ def test_permuted_class_folders_stop_the_export_before_anything_is_written(
     out = tmp_path / "out"
     # --prune: a mismatch must stop the export before it fine-tunes on the wrong labels.
     proc = run_edgekit(
-        "export", str(fashion_model), "--data", str(image_folder), "--prune", "--sparsity",
-        "0.5", *DATA, "--precision", "float32", "-o", str(out),
-    )  # fmt: skip
+        "export",
+        str(fashion_model),
+        "--data",
+        str(image_folder),
+        "--prune",
+        "--sparsity",
+        "0.5",
+        *DATA,
+        "--precision",
+        "float32",
+        "-o",
+        str(out),
+    )
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
@@ -95,9 +105,18 @@ def test_the_model_order_given_exports_at_the_true_accuracy(
 ) -> None:
     out = tmp_path / "out"
     proc = run_edgekit(
-        "export", str(fashion_model), "--data", str(image_folder), "--class-names",
-        ",".join(MODEL_ORDER), *DATA, "--precision", "float32", "-o", str(out),
-    )  # fmt: skip
+        "export",
+        str(fashion_model),
+        "--data",
+        str(image_folder),
+        "--class-names",
+        ",".join(MODEL_ORDER),
+        *DATA,
+        "--precision",
+        "float32",
+        "-o",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["labels"] == MODEL_ORDER

@@ -311,6 +311,7 @@ def quantize_report_command(model: str, **kw: Any) -> None:
 # (commands are added below this line)
 
 
+# Long for its docstring (the --help text of what is timed and how); the body is ~40 lines.
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--threads", default="1", show_default=True, help="Thread counts, e.g. 1,2.")

@@ -103,6 +103,7 @@ class TensorRecord:
             "quantization": quant,
         }
 
+    # Long but flat: one type check per field, each its own one-line error.
     @classmethod
     def from_dict(cls, d: Any) -> TensorRecord:
         _need(isinstance(d, dict), f"a tensor must be an object, {_got(d)}")

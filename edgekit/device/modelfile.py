@@ -200,6 +200,8 @@ def check_tensor_sizes(data: bytes, label: str = "model") -> None:
         return
 
 
+# Long but flat: one pass over the flatbuffer's tables (operator codes, tensors, operators,
+# buffers, signatures), each read once into the ModelFile it returns.
 def _parse(data: bytes, label: str) -> ModelFile:
     schema = _schema()
     op_names = _enum_names(schema.BuiltinOperator)

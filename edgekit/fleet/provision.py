@@ -131,6 +131,8 @@ def _step(
     return done.stdout.decode("utf-8", "replace")
 
 
+# Long but flat: the printed steps of a board's set-up in order (probe, venv, copy, install,
+# check), each failing with its own one-line error.
 def setup_board(device: Device, wheel: Path, say: Callable[[str], None]) -> BoardInfo:
     """Create the venv on `device`, install `wheel` there, check it.
 

@@ -160,6 +160,8 @@ def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
         ) from None
 
 
+# Long: one Ray session's whole life (init or connect, upload edgekit, submit, collect as
+# results arrive, Ctrl-C, shutdown) in one try/finally, so nothing outlives the call.
 def run_ray(
     jobs: Sequence[PointJob],
     address: str | None,

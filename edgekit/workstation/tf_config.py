@@ -95,6 +95,7 @@ def _address(value: Any, where: str) -> str:
     return str(value)
 
 
+# Long but flat: one check after another of TF_CONFIG's shape, each its own one-line error.
 def read_tf_config(environ: Mapping[str, str] | None = None) -> WorkerRole:
     """This process's role from the TF_CONFIG environment variable (TensorFlow's format).
 
