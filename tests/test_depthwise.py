@@ -115,6 +115,7 @@ def mobilenet_folder(
     return path, root / "images"
 
 
+@pytest.mark.heavy
 def test_a_keras3_mobilenetv2_exports_with_its_depthwise_kernels_pruned(
     mobilenet_folder: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -164,6 +165,7 @@ def test_a_keras3_mobilenetv2_exports_with_its_depthwise_kernels_pruned(
     assert all(0.49 <= w.sparsity <= 0.55 for w in big), [round(w.sparsity, 3) for w in big]
 
 
+@pytest.mark.heavy
 def test_mobilenetv3_small_minimalistic_is_rebuilt_and_its_depthwise_kernels_pruned(
     rgb: tuple[np.ndarray, np.ndarray], tmp_path: Path
 ) -> None:

@@ -416,6 +416,7 @@ def test_a_devices_file_error_is_one_line(lab: Lab, tmp_path: Path, build: Path)
     assert "unknown board 'nosuchboard'" in proc.stderr and "user@host:path" in proc.stderr
 
 
+@pytest.mark.heavy
 def test_export_on_boards_records_each_boards_p50_and_recommendation(
     lab: Lab, artifacts_dir: Path, tmp_path: Path
 ) -> None:

@@ -48,6 +48,7 @@ def test_cnn_gap_has_almost_no_dense_weights(trained: Any) -> None:
     assert any(isinstance(layer, keras.layers.GlobalAveragePooling2D) for layer in trained.layers)
 
 
+@pytest.mark.heavy
 def test_cnn_gap_prunes_folds_and_converts_to_int8(trained: Any, small_data: Any) -> None:
     from edgekit.core.config import Precision
     from edgekit.device.runtime import evaluate

@@ -127,6 +127,7 @@ def test_the_tf_keras_rebuild_gives_the_same_outputs(functional_cnn: Path, small
     assert len(kinds) == len(user.original.layers)
 
 
+@pytest.mark.heavy
 def test_a_keras3_cnn_is_pruned_folded_and_exported(functional_cnn: Path, tmp_path: Path) -> None:
     result = _pipeline(
         functional_cnn, tmp_path, PruneConfig(target_sparsity=0.5, epochs=2, batch_size=64, seed=7)
@@ -266,6 +267,7 @@ def test_rebuilt_weights_are_the_keras3_weights(functional_cnn: Path) -> None:
     assert all(np.array_equal(a, b) for a, b in zip(theirs, ours, strict=True))
 
 
+@pytest.mark.heavy
 def test_a_keras3_cnn_trained_on_an_image_folder_goes_through_export(
     k3: Any, image_folder: Path, tmp_path: Path
 ) -> None:

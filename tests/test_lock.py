@@ -290,6 +290,7 @@ def wait_until_it_holds(out: Path, proc: subprocess.Popen[str]) -> None:
     pytest.fail(f"pid {proc.pid} never took {out}")
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_two_exports_into_one_folder(tmp_path: Path) -> None:
     out = tmp_path / "out"

@@ -25,6 +25,7 @@ SLICE = (
 )
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_mc_export_writes_named_outputs_and_bench_reports_calibration(tmp_path: Path) -> None:
     from edgekit.core.config import DataConfig

@@ -39,6 +39,7 @@ def _run(out: Path, **kw: Any) -> Any:
     return run_pipeline(config, progress=lambda msg: None)
 
 
+@pytest.mark.heavy
 def test_qat_after_pruning_keeps_int8_kernels_zeros_and_accuracy(tmp_path: Path) -> None:
     from edgekit.device.modelfile import read_model_file
     from edgekit.device.opcheck import compute_layers
@@ -56,6 +57,7 @@ def test_qat_after_pruning_keeps_int8_kernels_zeros_and_accuracy(tmp_path: Path)
     assert qat.record.variant["tag"] == "int8_qat"
 
 
+@pytest.mark.heavy
 def test_clusters_after_pruning_keep_zeros_and_few_values(tmp_path: Path) -> None:
     from edgekit.device.modelfile import read_model_file
     from edgekit.workstation.export.model_io import load_keras_model
@@ -72,6 +74,7 @@ def test_clusters_after_pruning_keep_zeros_and_few_values(tmp_path: Path) -> Non
     assert result.accuracy["tflite_int8"] >= result.accuracy["pruned_keras"] - 0.015
 
 
+@pytest.mark.heavy
 def test_qat_of_a_clustered_model_keeps_clusters_and_zeros(tmp_path: Path) -> None:
     from edgekit.device.modelfile import read_model_file
 

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 SMALL = [
     "--train-samples",
     "3000",
@@ -43,6 +45,7 @@ def _listed(manifest: dict[str, Any]) -> dict[str, str]:
     return {r["file"]: r["sha256"] for r in records}
 
 
+@pytest.mark.heavy
 def test_same_seed_gives_identical_files_and_another_seed_does_not(tmp_path: Path) -> None:
     runs = {"first": 7, "second": 7, "other_seed": 8}
     procs = {

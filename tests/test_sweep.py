@@ -375,6 +375,7 @@ def test_a_sweep_stopped_at_any_moment_keeps_finished_points_and_resumes(
     assert all(r["p50_us"] > 0 for r in report["rows"])
 
 
+@pytest.mark.heavy
 def test_the_default_engine_and_ray_give_the_same_table_and_files(
     interrupted_sweep: dict[str, Any],
 ) -> None:
@@ -410,6 +411,7 @@ def test_the_default_engine_and_ray_give_the_same_table_and_files(
     assert len((ray_out / "sweep.csv").read_text().splitlines()) == 3
 
 
+@pytest.mark.heavy
 def test_a_failing_point_is_a_row_with_its_error_and_exit_1(tmp_path: Path) -> None:
     out = tmp_path / "out"
     # A batch larger than the training set leaves one pruning step: pruning cannot work.
