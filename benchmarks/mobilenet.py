@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from keras3_images import fit_and_save  # benchmarks/ is sys.path[0]
 
 RESULTS = Path(__file__).parent / "results"
 SIZE = 96
@@ -92,23 +93,7 @@ def train_model(folder: Path, path: Path, epochs: int) -> dict[str, Any]:
     outputs = k3.layers.Dense(data.num_classes, activation="softmax")(base(h))
     model = k3.Model(inputs, outputs)
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    t0 = time.perf_counter()
-    model.fit(
-        np.asarray(data.x_train),
-        data.y_train,
-        validation_data=(data.x_val, data.y_val),
-        epochs=epochs,
-        batch_size=64,
-        verbose=0,
-    )
-    seconds = time.perf_counter() - t0
-    _, acc = model.evaluate(data.x_test, data.y_test, verbose=0)
-    model.save(path)
-    return {
-        "epochs": epochs,
-        "seconds": round(seconds, 1),
-        "test_accuracy": float(acc),
-        "parameters": int(model.count_params()),
+    return fit_and_save(model, data, path, epochs, batch_size=64) | {
         "batchnorm_momentum": BN_MOMENTUM,
     }
 
