@@ -234,6 +234,20 @@ def test_verdict_warns_when_int8_is_not_faster_than_float32() -> None:
     assert lines[0] == "Fastest at 1 thread: m_int8.tflite (p50 5.0 us, 4.0x faster than float32)."
 
 
+def test_verdict_says_when_the_cpu_holds_int8_back() -> None:
+    # int8 faster, but on an AVX2-only CPU: the verdict names the kernels it runs on.
+    lines = _verdict_for(_pair(int8_p50_us=6.0), ["avx2", "fma"])
+    held = [line for line in lines if line.startswith("int8 gain held back")]
+    assert len(held) == 1
+    assert "no VNNI: int8 uses AVX2 integer kernels" in held[0]
+    assert "m_int8.tflite is 3.3x faster than float32" in held[0]
+    # With VNNI nothing holds it back; on ARM without dotprod the note names NEON.
+    assert not any("held back" in line for line in _verdict_for(_pair(6.0), ["avx512_vnni"]))
+    assert not any("held back" in line for line in _verdict_for(_pair(6.0), ["asimddp"]))
+    arm = _verdict_for(_pair(6.0), ["neon", "asimd"])
+    assert any("no asimddp: int8 uses NEON" in line for line in arm)
+
+
 def test_machine_info_names_the_cpu_and_its_relevant_flags() -> None:
     info = machine_info()
     assert info["cpu"] and info["cpu"] != "unknown"
@@ -241,6 +255,7 @@ def test_machine_info_names_the_cpu_and_its_relevant_flags() -> None:
     if sys.platform == "linux" and "avx2" in Path("/proc/cpuinfo").read_text():
         assert "avx2" in info["cpu_flags"]
     assert "pni" not in info["cpu_flags"]  # only flags that matter for inference speed
+    assert info["cpu_class"].split()[0] in ("x86", "ARM")
 
 
 def test_missing_matplotlib_gives_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -651,3 +666,13 @@ def test_a_ctrl_c_while_the_runtime_loads_stops_instead_of_falling_back(
     (tmp_path / "interrupted_runtime.py").write_text("raise ImportError('not here')\n")
     sys.modules.pop("interrupted_runtime", None)
     assert runtime.get_runtime("auto").name in ("tflite-runtime", "tf")
+
+
+def test_cpu_class_examples_run() -> None:
+    import doctest
+
+    from edgekit.device.bench import machine
+
+    assert doctest.testmod(machine).failed == 0
+    assert machine.cpu_class(["avx2", "avx512f", "avx512bw"], "x86_64") == "x86 AVX-512 (no VNNI)"
+    assert machine.cpu_class(["neon", "asimd"], "armv7l") == "ARM without asimddp"

@@ -165,7 +165,8 @@ def print_bench(result: BenchResult, console: Console | None = None) -> None:
     console = console or Console()
     console.print(bench_table(result))
     flags = ", ".join(result.machine.get("cpu_flags", [])) or "none detected"
-    console.print(f"CPU flags: {flags}", highlight=False)
+    cls = result.machine.get("cpu_class")
+    console.print(f"CPU: {cls + '; ' if cls else ''}flags: {flags}", highlight=False)
     data = result.data
     if data.get("name"):
         console.print(
@@ -208,7 +209,8 @@ def bench_markdown(result: BenchResult) -> str:
         "# edgekit bench",
         "",
         f"- CPU: {m.get('cpu')} ({m.get('arch')}), {m.get('usable_cores')} usable of "
-        f"{m.get('cores')} cores; flags: {', '.join(m.get('cpu_flags', [])) or 'none detected'}",
+        f"{m.get('cores')} cores, {m.get('cpu_class', 'class unknown')}; "
+        f"flags: {', '.join(m.get('cpu_flags', [])) or 'none detected'}",
         f"- Runtime: {m.get('runtime')}, {xnnpack_words(result)}; "
         f"{m.get('os')}, Python {m.get('python')}, NumPy {m.get('numpy')}, "
         f"edgekit {m.get('edgekit')}",

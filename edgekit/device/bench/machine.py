@@ -40,6 +40,58 @@ RELEVANT_CPU_FLAGS = (
     "fphp",
 )
 INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
+_X86_DOT_NAMES = (("amx_int8", "AMX"), ("avx512_vnni", "AVX-512 VNNI"), ("avx_vnni", "AVX-VNNI"))
+_ARM_DOT_NAMES = (("i8mm", "asimddp + i8mm"), ("asimddp", "asimddp"))
+
+
+def cpu_class(flags: list[str] | set[str], arch: str = "") -> str:
+    """The CPU's class for speed figures, by the flags that decide int8 and float speed.
+
+    >>> cpu_class(["avx2", "avx512f", "avx512_vnni"], "x86_64")
+    'x86 AVX-512 VNNI'
+    >>> cpu_class(["avx2", "fma"], "x86_64")
+    'x86 AVX2 only (no VNNI)'
+    >>> cpu_class(["neon", "asimd", "asimddp"], "aarch64")
+    'ARM asimddp'
+    """
+    have = set(flags)
+    arm = (
+        arch.lower() in ("aarch64", "arm64")
+        or arch.lower().startswith("arm")
+        or (bool(have & {"neon", "asimd"}) and "avx" not in have)
+    )
+    if arm:
+        dot = next((name for flag, name in _ARM_DOT_NAMES if flag in have), None)
+        return f"ARM {dot}" if dot else "ARM without asimddp"
+    dot = next((name for flag, name in _X86_DOT_NAMES if flag in have), None)
+    if dot:
+        return f"x86 {dot}"
+    if "avx512f" in have:
+        return "x86 AVX-512 (no VNNI)"
+    if "avx2" in have:
+        return "x86 AVX2 only (no VNNI)"
+    return "x86 without AVX2"
+
+
+def int8_kernel_note(flags: list[str] | set[str], arch: str = "") -> str | None:
+    """When the CPU holds int8 back: which integer kernels int8 runs on instead, else None.
+
+    >>> int8_kernel_note(["avx2", "fma"], "x86_64")
+    'no VNNI: int8 uses AVX2 integer kernels, without dot-product instructions'
+    >>> int8_kernel_note(["avx2", "avx512_vnni"], "x86_64") is None
+    True
+    """
+    have = set(flags)
+    if have & set(INT8_DOT_FLAGS):
+        return None
+    cls = cpu_class(have, arch)
+    if cls.startswith("ARM"):
+        return "no asimddp: int8 uses NEON integer kernels, without dot-product instructions"
+    if "avx512bw" in have:
+        return "no VNNI: int8 uses AVX-512 integer kernels, without dot-product instructions"
+    if "avx2" in have:
+        return "no VNNI: int8 uses AVX2 integer kernels, without dot-product instructions"
+    return "no AVX2 or VNNI: int8 uses SSE integer kernels"
 
 
 def _cpuinfo() -> dict[str, str]:
@@ -106,6 +158,7 @@ def machine_info() -> dict[str, Any]:
         "cpu": cpu_model(),
         "arch": platform.machine(),
         "cpu_flags": cpu_flags(),
+        "cpu_class": cpu_class(cpu_flags(), platform.machine()),
         "cores": os.cpu_count(),
         "usable_cores": usable,
         "os": f"{platform.system()} {platform.release()}",

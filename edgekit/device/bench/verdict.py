@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from edgekit.device.bench.machine import INT8_DOT_FLAGS
+from edgekit.device.bench.machine import INT8_DOT_FLAGS, int8_kernel_note
 from edgekit.device.bench.records import TIE_TOLERANCE, BenchResult, BenchRow
 
 
@@ -88,6 +88,16 @@ def _speed_lines(result: BenchResult, at: list[BenchRow], threads: int) -> list[
         text += f", {_speed_words(best.speedup_vs_keras, 'Keras')}"
     lines = [text + ")."]
     flags = set(result.machine.get("cpu_flags", []))
+    note = int8_kernel_note(flags, str(result.machine.get("arch", "")))
+    int8_rows = [r for r in tfl if r.precision in ("int8", "uint8") and r.speedup_vs_float32]
+    faster = [r for r in int8_rows if (r.speedup_vs_float32 or 0) >= 1 + TIE_TOLERANCE]
+    if note and faster:  # int8 gains, but less than a CPU with dot-product instructions gives
+        best8 = max(faster, key=lambda r: r.speedup_vs_float32 or 0.0)
+        lines.append(
+            f"int8 gain held back by this CPU ({result.machine.get('cpu')}, {note}): "
+            f"{best8.file} is {_speed_words(best8.speedup_vs_float32 or 1.0, 'float32')}; "
+            "CPUs with AVX-512 VNNI / AVX-VNNI (x86) or asimddp (ARM) gain more."
+        )
     for row in tfl:
         if row.precision == "int16x8" and row.speedup_vs_float32 is not None:
             lines.append(
@@ -104,7 +114,7 @@ def _speed_lines(result: BenchResult, at: list[BenchRow], threads: int) -> list[
             if not flags & set(INT8_DOT_FLAGS):
                 why = (
                     " This CPU has no int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI,"
-                    " ARM dotprod), which int8 kernels need to be fast."
+                    f" ARM dotprod), which int8 kernels need to be fast ({note})."
                 )
             lines.append(
                 f"WARNING: {row.file} (int8) is not faster than float32 on this CPU "
