@@ -12,6 +12,7 @@ on its PYTHONPATH, one a Python without site-packages (no edgekit).
 
 from __future__ import annotations
 
+import csv
 import getpass
 import hashlib
 import importlib.metadata
@@ -357,10 +358,22 @@ def test_bench_on_boards_gives_one_table_and_a_row_for_the_board_that_failed(
     assert not (out / "bench.down.json").exists()
     assert (out / "fleet.md").read_text().count("| ") > 3
     assert (out / "fleet.png").read_bytes()[:4] == b"\x89PNG"
-    # The board holds this build now: the second run measures without copying.
-    again = lab.edgekit(*args[:3], "bench1", *args[4:], "--rounds", "1")
+    with (out / "fleet.csv").open(newline="") as fh:
+        lines = list(csv.DictReader(fh))
+    assert sorted(r["file"] for r in lines if r["board"] == "bench1") == files
+    assert [r["status"] for r in lines if r["board"] == "down"] == [
+        "error: " + fleet["boards"][1]["error"]
+    ]
+    # The board holds this build now: the second run measures without copying; --csv too.
+    again = lab.edgekit(
+        *args[:3], "bench1", *args[4:], "--rounds", "1", "--csv", str(tmp_path / "f.csv")
+    )
     assert again.returncode == 0, again.stdout + again.stderr
     assert json.loads((out / "fleet.json").read_text())["boards"][0]["pushed"] is False
+    with (tmp_path / "f.csv").open(newline="") as fh:
+        again_lines = list(csv.DictReader(fh))
+    assert {r["board"] for r in again_lines} == {"bench1"} and len(again_lines) == len(files)
+    assert all(float(r["p50_us"]) > 0 for r in again_lines)
 
 
 def test_devices_check_says_what_each_board_has_and_lacks(lab: Lab) -> None:

@@ -193,6 +193,7 @@ def bench_on_boards(
         kw.get("markdown_path"),
         kw.get("plot_path"),
         plot_in_folder=plot_in_folder,
+        csv_path=kw.get("csv_path"),
     )
     if written and not kw["quiet"]:
         click.echo("  wrote " + ", ".join(str(p) for p in written), err=True)

@@ -19,7 +19,27 @@ if TYPE_CHECKING:
     from edgekit.fleet.bench import FleetResult
     from edgekit.fleet.provision import CheckOutcome
 
-FLEET_OUTPUT_NAMES = {"json": "fleet.json", "markdown": "fleet.md", "plot": "fleet.png"}
+FLEET_OUTPUT_NAMES = {
+    "json": "fleet.json",
+    "csv": "fleet.csv",
+    "markdown": "fleet.md",
+    "plot": "fleet.png",
+}
+# fleet.csv: one line per (board, file, threads), long form for spreadsheets and pandas.
+FLEET_CSV_COLUMNS = (
+    "board",
+    "emulated",
+    "cpu",
+    "cpu_flags",
+    "runtime",
+    "file",
+    "precision",
+    "threads",
+    "status",
+    "p50_us",
+    "p90_us",
+    "accuracy",
+)
 EMULATED_WORDS = "emulated: timings are not speeds"
 
 
@@ -126,6 +146,41 @@ def fleet_markdown(fleet: FleetResult) -> str:
     return "\n".join(lines) + "\n"
 
 
+def fleet_csv(fleet: FleetResult) -> str:
+    """One line per board and file (FLEET_CSV_COLUMNS); a board that failed is one line with its
+    error as the status."""
+    import csv
+
+    d = fleet.to_dict()
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(FLEET_CSV_COLUMNS)
+    for b in d["boards"]:
+        board = [b["name"], b["emulated"], b.get("cpu") or "", " ".join(b.get("cpu_flags") or [])]
+        board.append(b.get("runtime") or "")
+        if not b["ok"]:
+            w.writerow([*board, "", "", "", f"error: {b['error']}", "", "", ""])
+            continue
+        for row in d["rows"]:
+            c = row["boards"].get(b["name"])
+            if c is None:
+                continue
+            ok = c["status"] == "ok"
+            w.writerow(
+                [
+                    *board,
+                    row["file"],
+                    row["precision"] or "",
+                    row["threads"],
+                    c["status"],
+                    c.get("p50_us") if ok else "",
+                    c.get("p90_us") if ok else "",
+                    c.get("accuracy") if ok and c.get("accuracy") is not None else "",
+                ]
+            )
+    return buf.getvalue()
+
+
 def fleet_plot_png(fleet: FleetResult) -> bytes:
     """p50 per file (grouped bars, one colour per board, log scale); PNG bytes."""
     require_matplotlib()
@@ -181,24 +236,26 @@ def write_fleet_outputs(
     markdown_path: str | os.PathLike[str] | None = None,
     plot_path: str | os.PathLike[str] | None = None,
     plot_in_folder: bool = True,
+    csv_path: str | os.PathLike[str] | None = None,
 ) -> list[Path]:
-    """bench.<board>.json per measured board and fleet.json/.md/.png into `folder`; and the
-    fleet files where --json/--markdown/--plot say. Atomic; returns the paths written."""
+    """bench.<board>.json per measured board and fleet.json/.csv/.md/.png into `folder`; and the
+    fleet files where --json/--csv/--markdown/--plot say. Atomic; returns the paths written."""
     jobs: list[tuple[Any, Any]] = []
     if folder is not None:
         root = Path(folder)
         for b in fleet.boards:
             if b.result is not None:
                 jobs.append((root / f"bench.{b.name}.json", lambda b=b: dumps_json(b.result)))
-        json_in, md_in = root / FLEET_OUTPUT_NAMES["json"], root / FLEET_OUTPUT_NAMES["markdown"]
         jobs += [
-            (json_in, lambda: dumps_json(fleet.to_dict())),
-            (md_in, lambda: fleet_markdown(fleet)),
+            (root / FLEET_OUTPUT_NAMES["json"], lambda: dumps_json(fleet.to_dict())),
+            (root / FLEET_OUTPUT_NAMES["csv"], lambda: fleet_csv(fleet)),
+            (root / FLEET_OUTPUT_NAMES["markdown"], lambda: fleet_markdown(fleet)),
         ]
         if plot_in_folder:
             jobs.append((root / FLEET_OUTPUT_NAMES["plot"], lambda: fleet_plot_png(fleet)))
     jobs += [
         (json_path, lambda: dumps_json(fleet.to_dict())),
+        (csv_path, lambda: fleet_csv(fleet)),
         (markdown_path, lambda: fleet_markdown(fleet)),
         (plot_path, lambda: fleet_plot_png(fleet)),
     ]
