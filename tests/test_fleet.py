@@ -468,6 +468,15 @@ def test_export_on_boards_records_each_boards_p50_and_recommendation(
     assert f"recommended on board: {smallest} (p50 {p50:.1f} us, within 1000 ms)" in proc.stdout
     assert "recommended on bench1: none (no file within 1e-06 ms" in proc.stdout
     assert (out / "bench.board.json").is_file() and (out / "fleet.json").is_file()
+    # The boards got the manifest with their p50s: they hold this build, a push sends nothing.
+    for name in ("board", "bench1"):
+        assert _sha(lab.board_dir(f"{name}/models") / "manifest.json") == _sha(
+            out / "manifest.json"
+        )
+    fast = ["--min-runs", "3", "--min-time", "0", "--warmup-runs", "1", "--warmup-time", "0"]
+    again = lab.edgekit("bench", str(out), "--on", "board", *fast, "--rounds", "1", "-q")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert json.loads((out / "fleet.json").read_text())["boards"][0]["pushed"] is False
 
 
 def test_targets_are_board_names_comma_lists_or_user_at_host_colon_path(tmp_path: Path) -> None:

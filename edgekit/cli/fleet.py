@@ -5,6 +5,7 @@ Parsing and printing only: the work is in edgekit.fleet. No TensorFlow.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -227,9 +228,12 @@ def export_on_boards(folder: Path, boards: list[Any], kw: dict[str, Any]) -> Non
     from edgekit.cli.report.fleet import print_fleet, write_fleet_outputs
     from edgekit.device.bench import BenchConfig
     from edgekit.fleet.bench import bench_on
+    from edgekit.fleet.push import refresh_manifest
     from edgekit.fleet.selection import parse_latency_budgets, record_boards
+    from edgekit.fleet.ssh import BoardError
 
     budgets = parse_latency_budgets(kw["max_latency_ms"])
+    old_sha = hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest()
     fleet = bench_on(
         str(folder),
         boards,
@@ -258,6 +262,12 @@ def export_on_boards(folder: Path, boards: list[Any], kw: dict[str, Any]) -> Non
         else:
             click.echo(f"recommended on {name}: none ({entry.get('note')})")
     click.echo(f"each board's p50 is in {folder / 'manifest.json'} (selection.boards)")
+    for board in boards:  # the boards hold the build: give them its new manifest too
+        if any(b.name == board.name and b.ok for b in fleet.boards):
+            try:
+                refresh_manifest(folder, old_sha, board)
+            except BoardError as e:
+                click.echo(f"  {board.name}: manifest not updated there: {e}", err=True)
     bad = [b.name for b in fleet.boards if not b.ok or b.failed_files]
     if bad:
         raise click.ClickException(

@@ -167,6 +167,44 @@ def copy_build(build: LocalBuild, device: Device) -> None:
         raise remote_error(device, done, "copy")
 
 
+def manifest_script(old_sha256: str, new_sha256: str, device: Device) -> str:
+    """sh on the board: replace manifest.json by stdin, only if the board holds the build whose
+    manifest is `old_sha256`; the new one is sha256-checked, then renamed into place."""
+    return shell_prelude(device) + "\n".join(
+        [
+            "set -u",
+            'fail() { echo "edgekit-fleet: $*" >&2; exit 1; }',
+            'm="$dest/manifest.json"; tmp="$dest/.manifest.json.edgekit-tmp"',
+            '[ -f "$m" ] || fail "$dest holds no build: push it first"',
+            'have=$(sha256sum "$m" | cut -d" " -f1)',
+            f'[ "$have" = {old_sha256} ] || [ "$have" = {new_sha256} ] || '
+            'fail "$dest holds another build: push this one"',
+            "trap 'rm -f -- \"$tmp\"' EXIT",
+            'cat > "$tmp" || fail "cannot write in $dest (disk full?)"',
+            f'[ "$(sha256sum "$tmp" | cut -d" " -f1)" = {new_sha256} ] || '
+            'fail "manifest.json differs after the copy"',
+            'mv -f -- "$tmp" "$m" || fail "cannot rename the manifest into place"',
+            "trap - EXIT",
+        ]
+    )
+
+
+def refresh_manifest(folder: str | os.PathLike[str], old_sha256: str, device: Device) -> None:
+    """Send the folder's manifest.json alone to a board that holds the build as it was before
+    the manifest changed (`export --on` records the boards' p50s in it), so the next push finds
+    the board up to date instead of sending every file again.
+
+    Raises:
+        BoardError: unreachable, or the board holds another build.
+    """
+    data = (Path(folder) / MANIFEST_NAME).read_bytes()
+    new = hashlib.sha256(data).hexdigest()
+    script = manifest_script(old_sha256, new, device)
+    done = run_remote(device, script, feed=lambda out: out.write(data), what="manifest")
+    if done.returncode != 0:
+        raise remote_error(device, done, "manifest")
+
+
 def verify_script(device: Device, runtime: str) -> str:
     return shell_prelude(device) + (
         f'exec "$py" -m edgekit.cli.main verify "$dest" --json -q --runtime {shlex.quote(runtime)}'
