@@ -591,6 +591,103 @@ def fuzz_tflite(n: int, seed: int, work: Path) -> Tally:
     return tally
 
 
+def fuzz_tflite_metadata(n: int, seed: int, work: Path) -> Tally:
+    """A .tflite file with TFLite Model Metadata and labels.txt zipped onto its end
+    (tiny_int8_metadata.tflite, written by edgekit's exporter), damaged inside its metadata
+    buffer or its zip archive, through the device's metadata readers: read_metadata,
+    file_labels and associated_files, as `inspect`, `verify` and `bench` call them."""
+    from edgekit.device.metadata import (
+        associated_files,
+        file_labels,
+        metadata_buffer,
+        read_metadata,
+    )
+
+    tally = Tally("tflite_metadata")
+    original = (SEED_DIR / "tiny_int8_metadata.tflite").read_bytes()
+    meta = metadata_buffer(original)
+    assert meta, "the metadata seed has no metadata buffer"
+    meta_at = original.find(meta)
+    zip_at = original.find(b"PK\x03\x04")
+    assert meta_at > 0 and zip_at > 0
+    for i in range(n):
+        rng = _case_rng(seed, "tflite_metadata", i)
+        part = rng.choice(("metadata", "metadata", "zip", "file"))
+        if part == "metadata":  # the metadata flatbuffer, spliced back where it was
+            how, damaged = mutate(meta, rng, hot=len(meta))
+            data = original[:meta_at] + damaged + original[meta_at + len(meta) :]
+        elif part == "zip":  # the labels.txt archive on the end
+            how, damaged = mutate(original[zip_at:], rng)
+            data = original[:zip_at] + damaged
+        else:
+            how, data = mutate(original, rng, hot=len(original))
+
+        def case(data: bytes = data) -> None:
+            found = read_metadata(data, "damaged.tflite")
+            if found is not None:
+                json.dumps(found.to_dict())
+            file_labels(data, "damaged.tflite")
+            associated_files(data, "damaged.tflite")
+
+        run_case(tally, f"case {i}: {part} {how}", case)
+    return tally
+
+
+def fuzz_devices(n: int, seed: int, work: Path) -> Tally:
+    """devices.toml files (`edgekit push`, `bench --on`, `devices`): well-formed TOML with drawn
+    keys and values of every type (hypothesis, from a valid file), byte-damaged files, and the
+    board targets named on the command line, through load_devices and resolve_targets."""
+    from edgekit.fleet.devices import load_devices, resolve_targets
+
+    tally = Tally("devices")
+    work.mkdir(parents=True, exist_ok=True)
+    path = work / "devices.toml"
+    valid = {
+        "ssh_config": "ssh_config",
+        "devices": {
+            "pi5": {"target": "pi@pi5.local", "path": "models", "threads": 4, "timeout": 30},
+            "pi4": {"target": "pi4", "venv": "/opt/ek", "emulated": True, "python": "python3"},
+        },
+    }
+    valid_text = 'ssh_config = "ssh_config"\n' + "".join(
+        f"[devices.{name}]\n" + toml_text(entry) for name, entry in valid["devices"].items()
+    )
+    targets = st.lists(
+        st.one_of(
+            st.sampled_from(["pi5", "pi4", "pi5,pi4", "pi@host:/models", "host:", ":x", "@", ""]),
+            st.text(max_size=12),
+        ),
+        min_size=1,
+        max_size=3,
+    )
+
+    @st.composite
+    def files(draw: Any) -> tuple[str, bytes, list[str]]:
+        kind = draw(st.sampled_from(["drawn", "drawn", "bytes"]))
+        if kind == "drawn":  # TOML of the drawn document (nested tables written inline)
+            doc, how = mutate_json(draw, valid)
+            top = doc if isinstance(doc, dict) else {"x": doc}
+            raw = toml_text(top).encode()
+            label = "drawn " + ", ".join(how)
+        else:
+            rng = random.Random(draw(st.integers(0, 2**32 - 1)))
+            label, raw = mutate(valid_text.encode(), rng, hot=len(valid_text))
+        return label, raw, draw(targets)
+
+    def body(case_: tuple[str, bytes, list[str]]) -> None:
+        label, raw, names = case_
+
+        def case() -> None:
+            path.write_bytes(raw)
+            devices = load_devices(path)
+            resolve_targets(names, devices)
+
+        run_case(tally, f"{label} targets={names!r}", case)
+
+    run_hypothesis(n, seed, files(), body)
+    return tally
+
+
 def fuzz_tflite_runtime(n: int, seed: int, work: Path) -> Tally:
     """Damaged .tflite files loaded and run once by the runtime in the model worker's child
     process, the way `edgekit bench` and `edgekit verify` load every file. A child that crashes
@@ -1174,12 +1271,14 @@ def fuzz_cli(n: int, seed: int, work: Path) -> Tally:
 TARGETS: dict[str, Callable[[int, int, Path], Tally]] = {
     "tflite": fuzz_tflite,
     "tflite_runtime": fuzz_tflite_runtime,
+    "tflite_metadata": fuzz_tflite_metadata,
     "manifest": fuzz_manifest,
     "images": fuzz_images,
     "npz": fuzz_npz,
     "tf_config": fuzz_tf_config,
     "grid": fuzz_grid,
     "cli": fuzz_cli,
+    "devices": fuzz_devices,
 }
 
 
