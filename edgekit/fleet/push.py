@@ -200,7 +200,11 @@ def refresh_manifest(folder: str | os.PathLike[str], old_sha256: str, device: De
     data = (Path(folder) / MANIFEST_NAME).read_bytes()
     new = hashlib.sha256(data).hexdigest()
     script = manifest_script(old_sha256, new, device)
-    done = run_remote(device, script, feed=lambda out: out.write(data), what="manifest")
+
+    def feed(out: IO[bytes]) -> None:
+        out.write(data)
+
+    done = run_remote(device, script, feed=feed, what="manifest")
     if done.returncode != 0:
         raise remote_error(device, done, "manifest")
 
