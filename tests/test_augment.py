@@ -5,6 +5,8 @@ before pruning, folding and export."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -219,35 +221,52 @@ def _ops(path: Path) -> dict[str, int]:
     return read_model_file(path).operators
 
 
-def _tiny_run(out: Path, augment: str) -> dict[str, Any]:
-    args = ["export", "--hidden", "32", "--train-samples", "1000"]
-    args += ["--test-samples", "300", "--validation-size", "200", "--epochs", "1"]
-    args += ["--prune-epochs", "1", "--batch-size", "64", "--calibration-samples", "50"]
-    args += ["--precision", "float32,int8", "--max-accuracy-drop", "100", "--name", "t"]
-    args += ["--seed", "3", "-o", str(out), "--quiet"]
-    if augment:
-        args += ["--augment", augment]
-    result = run_edgekit(*args)
-    assert result.returncode == 0, result.stderr
-    return json.loads((out / "manifest.json").read_text())
+def _tiny_runs(runs: dict[str, tuple[Path, str]]) -> dict[str, dict[str, Any]]:
+    """Tiny `edgekit export` runs side by side (name -> (output folder, --augment or "")), each
+    in its own process; name -> its manifest."""
+    procs = {}
+    for name, (out, augment) in runs.items():
+        args = ["export", "--hidden", "32", "--train-samples", "1000", "--test-samples", "300"]
+        args += ["--validation-size", "200", "--epochs", "1", "--prune-epochs", "1"]
+        args += ["--batch-size", "64", "--calibration-samples", "50", "--seed", "3"]
+        args += ["--precision", "float32,int8", "--max-accuracy-drop", "100", "--name", "t"]
+        args += ["-o", str(out), "--quiet", *(["--augment", augment] if augment else [])]
+        procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "edgekit.cli.main", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    manifests = {}
+    for name, proc in procs.items():
+        _, stderr = proc.communicate(timeout=900)
+        assert proc.returncode == 0, stderr
+        manifests[name] = json.loads((runs[name][0] / "manifest.json").read_text())
+    return manifests
+
+
+def _sha256s(manifest: dict[str, Any]) -> dict[str, str]:
+    return {r["file"]: r["sha256"] for r in manifest["files"]}
 
 
 @pytest.mark.heavy
-def test_exported_files_hold_no_augmentation_and_the_manifest_records_it(tmp_path: Path) -> None:
-    with_aug = _tiny_run(tmp_path / "aug", SPEC)
-    without = _tiny_run(tmp_path / "plain", "")
-    assert with_aug["config"]["train"]["augment"] == list(NORMALIZED)
-    assert without["config"]["train"]["augment"] == []
+def test_exported_files_hold_no_augmentation_and_same_seed_repeats_them(tmp_path: Path) -> None:
+    runs = _tiny_runs(
+        {
+            "aug": (tmp_path / "aug", SPEC),
+            "aug_again": (tmp_path / "aug_again", SPEC),
+            "plain": (tmp_path / "plain", ""),
+        }
+    )
+    assert runs["aug"]["config"]["train"]["augment"] == list(NORMALIZED)
+    assert runs["plain"]["config"]["train"]["augment"] == []
     for name in ("t_float32.tflite", "t_int8.tflite"):
         ops = _ops(tmp_path / "aug" / name)
         assert ops == _ops(tmp_path / "plain" / name)  # the same graph as without --augment
         assert not [op for op in ops if any(word in op for word in AUGMENTATION_OPS)]
-    # Augmentation changed the training (the weights), not the graph.
-    files = {r["file"]: r["sha256"] for r in with_aug["files"]}
-    assert (
-        files["t_float32.tflite"]
-        != {r["file"]: r["sha256"] for r in without["files"]}["t_float32.tflite"]
-    )
+    # Augmentation changed the training (the weights), not the graph; the seed repeats it.
+    assert _sha256s(runs["aug"]) == _sha256s(runs["aug_again"])
+    assert _sha256s(runs["aug"])["t_float32.tflite"] != _sha256s(runs["plain"])["t_float32.tflite"]
 
 
 @pytest.mark.heavy
