@@ -245,6 +245,14 @@ def train_options(f: _F) -> _F:
             help="Early-stopping patience in epochs.",
         ),
         click.option(
+            "--augment",
+            metavar="SPEC",
+            help="Augment every training batch (also while pruning, clustering and QAT), e.g. "
+            "flip,translate:0.1,rotate:0.05,zoom:0.1; kinds: flip[:horizontal|vertical|both], "
+            "translate, rotate, zoom, contrast, noise, each [:VALUE]. Seeded by --seed; never "
+            "in the exported files [default: none].",
+        ),
+        click.option(
             "--distributed",
             is_flag=True,
             help="Train and prune on several machines (MultiWorkerMirroredStrategy): run the "

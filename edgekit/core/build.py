@@ -82,6 +82,7 @@ FIELD_OPTIONS: dict[str, tuple[str, str]] = {
     "learning_rate": ("train", "learning_rate"),
     "patience": ("train", "patience"),
     "distributed": ("train", "distributed"),
+    "augment": ("train", "augment"),
     "sparsity": ("prune", "target_sparsity"),
     "prune_epochs": ("prune", "epochs"),
     "min_weights": ("prune", "min_weights"),

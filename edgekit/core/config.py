@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeVar
 
+from edgekit.core.augment import parse_augment
 from edgekit.core.errors import EdgekitError
 
 
@@ -249,6 +250,9 @@ class TrainConfig(_DictConfig):
         distributed: train (and prune) on several workers with MultiWorkerMirroredStrategy,
             as TF_CONFIG describes them (edgekit.workstation.train.distributed); the chief writes
             files.
+        augment: data augmentation of every training batch (training, and the fine-tuning of
+            pruning, clustering and QAT), normalized items such as ("flip:horizontal",
+            "translate:0.1"); never part of the model (edgekit.core.augment).
     """
 
     arch: Arch = Arch.MLP
@@ -272,9 +276,11 @@ class TrainConfig(_DictConfig):
     lr_schedule: LrSchedule = LrSchedule.COSINE
     standardize: bool = False
     distributed: bool = False
+    augment: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "arch", _choice(Arch, self.arch, "architecture"))
+        object.__setattr__(self, "augment", parse_augment(self.augment))
         object.__setattr__(self, "activation", _choice(Activation, self.activation, "activation"))
         object.__setattr__(self, "init", _choice(Init, self.init, "initialization"))
         object.__setattr__(self, "optimizer", _choice(Optimizer, self.optimizer, "optimizer"))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+from edgekit.core.augment import parse_augment
 from edgekit.core.config import parse_precision
 from edgekit.core.errors import EdgekitError, first_line
 
@@ -30,7 +31,7 @@ class GridKey:
     """How a grid key's values are read; where they land is edgekit.core.build's business (a
     grid key is an option name of build_config)."""
 
-    kind: str  # int, float, bool, str, sizes, precisions, image_size
+    kind: str  # int, float, bool, str, sizes, precisions, image_size, augment
     optional: bool = False  # "none" is a value (the option's default)
 
 
@@ -65,6 +66,7 @@ GRID_KEYS: dict[str, GridKey] = {
     "batch_size": GridKey("int"),  # training and pruning, as `edgekit export`
     "learning_rate": GridKey("float"),
     "patience": GridKey("int"),
+    "augment": GridKey("augment", True),  # flip+translate:0.1 (+ joins the items of one value)
     # pruning: its keys turn pruning on; prune=false turns it off
     "prune": GridKey("bool"),
     "sparsity": GridKey("float"),
@@ -161,6 +163,9 @@ def _convert(spec: GridKey, value: Any) -> GridValue:
         return tuple(int(p) for p in parts)
     if spec.kind == "precisions":
         return tuple(parse_precision(p).value for p in _parts(value))
+    if spec.kind == "augment":  # a file's string may join its items with commas too
+        items = value if isinstance(value, (list, tuple)) else str(value).replace("+", ",")
+        return parse_augment(items)
     if spec.kind == "image_size":
         if isinstance(value, (list, tuple)):
             h, w = (int(v) for v in value)
@@ -193,6 +198,7 @@ _EXAMPLES = {
     "prune": "prune=true,false",
     "clusters": "clusters=none,16",
     "preset": "preset=fast,sparse",
+    "augment": "augment=none,flip+translate:0.1",
 }
 
 
@@ -293,7 +299,7 @@ def load_grid_file(path: str | os.PathLike[str]) -> Grid:
 
 def format_value(value: GridValue) -> str:
     """A grid value as it is written on the command line."""
-    if value is None:
+    if value is None or value == ():
         return "none"
     if isinstance(value, bool):
         return "true" if value else "false"

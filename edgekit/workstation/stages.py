@@ -188,7 +188,7 @@ def _load_model(env: RunEnv, data: Dataset) -> Made:
     }
     if user.keras_version == 3:
         source["keras3"] = _check_keras3(user, data, env.config, env.say)
-    model = user.model
+    model = _without_augmentation(user.model, env.say, source)
     check_label_order(model, data, env.say)  # before any stage trains it or reports accuracy
     acc = keras_accuracy(model, data.x_test, data.y_test)
     env.say(f"  loaded model: test accuracy {acc:.4f}")
@@ -199,15 +199,34 @@ def _load_model(env: RunEnv, data: Dataset) -> Made:
     )
 
 
+def _without_augmentation(model: Any, say: Progress, source: dict[str, Any]) -> Any:
+    """The user's model without its augmentation layers (RandomFlip, ...: the identity in
+    inference), which pruning, folding and conversion have no use for; said in one line and
+    recorded in the manifest's `source_model.augmentation_removed`."""
+    from edgekit.workstation._keras import keras
+    from edgekit.workstation.optimize.strip import strip_augmentation
+
+    if not isinstance(model, keras.Model):  # a Keras 3 model exported as it is
+        return model
+    stripped = strip_augmentation(model)
+    if stripped.removed:
+        names = ", ".join(stripped.removed)
+        say(f"  removed augmentation layer(s), inactive in inference: {names}")
+        source["augmentation_removed"] = list(stripped.removed)
+    if stripped.left:
+        say(f"  augmentation layer(s) left inside nested models: {', '.join(stripped.left)}")
+    return stripped.model
+
+
 def _prune(env: RunEnv, model: Any, data: Dataset, workers: Any) -> Made:
     from edgekit.workstation.train import keras_accuracy, prune_model
 
     config = env.config.prune
     assert config is not None  # the stage is planned only with --prune
     if workers is not None:
-        pruned = workers.prune(model, data, config, progress=env.say)
+        pruned = workers.prune(model, data, config, env.say, env.config.train.augment)
     else:
-        pruned = prune_model(model, data, config, progress=env.say)
+        pruned = prune_model(model, data, config, env.say, env.config.train.augment)
     sparsity = pruned.kernel_sparsity
     for name, why in pruned.skipped.items():
         env.say(f"  not pruned: {name}: {why}")
@@ -241,7 +260,7 @@ def _cluster(env: RunEnv, model: Any, data: Dataset) -> Made:
             "--clusters needs a tf_keras model (TF-MOT): this Keras 3 model "
             "has no faithful tf_keras rebuild; export it without --clusters"
         )
-    clustered = cluster_weights(model, data, config, progress=env.say)
+    clustered = cluster_weights(model, data, config, env.say, env.config.train.augment)
     acc = keras_accuracy(clustered.model, data.x_test, data.y_test)
     env.say(f"  clustered model: test accuracy {acc:.4f}")
     info = {
@@ -376,7 +395,8 @@ def qat_factory(model: Any, data: Dataset, config: PipelineConfig, say: Progress
             from edgekit.workstation.train.qat import quantize_aware_train
 
             say(f"  quantization-aware training, {qat_config.epochs} epoch(s)")
-            made.append(quantize_aware_train(model, data, qat_config, progress=say).model)
+            augment = config.train.augment
+            made.append(quantize_aware_train(model, data, qat_config, say, augment).model)
         return made[0]
 
     return make

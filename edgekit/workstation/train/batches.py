@@ -14,12 +14,14 @@ size, auto-shard policy DATA (`global_batches`): see `training_batches`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from edgekit.core.data.arrays import ScaledSamples
 from edgekit.workstation._keras import keras, tf
+from edgekit.workstation.train.augment import augment_batches
 
 
 def _raw_source(x: Any) -> tuple[np.ndarray, np.ndarray | None, float | None]:
@@ -67,20 +69,26 @@ def _batch_reader(x: Any, y: np.ndarray) -> Any:
     return read_batch
 
 
-def shuffled_batches(x: Any, y: np.ndarray, batch_size: int, seed: int) -> Any:
+def shuffled_batches(
+    x: Any, y: np.ndarray, batch_size: int, seed: int, augment: Sequence[str] = ()
+) -> Any:
     """A `tf.data.Dataset` of (x, y) batches of `x` (a `ScaledSamples` or an array) in an
-    order drawn with `seed`, drawn anew every epoch; x float32 as `scale_pixels` makes it."""
+    order drawn with `seed`, drawn anew every epoch; x float32 as `scale_pixels` makes it,
+    then augmented by `augment` (TrainConfig.augment items; edgekit.workstation.train.augment)."""
     n = len(y)
-    return (
+    batches = (
         tf.data.Dataset.range(n)
         .shuffle(n, seed=seed, reshuffle_each_iteration=True)
         .batch(int(batch_size))
         .map(_batch_reader(x, y))
-        .prefetch(tf.data.AUTOTUNE)
     )
+    sample_shape = _raw_source(x)[0].shape[1:]
+    return augment_batches(batches, augment, sample_shape, seed).prefetch(tf.data.AUTOTUNE)
 
 
-def global_batches(x: Any, y: np.ndarray, batch_size: int, seed: int) -> Any:
+def global_batches(
+    x: Any, y: np.ndarray, batch_size: int, seed: int, augment: Sequence[str] = ()
+) -> Any:
     """`shuffled_batches` as global batches for MultiWorkerMirroredStrategy: the same order on
     every worker, auto-shard policy DATA.
 
@@ -94,12 +102,20 @@ def global_batches(x: Any, y: np.ndarray, batch_size: int, seed: int) -> Any:
     """
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return shuffled_batches(x, y, batch_size, seed).with_options(options)
+    return shuffled_batches(x, y, batch_size, seed, augment).with_options(options)
 
 
-def training_batches(model: keras.Model, x: Any, y: np.ndarray, batch_size: int, seed: int) -> Any:
+def training_batches(
+    model: keras.Model,
+    x: Any,
+    y: np.ndarray,
+    batch_size: int,
+    seed: int,
+    augment: Sequence[str] = (),
+) -> Any:
     """What `model.fit` trains on: `shuffled_batches` on one process, `global_batches` when the
-    model was built under a `tf.distribute.MultiWorkerMirroredStrategy` (its scope)."""
+    model was built under a `tf.distribute.MultiWorkerMirroredStrategy` (its scope); both
+    augmented by `augment` (every worker draws the same transformations: same seed)."""
     if isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return global_batches(x, y, batch_size, seed)
-    return shuffled_batches(x, y, batch_size, seed)
+        return global_batches(x, y, batch_size, seed, augment)
+    return shuffled_batches(x, y, batch_size, seed, augment)

@@ -12,6 +12,7 @@ see STACK.md) shape this stage:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,6 +88,7 @@ def cluster_weights(
     data: Dataset | None,
     config: ClusterConfig,
     progress: Progress | None = None,
+    augment: Sequence[str] = (),
 ) -> ClusterResult:
     """Fold batch norm, cluster every Dense/Conv kernel of >= config.min_weights weights into
     config.clusters kmeans++ centroids, fine-tune on `data` and strip the clustering wrappers.
@@ -129,6 +131,7 @@ def cluster_weights(
         config.seed,
         "cluster",
         progress,
+        augment,
     )
     stripped = tfmot.clustering.keras.strip_clustering(wrapped)
     compile_model(stripped, config.learning_rate)

@@ -20,7 +20,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -112,12 +112,13 @@ class MultiWorker:
         data: Dataset,
         config: PruneConfig,
         progress: Progress | None = None,
+        augment: Sequence[str] = (),
     ) -> PruneResult:
         """`prune_model` on every worker; the result's model is a local copy."""
 
         def run() -> PruneResult:
             with self.scope():
-                return prune_model(model, data, config, progress)
+                return prune_model(model, data, config, progress, augment)
 
         result = self._together("pruning", run)
         local = self.local_copy(result.model)

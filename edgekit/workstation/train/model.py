@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -245,7 +245,9 @@ def train_model(
         monitor="val_accuracy", patience=config.patience, restore_best_weights=True
     )
     hist = model.fit(
-        training_batches(model, data.x_train, data.y_train, config.batch_size, config.seed),
+        training_batches(
+            model, data.x_train, data.y_train, config.batch_size, config.seed, config.augment
+        ),
         validation_data=(data.x_val, data.y_val),
         epochs=epochs,
         verbose=0,
@@ -265,14 +267,16 @@ def fine_tune(
     seed: int,
     stage: str,
     progress: Progress | None = None,
+    augment: Sequence[str] = (),
 ) -> Any:
-    """Compile `model` with a cosine-decayed rate and fit it on `data` (seeded batches, the
-    validation split when there is one); the Keras History. QAT and clustering use it."""
+    """Compile `model` with a cosine-decayed rate and fit it on `data` (seeded batches,
+    augmented by `augment`, the validation split when there is one); the Keras History. QAT
+    and clustering use it."""
     steps = -(-len(data.x_train) // batch_size) * epochs
     compile_model(model, learning_rate, decay_steps=steps)
     has_val = data.x_val is not None and len(data.x_val) > 0
     return model.fit(
-        training_batches(model, data.x_train, data.y_train, batch_size, seed),
+        training_batches(model, data.x_train, data.y_train, batch_size, seed, augment),
         validation_data=(data.x_val, data.y_val) if has_val else None,
         epochs=epochs,
         verbose=0,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,9 +138,14 @@ class PruneResult:
 
 
 def prune_model(
-    model: keras.Model, data: Dataset, config: PruneConfig, progress: Progress | None = None
+    model: keras.Model,
+    data: Dataset,
+    config: PruneConfig,
+    progress: Progress | None = None,
+    augment: Sequence[str] = (),
 ) -> PruneResult:
-    """Prune every kernel of >= config.min_weights weights to the target while fine-tuning.
+    """Prune every kernel of >= config.min_weights weights to the target while fine-tuning
+    (on batches augmented by `augment`, TrainConfig.augment's items).
 
     Raises:
         ModelError: TF-MOT cannot wrap a layer of the model.
@@ -164,7 +170,9 @@ def prune_model(
     # The wrapper drops the optimizer: compile again.
     compile_model(wrapped, config.learning_rate, decay_steps=plan.total_steps)
     hist = wrapped.fit(
-        training_batches(wrapped, data.x_train, data.y_train, config.batch_size, config.seed),
+        training_batches(
+            wrapped, data.x_train, data.y_train, config.batch_size, config.seed, augment
+        ),
         validation_data=(data.x_val, data.y_val),
         epochs=config.max_epochs,
         verbose=0,

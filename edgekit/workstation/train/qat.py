@@ -16,6 +16,7 @@ x)`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -227,6 +228,7 @@ def quantize_aware_train(
     data: Dataset | None,
     config: QatConfig,
     progress: Progress | None = None,
+    augment: Sequence[str] = (),
 ) -> QatResult:
     """Fold batch norm, fuse ReLUs, wrap the model for 8-bit QAT and fine-tune it on `data`.
 
@@ -262,6 +264,7 @@ def quantize_aware_train(
         config.seed,
         "qat",
         progress,
+        augment,
     )
     after = quantized_kernel_sparsity(qat)
     lost = {
