@@ -113,18 +113,21 @@ class ScaledSamples:
 # any float array.
 Samples: TypeAlias = ScaledSamples | np.ndarray
 
-# The float32 rows `row_chunks` hands out at a time, at most (but at least `multiple` rows).
+# The float32 bytes `row_chunks` hands out at a time, at most (but at least `multiple` rows).
 CHUNK_BYTES = 32 * 2**20
 
 
-def chunk_rows(x: Samples, multiple: int = 1, chunk_bytes: int = CHUNK_BYTES) -> int:
+def chunk_rows(x: Samples, multiple: int = 1, chunk_bytes: int | None = None) -> int:
     """Rows of `x` per chunk: a multiple of `multiple` (a batch size: the chunks split into
-    the same batches as the whole) holding at most `chunk_bytes` of float32, or one multiple."""
+    the same batches as the whole) holding at most `chunk_bytes` (None: `CHUNK_BYTES`) of
+    float32, or one multiple."""
+    limit = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
     row_bytes = 4 * max(1, int(np.prod(x.shape[1:], dtype=np.int64)))
-    return max(1, int(multiple)) * max(1, chunk_bytes // (row_bytes * max(1, int(multiple))))
+    multiple = max(1, int(multiple))
+    return multiple * max(1, limit // (row_bytes * multiple))
 
 
-def row_chunks(x: Samples, multiple: int = 1, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Any]:
+def row_chunks(x: Samples, multiple: int = 1, chunk_bytes: int | None = None) -> Iterator[Any]:
     """`x` in order, a chunk of `chunk_rows` rows at a time: float32 arrays for a
     `ScaledSamples` (scaled per chunk, never all at once), views for an array."""
     step = chunk_rows(x, multiple, chunk_bytes)
