@@ -68,8 +68,8 @@ def test_a_large_folder_maps_all_three_sets_from_disk(
 def test_the_fingerprint_and_the_bench_file_are_those_of_the_whole_array(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Read in chunks of 64 KiB (50 chunks of 20 samples here), the digest and the .npy file for bench's
-    workers are those of the whole float32 array."""
+    """Read in chunks of 64 KiB (50 chunks of 20 samples here), the digest and the .npy file
+    for bench's workers are those of the whole float32 array."""
     from edgekit.device.bench.testdata import save_samples
 
     monkeypatch.setattr(arrays, "CHUNK_BYTES", 64 * 1024)
