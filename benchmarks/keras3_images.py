@@ -87,13 +87,13 @@ def fit_and_save(model: Any, data: Any, path: Path, epochs: int, batch_size: int
     model.fit(
         np.asarray(data.x_train),
         data.y_train,
-        validation_data=(data.x_val, data.y_val),
+        validation_data=(np.asarray(data.x_val), data.y_val),
         epochs=epochs,
         batch_size=batch_size,
         verbose=0,
     )
     seconds = time.perf_counter() - t0
-    _, acc = model.evaluate(data.x_test, data.y_test, verbose=0)
+    _, acc = model.evaluate(np.asarray(data.x_test), data.y_test, verbose=0)
     model.save(path)
     return {
         "epochs": epochs,

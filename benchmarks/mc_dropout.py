@@ -85,7 +85,7 @@ def main() -> None:
         epochs=args.epochs,
         batch_size=64,
         verbose=0,
-        validation_data=(data.x_val, data.y_val),
+        validation_data=(np.asarray(data.x_val), data.y_val),
     )
     train_s = time.time() - t0
     x, y = data.x_test, data.y_test

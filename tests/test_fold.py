@@ -38,7 +38,7 @@ def fashion() -> Dataset:
 @pytest.fixture(scope="module")
 def images(fashion: Dataset) -> np.ndarray:
     """The 200 real test images, (200, 28, 28) float32 in [0, 1]."""
-    return fashion.x_test
+    return np.asarray(fashion.x_test)
 
 
 def _randomize_batchnorms(model: Any, seed: int = 0) -> None:

@@ -49,7 +49,8 @@ def test_a_model_input_shape_sets_size_and_channels(image_folder: Path) -> None:
         DataConfig(source=str(image_folder), validation_size=300, input_shape=(32, 32, 3))
     )
     assert data.input_shape == (32, 32, 3)
-    assert np.allclose(data.x_test[..., 0], data.x_test[..., 2])  # gray as RGB
+    x_test = np.asarray(data.x_test)
+    assert np.allclose(x_test[..., 0], x_test[..., 2])  # gray as RGB
     data = load_dataset(
         DataConfig(source=str(image_folder), validation_size=300, input_shape=(28, 28))
     )

@@ -59,7 +59,8 @@ def _true_accuracy(model_path: Path, folder: Path) -> float:
 
     data = load_dataset(DataConfig(source=str(folder), input_shape=(28, 28), validation_size=300))
     y = np.asarray([MODEL_ORDER.index(data.labels[k]) for k in data.y_test])
-    predicted = load_keras_model(model_path).predict(data.x_test, verbose=0).argmax(axis=-1)
+    model = load_keras_model(model_path)
+    predicted = model.predict(np.asarray(data.x_test), verbose=0).argmax(axis=-1)
     return float((predicted == y).mean())
 
 

@@ -75,7 +75,7 @@ def mc(small_data: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def test_set(small_data: Any) -> tuple[np.ndarray, np.ndarray]:
-    return small_data.x_test, small_data.y_test
+    return np.asarray(small_data.x_test), small_data.y_test
 
 
 def _numpy_mc(model: Any, fixed: Any, x: np.ndarray) -> tuple[np.ndarray, ...]:

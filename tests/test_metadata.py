@@ -94,7 +94,7 @@ def plain_loop_output_0(path: Path, x: np.ndarray) -> np.ndarray:
 def test_output_0_read_by_index_is_the_class_probabilities(
     export: Any, small_data: Any, tag: str
 ) -> None:
-    x, y = small_data.x_test, small_data.y_test
+    x, y = np.asarray(small_data.x_test), small_data.y_test
     probs = plain_loop_output_0(_path(export, tag), x)
     assert probs.shape == (len(x), 10)
     step = 1 / 256 if "int8" in tag else 1e-5  # an int8 softmax output moves in 1/256 steps

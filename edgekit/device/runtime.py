@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.core.data.arrays import scale_pixels
+from edgekit.core.data.arrays import Samples, scale_pixels
 from edgekit.core.data.dataset import InputSpec
 from edgekit.core.errors import EdgekitError, ModelFileError, RuntimeMissingError, first_line
 from edgekit.device.interpreter import Interpreter, TensorDetail
@@ -213,7 +213,7 @@ def dequantize(y: np.ndarray, info: TensorInfo) -> np.ndarray:
     return y.astype(np.float32)
 
 
-def preprocess(raw: np.ndarray, spec: InputSpec) -> np.ndarray:
+def preprocess(raw: Samples, spec: InputSpec) -> np.ndarray:
     """Raw samples as the float input the files take, the way export fed them: `raw * scale +
     offset` (uint8 / 255 exactly as export computed it), reshaped to the sample shape, as
     `spec` (a manifest's `input`) records it. Images must be decoded and resized first
@@ -257,7 +257,7 @@ def _resize_batch(interpreter: Interpreter, info: TensorInfo, batch: int) -> Ten
 
 def predict(
     interpreter: Interpreter,
-    x: np.ndarray,
+    x: Samples,
     batch_size: int = EVAL_BATCH_SIZE,
     preprocessing: InputSpec | None = None,
 ) -> np.ndarray:
@@ -290,7 +290,7 @@ def predict(
 
 def predict_outputs(
     interpreter: Interpreter,
-    x: np.ndarray,
+    x: Samples,
     output_indices: list[int],
     batch_size: int = EVAL_BATCH_SIZE,
     preprocessing: InputSpec | None = None,
@@ -344,7 +344,7 @@ class Evaluation:
 
 def evaluate(
     model: str | os.PathLike[str] | bytes | Interpreter,
-    x: np.ndarray,
+    x: Samples,
     y: np.ndarray,
     runtime: str | Runtime = "auto",
     batch_size: int = EVAL_BATCH_SIZE,

@@ -1,10 +1,10 @@
-"""Training samples read a batch at a time: raw uint8 (in memory or on disk) as float32.
+"""Samples read a batch at a time: raw uint8 (in memory or on disk) as float32.
 
-The training set is the largest array edgekit handles. Holding it as float32 takes 4x its
-uint8 size, and handing a whole array to Keras' `fit` makes TensorFlow copy it once more. A
-`ScaledSamples` keeps the raw samples (a memmap for a decoded image folder) and an index, and
-gives float32 batches on request; training and pruning draw from it through
-`edgekit.workstation.train.batches`.
+Holding a data set as float32 takes 4x its uint8 size, and handing a whole array to Keras'
+`fit` or `predict` makes TensorFlow copy it once more. A `ScaledSamples` keeps the raw samples
+(a memmap for a decoded image folder) and an index, and gives float32 batches on request: the
+training, validation and test sets of a `Dataset` are all `ScaledSamples`. Training draws from
+them through `edgekit.workstation.train.batches`; everything else reads `row_chunks`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,12 @@ class ScaledSamples:
     other numbers as they are. Indexing returns NumPy arrays; `np.asarray` gives them all."""
 
     def __init__(
-        self, raw: np.ndarray, index: np.ndarray, pixel_scale: float | None, what: str
+        self,
+        raw: np.ndarray,
+        index: np.ndarray,
+        pixel_scale: float | None,
+        what: str,
+        checked: bool = False,
     ) -> None:
         if not (np.issubdtype(raw.dtype, np.floating) or np.issubdtype(raw.dtype, np.integer)):
             raise DataError(
@@ -44,7 +49,8 @@ class ScaledSamples:
         self.raw = raw
         self.index = np.asarray(index, np.int64)
         self.pixel_scale = pixel_scale
-        if raw.dtype != np.uint8:
+        self.what = what
+        if raw.dtype != np.uint8 and not checked:
             for start in range(0, len(self.index), _CHECK_ROWS):
                 rows = np.asarray(raw[np.sort(self.index[start : start + _CHECK_ROWS])])
                 if not np.isfinite(rows).all():
@@ -81,21 +87,49 @@ class ScaledSamples:
         picked = self.index[key]
         if np.ndim(picked) == 0:
             return self._scale(np.asarray(self.raw[int(picked)]))
+        if len(picked) < 2 or bool((picked[1:] >= picked[:-1]).all()):
+            return self._scale(np.asarray(self.raw[picked]))  # in order already
         order = np.argsort(picked, kind="stable")  # sorted reads: sequential on disk
         rows = np.asarray(self.raw[picked[order]])
         out = np.empty_like(rows)
         out[order] = rows
         return self._scale(out)
 
+    def subset(self, key: Any) -> ScaledSamples:
+        """Rows `key` (a slice, indices or a mask) as a `ScaledSamples` over the same raw
+        samples: nothing is read or scaled until it is indexed."""
+        return ScaledSamples(self.raw, self.index[key], self.pixel_scale, self.what, True)
+
     def __iter__(self) -> Iterator[np.ndarray]:
-        for start in range(0, len(self), 1024):
-            yield from self[start : start + 1024]
+        for chunk in row_chunks(self):
+            yield from chunk
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         out = self[:]
         return out if dtype is None else out.astype(dtype)
 
 
-# Samples a stage reads rows of: a data set's training samples (ScaledSamples, scaled on
-# request) or any float array.
+# Samples a stage reads rows of: a data set's samples (ScaledSamples, scaled on request) or
+# any float array.
 Samples: TypeAlias = ScaledSamples | np.ndarray
+
+# The float32 bytes `row_chunks` hands out at a time, at most (but at least `multiple` rows).
+CHUNK_BYTES = 32 * 2**20
+
+
+def chunk_rows(x: Samples, multiple: int = 1, chunk_bytes: int | None = None) -> int:
+    """Rows of `x` per chunk: a multiple of `multiple` (a batch size: the chunks split into
+    the same batches as the whole) holding at most `chunk_bytes` (None: `CHUNK_BYTES`) of
+    float32, or one multiple."""
+    limit = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+    row_bytes = 4 * max(1, int(np.prod(x.shape[1:], dtype=np.int64)))
+    multiple = max(1, int(multiple))
+    return multiple * max(1, limit // (row_bytes * multiple))
+
+
+def row_chunks(x: Samples, multiple: int = 1, chunk_bytes: int | None = None) -> Iterator[Any]:
+    """`x` in order, a chunk of `chunk_rows` rows at a time: float32 arrays for a
+    `ScaledSamples` (scaled per chunk, never all at once), views for an array."""
+    step = chunk_rows(x, multiple, chunk_bytes)
+    for start in range(0, len(x), step):
+        yield x[start : start + step]

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edgekit.core.config import DataConfig
-from edgekit.core.data.arrays import ScaledSamples, scale_pixels
+from edgekit.core.data.arrays import Samples, ScaledSamples, row_chunks, scale_pixels
 from edgekit.core.data.sizes import default_validation_size
 from edgekit.core.errors import DataError
 
@@ -65,18 +65,19 @@ class InputSpec(TypedDict, total=False):
 class Dataset:
     """Images as float32 (N, ...) scaled to [0, 1] for uint8 sources, labels as int64 (N,).
 
-    `x_train` is a `ScaledSamples` (float32 batches of the raw samples on request: index it,
-    or `np.asarray` it for all); the validation and test sets are float32 arrays.
+    `x_train`, `x_val` and `x_test` are `ScaledSamples`: the raw samples (uint8 pixels stay
+    uint8, in memory or memory-mapped) and the rows of each set, giving float32 on request
+    (index one, `row_chunks` it, or `np.asarray` it for all of it at once).
     """
 
     name: str
     source: str
     labels: tuple[str, ...]
-    x_train: ScaledSamples | np.ndarray  # float32 batches on request (or all of them)
+    x_train: Samples  # float32 batches on request (or all of them)
     y_train: np.ndarray
-    x_val: np.ndarray
+    x_val: Samples
     y_val: np.ndarray
-    x_test: np.ndarray
+    x_test: Samples
     y_test: np.ndarray
     notes: tuple[str, ...] = ()  # e.g. image files skipped with --skip-bad-images
     # How raw samples become the model's input (see `preprocessing`); goes into the manifest.
@@ -362,9 +363,9 @@ def load_dataset(config: DataConfig | None = None) -> Dataset:
         labels=labels,
         x_train=ScaledSamples(x_train, train_idx, config.pixel_scale, f"{where}: x_train"),
         y_train=y_train[train_idx],
-        x_val=to_float_images(x_train[val_idx], f"{where}: x_train", config.pixel_scale),
+        x_val=ScaledSamples(x_train, val_idx, config.pixel_scale, f"{where}: x_train"),
         y_val=y_train[val_idx],
-        x_test=to_float_images(x_test[test_idx], f"{where}: x_test", config.pixel_scale),
+        x_test=ScaledSamples(x_test, test_idx, config.pixel_scale, f"{where}: x_test"),
         y_test=y_test[test_idx],
         notes=notes,
         preprocessing=preprocessing(
@@ -423,10 +424,12 @@ def preprocessing(
     return out
 
 
-def data_fingerprint(x: np.ndarray, y: np.ndarray) -> str:
-    """sha256 of float32 samples and int64 labels: bench tells whether it used export's data."""
+def data_fingerprint(x: Samples, y: np.ndarray) -> str:
+    """sha256 of float32 samples and int64 labels: bench tells whether it used export's data.
+    Read a chunk at a time (the digest of all the bytes, with no float32 copy of all of x)."""
     digest = hashlib.sha256()
-    digest.update(np.ascontiguousarray(x, dtype=np.float32).tobytes())
+    for chunk in row_chunks(x):
+        digest.update(np.ascontiguousarray(chunk, dtype=np.float32).tobytes())
     digest.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
     return digest.hexdigest()
 
@@ -436,9 +439,10 @@ def load_test_set(
     data_dir: str | os.PathLike[str] | None = None,
     samples: int | None = None,
     image_config: DataConfig | None = None,
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """The labeled test set as export sees it: float32 samples (uint8 scaled to [0, 1]), int64
-    labels, the first `samples` of them in file order. Only the test files are read.
+) -> tuple[ScaledSamples, np.ndarray, dict[str, Any]]:
+    """The labeled test set as export sees it: float32 samples (uint8 scaled to [0, 1]) as a
+    `ScaledSamples` (raw samples, scaled a batch at a time on request; `np.asarray` for all),
+    int64 labels, the first `samples` of them in file order. Only the test files are read.
 
     Args:
         source: 'fashion_mnist', the path of a .npz holding x_test and y_test, or an image
@@ -480,7 +484,8 @@ def load_test_set(
     n = len(y_raw) if samples is None else min(samples, len(y_raw))
     if n == 0:
         raise DataError(f"{where}: the test set is empty: pass data with x_test, y_test")
-    x = to_float_images(x_raw[:n], "x_test", image_config.pixel_scale if image_config else None)
+    scale = image_config.pixel_scale if image_config else None
+    x = ScaledSamples(x_raw, np.arange(n), scale, "x_test")
     y = check_labels(np.asarray(y_raw[:n]), classes, f"{where}: y_test")
     info = {
         "name": name,

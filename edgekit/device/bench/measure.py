@@ -36,7 +36,7 @@ from edgekit.device.bench.records import (
     BenchRow,
     LatencyStats,
 )
-from edgekit.device.bench.testdata import load_bench_data
+from edgekit.device.bench.testdata import load_bench_data, save_samples
 from edgekit.device.bench.uncertainty import annotate_uncertainty
 from edgekit.device.bench.verdict import overall_verdict, row_verdict
 from edgekit.device.manifest import MANIFEST_NAME, FileRecord, Manifest, read_manifest
@@ -207,7 +207,7 @@ def run_bench(
         if x_test is not None and y_test is not None:
             sample_path = tmpdir / "sample.npy"
             np.save(sample_path, np.asarray(x_test[:1], np.float32))
-            np.save(tmpdir / "x.npy", np.asarray(x_test, np.float32))
+            save_samples(tmpdir / "x.npy", x_test)
             np.save(tmpdir / "y.npy", np.asarray(y_test))
         outputs = _measure_all(rows, config, sample_path, tmpdir, data_info, say)
         machine = machine_info()

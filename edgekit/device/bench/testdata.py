@@ -9,6 +9,7 @@ import numpy as np
 
 from edgekit.core.config import DataConfig
 from edgekit.core.data import data_fingerprint, load_test_set
+from edgekit.core.data.arrays import ScaledSamples, row_chunks
 from edgekit.core.errors import DataError, ManifestError, ModelFileError
 from edgekit.device.bench.records import BenchConfig
 from edgekit.device.manifest import Manifest, read_manifest
@@ -18,9 +19,10 @@ from edgekit.device.modelfile import read_model_file
 
 def load_bench_data(
     config: BenchConfig, files: list[Path]
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """`config.data`'s test set for these files: float32 samples, int64 labels, and what it is
-    (name, source, samples, classes, fingerprint; for image folders the class order).
+) -> tuple[ScaledSamples, np.ndarray, dict[str, Any]]:
+    """`config.data`'s test set for these files: float32 samples (a `ScaledSamples`: raw,
+    scaled on request), int64 labels, and what it is (name, source, samples, classes,
+    fingerprint; for image folders the class order).
     The class names and the input scale come from the manifest next to the first file, else
     from that file's own TFLite metadata.
 
@@ -125,3 +127,18 @@ def _align_classes(
     whose = "the manifest's" if source == "the manifest" else f"{source}'s"
     data_info["class_order"] = f"{whose} labels (class folders matched by name)"
     return order[y]
+
+
+def save_samples(path: Path, x: ScaledSamples | np.ndarray) -> None:
+    """`x` as a float32 .npy file for the model workers (which map it), written a chunk at a
+    time: no float32 copy of the whole test set in memory."""
+    if len(x) == 0:
+        np.save(path, np.zeros(x.shape, np.float32))
+        return
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=tuple(x.shape))
+    start = 0
+    for chunk in row_chunks(x):
+        out[start : start + len(chunk)] = chunk
+        start += len(chunk)
+    out.flush()
+    del out

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.core.data.arrays import Samples
 from edgekit.core.errors import ModelError
 from edgekit.core.model_path import lambda_refused
 from edgekit.workstation._keras import import_keras3, keras
@@ -252,8 +253,10 @@ def _translate_object(obj: Any) -> Any:
     return obj
 
 
-def max_abs_difference(k3_model: Any, tf_model: keras.Model, x: np.ndarray) -> float:
-    """Largest difference between the two models' outputs on samples `x` (batches of 256)."""
+def max_abs_difference(k3_model: Any, tf_model: keras.Model, x: Samples) -> float:
+    """Largest difference between the two models' outputs on samples `x` (batches of 256;
+    a few samples: they are read into memory at once)."""
+    x = np.asarray(x)
     a = np.asarray(k3_model.predict(x, batch_size=256, verbose=0), np.float32)
     b = np.asarray(tf_model.predict(x, batch_size=256, verbose=0), np.float32)
     return float(np.abs(a - b).max()) if a.size else 0.0

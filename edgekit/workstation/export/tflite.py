@@ -16,6 +16,7 @@ import numpy as np
 from edgekit import __version__
 from edgekit.core.config import ExportConfig, Precision
 from edgekit.core.data import Dataset, data_fingerprint
+from edgekit.core.data.arrays import Samples, ScaledSamples
 from edgekit.core.data.sizes import default_calibration_samples
 from edgekit.core.errors import EdgekitError, ExportError, ModelFileError, VerificationError
 from edgekit.core.io.clock import Clock
@@ -41,6 +42,7 @@ from edgekit.device.modelfile import ModelFile, parse_model_bytes, sha256_bytes
 from edgekit.device.runtime import evaluate, get_runtime, load_interpreter
 from edgekit.workstation._keras import keras, versions
 from edgekit.workstation.export.variants import Variant
+from edgekit.workstation.train.model import keras_outputs as predicted_outputs
 
 
 def file_name(stem: str, precision: Precision | str) -> str:
@@ -131,7 +133,7 @@ class ExportResult:
 def verify_tflite(
     data: bytes,
     name: str,
-    x: np.ndarray,
+    x: Samples,
     y: np.ndarray,
     keras_outputs: np.ndarray,
     min_agreement: float | None = None,
@@ -230,7 +232,7 @@ class Reference:
     """What every file is checked against: real test samples, the Keras model's outputs on
     them, its accuracy there and its fraction of zero kernel weights."""
 
-    x: np.ndarray = field(repr=False)
+    x: Samples = field(repr=False)
     y: np.ndarray = field(repr=False)
     keras_outputs: np.ndarray = field(repr=False)
     keras_accuracy: float
@@ -252,14 +254,19 @@ def reference_for(
     """
     x_eval, y_eval = data.x_test, data.y_test
     if config.verify_samples is not None:
-        x_eval, y_eval = x_eval[: config.verify_samples], y_eval[: config.verify_samples]
+        x_eval, y_eval = _first(x_eval, config.verify_samples), y_eval[: config.verify_samples]
     if len(y_eval) == 0:
         raise EdgekitError("no test samples to verify the exported files: pass data with x_test")
     if keras_outputs is None or len(keras_outputs) != len(data.y_test):
-        keras_outputs = model.predict(x_eval, batch_size=512, verbose=0)
+        keras_outputs = predicted_outputs(model, x_eval, batch_size=512)
     keras_outputs = np.asarray(keras_outputs[: len(y_eval)], dtype=np.float32)
     keras_acc = float((keras_outputs.argmax(-1) == y_eval).mean())
     return Reference(x_eval, y_eval, keras_outputs, keras_acc, _model_sparsity(model))
+
+
+def _first(x: Samples, n: int) -> Samples:
+    """The first `n` samples of `x`, still unscaled when `x` is a `ScaledSamples`."""
+    return x.subset(slice(0, n)) if isinstance(x, ScaledSamples) else x[:n]
 
 
 def _measure(

@@ -86,6 +86,45 @@ def shuffled_batches(
     return augment_batches(batches, augment, sample_shape, seed).prefetch(tf.data.AUTOTUNE)
 
 
+def in_order_batches(x: Any, y: np.ndarray | None, batch_size: int) -> Any:
+    """A `tf.data.Dataset` of batches of `x` (a `ScaledSamples` or an array) in order, and of
+    `y` unless None: what Keras makes of whole arrays for validation, `evaluate`, `predict`
+    or `adapt`, with no copy of the whole set. Each batch is scaled by `scale_pixels` itself
+    (NumPy), so it holds the numbers a whole float32 array would hold, bit for bit."""
+    source: Any = x if isinstance(x, ScaledSamples) else np.asarray(x)
+    shape = tuple(int(d) for d in x.shape[1:])
+    n = len(x)
+    labels: Any = None if y is None else tf.constant(np.asarray(y, np.int64))
+
+    def read(start: np.ndarray, stop: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(source[int(start) : int(stop)], np.float32)
+
+    def read_batch(start: Any) -> Any:
+        stop = tf.minimum(start + int(batch_size), n)
+        xb = tf.numpy_function(read, [start, stop], tf.float32, stateful=False)
+        xb.set_shape((None, *shape))
+        return xb if labels is None else (xb, labels[start:stop])
+
+    return tf.data.Dataset.range(0, n, int(batch_size)).map(read_batch).prefetch(tf.data.AUTOTUNE)
+
+
+# Keras' validation batch for whole arrays (fit without validation_batch_size, on a Dataset).
+VALIDATION_BATCH_SIZE = 32
+
+
+def validation_batches(x: Any, y: np.ndarray) -> Any:
+    """`fit`'s validation_data for the validation split `x`, `y`: batches of 32 in order, as
+    Keras batches whole arrays (the same numbers, so the same val_accuracy), read a batch at a
+    time; None when there are no validation samples."""
+    if x is None or len(x) == 0:
+        return None
+    # Under MultiWorkerMirroredStrategy each worker evaluates its piece of every batch, as
+    # Keras shards whole arrays (DATA: there are no files to shard); ignored on one process.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return in_order_batches(x, y, VALIDATION_BATCH_SIZE).with_options(options)
+
+
 def global_batches(
     x: Any, y: np.ndarray, batch_size: int, seed: int, augment: Sequence[str] = ()
 ) -> Any:

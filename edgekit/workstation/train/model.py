@@ -11,12 +11,16 @@ import numpy as np
 
 from edgekit.core.config import Activation, Arch, Init, LrSchedule, Optimizer, TrainConfig
 from edgekit.core.data import Dataset
-from edgekit.core.data.arrays import Samples
+from edgekit.core.data.arrays import Samples, row_chunks
 from edgekit.core.errors import DataError, ModelError
 from edgekit.core.io.console import Progress, stderr_progress
 from edgekit.workstation._keras import keras, set_determinism, tf
 from edgekit.workstation.train.activations import SELU
-from edgekit.workstation.train.batches import training_batches
+from edgekit.workstation.train.batches import (
+    in_order_batches,
+    training_batches,
+    validation_batches,
+)
 from edgekit.workstation.train.schedules import learning_rate as learning_rate_schedule
 from edgekit.workstation.train.schedules import make_optimizer
 
@@ -248,7 +252,7 @@ def train_model(
         training_batches(
             model, data.x_train, data.y_train, config.batch_size, config.seed, config.augment
         ),
-        validation_data=(data.x_val, data.y_val),
+        validation_data=validation_batches(data.x_val, data.y_val),
         epochs=epochs,
         verbose=0,
         callbacks=[early, ProgressLogger("train", epochs, progress)],
@@ -274,10 +278,9 @@ def fine_tune(
     and clustering use it."""
     steps = -(-len(data.x_train) // batch_size) * epochs
     compile_model(model, learning_rate, decay_steps=steps)
-    has_val = data.x_val is not None and len(data.x_val) > 0
     return model.fit(
         training_batches(model, data.x_train, data.y_train, batch_size, seed, augment),
-        validation_data=(data.x_val, data.y_val) if has_val else None,
+        validation_data=validation_batches(data.x_val, data.y_val),
         epochs=epochs,
         verbose=0,
         callbacks=[ProgressLogger(stage, epochs, progress)],
@@ -296,21 +299,32 @@ def standardize_inputs(model: keras.Model, x: Samples) -> None:
             "the model has no Normalization layer named 'standardize' to adapt: build it with "
             "TrainConfig(standardize=True)"
         )
-    layer.adapt(np.asarray(x, dtype=np.float32), batch_size=4096)
+    # Batches of 4096 in order, as adapt batches a whole array: the same mean and variance.
+    layer.adapt(in_order_batches(x, None, ADAPT_BATCH_SIZE))
 
 
-def keras_accuracy(
-    model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 512
-) -> float:
+# Rows per batch when a Normalization layer adapts to the training samples.
+ADAPT_BATCH_SIZE = 4096
+
+
+def keras_accuracy(model: keras.Model, x: Samples, y: np.ndarray, batch_size: int = 512) -> float:
     """Top-1 accuracy of a Keras model (inference mode, batched)."""
     preds = predict_classes(model, x, batch_size)
     return float((preds == y).mean()) if len(y) else float("nan")
 
 
-def predict_classes(model: keras.Model, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+def predict_classes(model: keras.Model, x: Samples, batch_size: int = 512) -> np.ndarray:
     return keras_outputs(model, x, batch_size).argmax(axis=-1)
 
 
-def keras_outputs(model: keras.Model, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """The model's outputs on `x` (inference mode, batched), as float32."""
-    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
+def keras_outputs(model: keras.Model, x: Samples, batch_size: int = 512) -> np.ndarray:
+    """The model's outputs on `x` (a `ScaledSamples` or an array; inference mode, batched),
+    as float32. `x` is read a chunk of whole batches at a time (`row_chunks`), so no float32
+    copy of all of it is made, and the batches are those of one `predict` on all of it."""
+    outputs = [
+        np.asarray(model.predict(chunk, batch_size=batch_size, verbose=0), dtype=np.float32)
+        for chunk in row_chunks(x, batch_size)
+    ]
+    if outputs:
+        return np.concatenate(outputs) if len(outputs) > 1 else outputs[0]
+    return np.asarray(model.predict(np.asarray(x), batch_size=batch_size, verbose=0), np.float32)

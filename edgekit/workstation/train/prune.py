@@ -14,7 +14,7 @@ from edgekit.core.data import Dataset
 from edgekit.core.errors import EdgekitError, ModelError, first_line
 from edgekit.core.io.console import Progress
 from edgekit.workstation._keras import keras, set_determinism, tfmot
-from edgekit.workstation.train.batches import training_batches
+from edgekit.workstation.train.batches import training_batches, validation_batches
 from edgekit.workstation.train.model import ProgressLogger, check_data_fits, compile_model
 
 # Tolerance between the sparsity asked for and the one every pruned kernel must end at.
@@ -173,7 +173,7 @@ def prune_model(
         training_batches(
             wrapped, data.x_train, data.y_train, config.batch_size, config.seed, augment
         ),
-        validation_data=(data.x_val, data.y_val),
+        validation_data=validation_batches(data.x_val, data.y_val),
         epochs=config.max_epochs,
         verbose=0,
         callbacks=[
