@@ -48,14 +48,22 @@ def file_name(stem: str, precision: Precision | str) -> str:
     return f"{stem}_{tag}.tflite"
 
 
-def default_stem(name: str, sparsity: float | None) -> str:
+def default_stem(name: str, sparsity: float | None, structure: str | None = None) -> str:
     """Self-describing name: model or data+arch name and sparsity, e.g. fashion_mnist_mlp_sp80.
 
     `sparsity` is the pruning target edgekit applied; None (not pruned here) adds no suffix, so
-    a user's model keeps its own name rather than claiming 0% sparsity.
+    a user's model keeps its own name rather than claiming 0% sparsity. A structured pruning
+    adds its structure: fashion_mnist_mlp_sp80_1x4, fashion_mnist_mlp_sp50_2in4.
+
+    Example:
+        >>> default_stem("fashion_mnist_mlp", 0.5, "2:4")
+        'fashion_mnist_mlp_sp50_2in4'
     """
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
-    return safe if sparsity is None else f"{safe}_sp{round(100 * sparsity):02d}"
+    if sparsity is None:
+        return safe
+    shape = "" if structure in (None, "unstructured") else "_" + str(structure).replace(":", "in")
+    return f"{safe}_sp{round(100 * sparsity):02d}{shape}"
 
 
 @dataclass
@@ -82,6 +90,7 @@ class RejectedFile:
     agreement: float | None = None
     bytes: int | None = None
     gzip_bytes: int | None = None
+    speedup_vs_dense: float | None = None  # a sparse file: its dense twin's p50 over its own
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -192,12 +201,16 @@ def _gate(
     model_sparsity: float,
 ) -> str | None:
     """Why a verified file may not be written (precision, zeros, accuracy budget), or None."""
-    from edgekit.device.opcheck import precision_problems
+    from edgekit.device.opcheck import precision_problems, sparse_problems
 
     wrong = precision_problems(blob, variant.precision.value, variant.float_layers)
     if wrong:
         more = f" and {len(wrong) - 1} more" if len(wrong) > 1 else ""
         return f"not the precision it claims: {wrong[0]}{more}"
+    wrong = sparse_problems(blob)
+    if wrong:
+        more = f" and {len(wrong) - 1} more" if len(wrong) > 1 else ""
+        return f"sparse weights without a sparse kernel: {wrong[0]}{more}"
     kept = _kernel_sparsity(blob, info)
     if model_sparsity >= 0.05 and kept < model_sparsity - SPARSITY_TOLERANCE:
         return (
@@ -297,6 +310,9 @@ def _checked(
     keras_acc = ref.keras_accuracy
     drop = round(100 * (keras_acc - check.accuracy), 4)
     why = _gate(variant, blob, info, check, keras_acc, config, ref.model_sparsity)
+    sparse: dict[str, Any] = {}
+    if why is None and variant.dense_twin is not None:
+        sparse, why = _speed_gate(variant, blob, config)
     if why is not None:
         return RejectedFile(
             name,
@@ -309,7 +325,10 @@ def _checked(
             check.top1_agreement_with_keras,
             info.bytes,
             info.gzip_bytes,
+            sparse.get("speedup_vs_dense"),
         )
+    if sparse:
+        sparse["kernel"] = _sparse_kernel(blob)
     record = FileRecord(
         file=name,
         precision=variant.precision.value,
@@ -321,9 +340,46 @@ def _checked(
         weight_sparsity=round(info.weight_sparsity, 6),
         operators=info.operators,
         accuracy=check,
-        variant={**variant.info(), "accuracy_drop_points": drop, **_float_ops(variant, blob)},
+        variant={
+            **variant.info(),
+            "accuracy_drop_points": drop,
+            **_float_ops(variant, blob),
+            **({"sparse": sparse} if sparse else {}),
+        },
     )
     return ExportedFile(name, variant.precision, blob, record)
+
+
+def _speed_gate(
+    variant: Variant, blob: bytes, config: ExportConfig
+) -> tuple[dict[str, Any], str | None]:
+    """A sparse file against its dense twin: the measurement for the manifest, and why it may
+    not be written (not fast enough), or None.
+
+    Raises:
+        VerificationError: a file failed to load or run while timed.
+    """
+    from edgekit.workstation.export.sparse import speed_problem, time_against_dense
+
+    assert variant.dense_twin is not None
+    speed = time_against_dense(blob, variant.dense_twin())
+    record = {
+        "dense_twin": variant.precision.value,
+        **speed.to_dict(),
+        "min_speedup": config.sparse_min_speedup,
+        "cpu": cpu_model(),
+    }
+    return record, speed_problem(speed, config.sparse_min_speedup, variant.precision.value)
+
+
+def _sparse_kernel(blob: bytes) -> dict[str, Any] | None:
+    """What the file's sparse encoding runs as in this runtime (edgekit.device.opcheck)."""
+    from edgekit.device.opcheck import sparse_path
+    from edgekit.device.runtime import undelegated_ops
+
+    with quiet_native_stderr():
+        interpreter = load_interpreter(blob, num_threads=1)
+    return sparse_path(blob, undelegated_ops(interpreter))
 
 
 def _float_ops(variant: Variant, blob: bytes) -> dict[str, list[str]]:
