@@ -48,6 +48,13 @@ def option_values(kw: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
             ) from None
     if "mc_samples" in values:
         values["mc_samples"] = mc_samples(values["mc_samples"])
+    if values.get("sparse_encoding") is not None:
+        given_sparse = str(values["sparse_encoding"]).strip()
+        values["sparse_encoding"] = (
+            ()
+            if given_sparse.lower() == "none"
+            else tuple(p.strip() for p in given_sparse.split(",") if p.strip())
+        )
     if "precision" in values:
         given = values.pop("precision")
         if given is not None:

@@ -367,6 +367,16 @@ def export_options(f: _F) -> _F:
             help="Target fraction of zero weights in every kernel, in [0, 1).",
         ),
         click.option(
+            "--sparsity-structure",
+            type=click.Choice(["unstructured", "1x4", "2:4"]),
+            default="unstructured",
+            show_default=True,
+            help="Where pruning puts the zeros: any weight; 1x4 blocks (Dense; float32 files "
+            "get a sparse kernel, see --sparse-encoding); 2:4 (Dense, Conv2D with input "
+            "channels a multiple of 4; sparsity 0.5). Layers it cannot shape are pruned "
+            "unstructured and named.",
+        ),
+        click.option(
             "--prune-epochs",
             type=int,
             help="Fine-tuning epochs while pruning [default: 8 (mlp), 6 (cnn)].",
@@ -378,6 +388,14 @@ def export_options(f: _F) -> _F:
             type=int,
             help="Kernels with fewer weights stay dense (pruning them saves little, costs "
             "accuracy).",
+        ),
+        click.option(
+            "--sparse-encoding",
+            help="Also write these precisions sparse-encoded (NAME_sparse_float32.tflite), "
+            "each only if its p50 at 1 thread beats its dense twin's (export."
+            "sparse_min_speedup, 1.1x) in the same run: float32 only (float16, dynamic, int8 "
+            "are refused: wrong answers or no load) [default: float32 with "
+            "--sparsity-structure 1x4, else none; 'none' for none].",
         ),
         click.option(
             "--precision",

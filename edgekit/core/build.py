@@ -10,7 +10,9 @@ live here and nowhere else:
 - a budget (`max_accuracy_drop`) given means the search: cheaper files are tried until one fits;
 - `prune` None: on when training, off for a given model;
 - one `seed`, handed down by the PipelineConfig to every config that draws random numbers;
-- one `batch_size` for training and pruning.
+- one `batch_size` for training and pruning;
+- `sparsity_structure` 2:4 means sparsity 0.5; `sparse_encoding` None: float32 when pruning in
+  1x4 blocks (the one structure with a faster kernel), else none.
 
 No TensorFlow here.
 
@@ -86,6 +88,7 @@ FIELD_OPTIONS: dict[str, tuple[str, str]] = {
     "sparsity": ("prune", "target_sparsity"),
     "prune_epochs": ("prune", "epochs"),
     "min_weights": ("prune", "min_weights"),
+    "sparsity_structure": ("prune", "structure"),
     "precision": ("export", "precisions"),
     "calibration_samples": ("export", "calibration_samples"),
     "verify_samples": ("export", "verify_samples"),
@@ -108,6 +111,7 @@ RULE_OPTIONS: dict[str, Any] = {
     "max_accuracy_drop": None,  # None: the default budget, no search
     "qat": False,
     "clusters": None,  # None: no clustering
+    "sparse_encoding": None,  # None: float32 when pruning in 1x4 blocks, else none
     "output": PipelineConfig.output_dir,
 }
 
@@ -194,6 +198,8 @@ def build_config(
     if v["preset"]:
         settings = preset_settings(str(v["preset"]))
         v |= {key: value for key, value in settings.items() if key not in chosen}
+    if str(v["sparsity_structure"]) == "2:4" and "sparsity" not in chosen:
+        v["sparsity"] = 0.5  # 2 zeros in every 4 weights
     sections = _section_fields(v, given)
     on = {
         "data": True,
@@ -203,6 +209,9 @@ def build_config(
         "qat": bool(v["qat"]),
         "cluster": v["clusters"] is not None,
     }
+    if v["sparse_encoding"] is None:
+        block = str(v["sparsity_structure"]) == "1x4" and on["prune"]
+        sections["export"]["sparse_encoding"] = ("float32",) if block else ()
     # A section switched off is not built: its options are not checked (as --no-prune ignores
     # --sparsity).
     configs: dict[str, Any] = {
@@ -225,6 +234,7 @@ def _section_fields(v: dict[str, Any], given: Mapping[str, Any]) -> dict[str, di
     )
     sections["export"]["search"] = budget is not None
     sections["cluster"]["clusters"] = v["clusters"]
+    sections["export"]["sparse_encoding"] = v["sparse_encoding"]
     for name, value in given.items():
         if "." in name:
             section, _, field = name.partition(".")

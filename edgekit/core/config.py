@@ -57,6 +57,23 @@ class LrSchedule(str, Enum):
     ONE_CYCLE = "1cycle"  # linear up over 30% of the steps, then linear down (see schedules.py)
 
 
+class SparsityStructure(str, Enum):
+    """Where pruning puts its zeros (TF-MOT `prune_low_magnitude`); see docs/sparsity.md."""
+
+    UNSTRUCTURED = "unstructured"  # any weight (the smallest files after gzip)
+    # Blocks of 4 consecutive input weights of one output (TFLite's 1x4): float32 files
+    # sparse-encoded this way run the runtime's sparse FULLY_CONNECTED kernel. Dense only.
+    BLOCK_1X4 = "1x4"
+    # 2 zeros in every 4 input weights (Dense, and Conv2D with input channels a multiple of 4);
+    # sparsity is then 0.5 whatever --sparsity says.
+    M_BY_N_2_4 = "2:4"
+
+
+def parse_sparsity_structure(value: object) -> SparsityStructure:
+    """Turn a string such as '1x4' into a SparsityStructure, with a clear error otherwise."""
+    return _choice(SparsityStructure, value, "sparsity structure")
+
+
 class Precision(str, Enum):
     """Precision of an exported .tflite file."""
 
@@ -85,6 +102,25 @@ DEFAULT_EPOCHS: dict[str, tuple[int, int]] = {"mlp": (20, 8), "cnn": (10, 6), "c
 DEFAULT_CNN_DROPOUT = 0.3
 
 DEFAULT_PRECISIONS: tuple[Precision, ...] = (Precision.FLOAT32, Precision.FLOAT16, Precision.INT8)
+
+# Precisions a sparse-encoded file may not have, and why (measured: docs/sparsity.md). Only
+# float32 has a sparse kernel that computes right and runs faster (FULLY_CONNECTED, 1x4 blocks).
+SPARSE_ENCODING_REFUSED: dict[Precision, str] = {
+    Precision.FLOAT16: (
+        "float16 weights sparse-encoded in 1x4 blocks feed a DEQUANTIZE that reads them as "
+        "dense: the file loads and answers wrong (10% accuracy)"
+    ),
+    Precision.DYNAMIC: (
+        "dynamic range with sparse weights answers wrong under XNNPACK (1x16 blocks: 10% "
+        "accuracy) or fails to load (DENSIFY)"
+    ),
+    Precision.INT8: "int8 with a DENSIFY op fails to load under XNNPACK",
+    Precision.INT16X8: "int16x8 has no sparse kernel",
+    **dict.fromkeys(
+        (Precision.INT4, Precision.INT4_WEIGHT_ONLY, Precision.INT4_INT8),
+        "int4 files are made by ai-edge-quantizer, which writes no sparse encoding",
+    ),
+}
 
 
 _E = TypeVar("_E", bound=Enum)
@@ -368,11 +404,19 @@ class PruneConfig(_DictConfig):
     # Kernels smaller than this stay dense (e.g. a first 3x3x1x32 conv: 288 weights).
     min_weights: int = 512
     seed: int = 42
+    # Where the zeros go: any weight, 1x4 blocks (a sparse float32 kernel) or 2:4.
+    structure: SparsityStructure = SparsityStructure.UNSTRUCTURED
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "structure", parse_sparsity_structure(self.structure))
         if not 0.0 <= self.target_sparsity < 1.0:
             raise EdgekitError(
                 f"sparsity must be in [0, 1), got {self.target_sparsity}: e.g. 0.8 for 80% zeros"
+            )
+        if self.structure is SparsityStructure.M_BY_N_2_4 and self.target_sparsity != 0.5:
+            raise EdgekitError(
+                f"2:4 sparsity is 0.5 (2 zeros in every 4 weights), got sparsity "
+                f"{self.target_sparsity}: pass --sparsity 0.5 or omit it"
             )
         if not 0.0 <= self.initial_sparsity <= self.target_sparsity:
             raise EdgekitError(
@@ -427,6 +471,13 @@ class ExportConfig(_DictConfig):
     # MC dropout: also write float32 and int8 files averaging N dropout passes, for each N.
     mc_samples: tuple[int, ...] = ()
     mc_masks: str = "fixed"  # "fixed" (seeded, stored in the file) or "random" (in the graph)
+    # Also write these precisions sparse-encoded (`{stem}_sparse_{precision}.tflite`): float32
+    # only (see SPARSE_ENCODING_REFUSED). None: float32 when pruned in 1x4 blocks (the build
+    # rule); () none.
+    sparse_encoding: tuple[Precision, ...] | None = ()
+    # A sparse file is written only if its p50 at 1 thread is at least this many times faster
+    # than its dense twin's, measured in the same run.
+    sparse_min_speedup: float = 1.1
 
     def __post_init__(self) -> None:
         precisions = tuple(parse_precision(p) for p in self.precisions)
@@ -472,6 +523,23 @@ class ExportConfig(_DictConfig):
         if self.verify_samples is not None and self.verify_samples < 1:
             raise EdgekitError(
                 f"verify_samples must be >= 1, got {self.verify_samples}: pass e.g. 1000"
+            )
+        self._check_sparse()
+
+    def _check_sparse(self) -> None:
+        if self.sparse_encoding is not None:
+            sparse = tuple(dict.fromkeys(parse_precision(p) for p in self.sparse_encoding))
+            object.__setattr__(self, "sparse_encoding", sparse)
+            for p in sparse:
+                if p in SPARSE_ENCODING_REFUSED:
+                    raise EdgekitError(
+                        f"--sparse-encoding {p.value} refused: {SPARSE_ENCODING_REFUSED[p]}; "
+                        "sparse-encode float32 only (--sparse-encoding float32)"
+                    )
+        if not self.sparse_min_speedup > 0:
+            raise EdgekitError(
+                f"sparse_min_speedup must be > 0, got {self.sparse_min_speedup}: pass e.g. 1.1 "
+                "(a sparse file must be 10% faster than its dense twin)"
             )
 
 

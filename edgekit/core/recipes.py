@@ -40,6 +40,8 @@ class ExportRecipe:
         engine: "converter" (tf.lite.TFLiteConverter on the Keras model) or
             "ai-edge-quantizer" (Google's quantizer on the float32 .tflite, no TensorFlow).
         aeq_mode: the ai-edge-quantizer recipe: "dynamic", "weight_only" or "mixed".
+        sparse_encoding: also `Optimize.EXPERIMENTAL_SPARSITY`: zero weights are left out of
+            the file (1x4 blocks: a sparse kernel; other patterns: a DENSIFY op at load).
     """
 
     precision: Precision
@@ -51,6 +53,7 @@ class ExportRecipe:
     calibrated: bool = False
     engine: str = "converter"
     aeq_mode: str = ""
+    sparse_encoding: bool = False
 
     def __post_init__(self) -> None:
         unknown = [
@@ -65,6 +68,8 @@ class ExportRecipe:
             raise EdgekitError(f"recipe {self.precision.value}: unknown engine {self.engine!r}")
         if (self.engine == "ai-edge-quantizer") != (self.aeq_mode in _AEQ_MODES):
             raise EdgekitError(f"recipe {self.precision.value}: aeq_mode goes with its engine")
+        if self.sparse_encoding and self.engine != "converter":
+            raise EdgekitError(f"recipe {self.precision.value}: only the converter sparse-encodes")
 
 
 RECIPES: dict[Precision, ExportRecipe] = {
@@ -106,6 +111,14 @@ RECIPES: dict[Precision, ExportRecipe] = {
         ExportRecipe(Precision.INT4_INT8, engine="ai-edge-quantizer", aeq_mode="mixed"),
     )
 }
+
+
+def sparse_recipe_for(precision: Precision | str) -> ExportRecipe:
+    """The recipe of a precision with sparse encoding (the caller refuses the precisions of
+    edgekit.core.config.SPARSE_ENCODING_REFUSED before converting; tests build the others)."""
+    import dataclasses
+
+    return dataclasses.replace(recipe_for(precision), sparse_encoding=True)
 
 
 def recipe_for(precision: Precision | str) -> ExportRecipe:

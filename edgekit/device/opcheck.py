@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -190,3 +191,165 @@ def float_ops(data: bytes) -> list[str]:
     except Exception as e:  # a damaged flatbuffer raises anything from struct.error to IndexError
         what = f"{type(e).__name__}: {e}"
         raise ModelFileError(f"cannot read the file's operators ({what})") from None
+
+
+# ---- sparse-encoded weights (Optimize.EXPERIMENTAL_SPARSITY) --------------------------------
+
+
+@dataclass(frozen=True)
+class SparseUse:
+    """A sparse-encoded constant and the op that reads it.
+
+    `op` DENSIFY: made dense when the model is prepared (smaller file, dense speed).
+    `op` FULLY_CONNECTED with float32 weights and activations: the runtime's builtin sparse
+    kernel (1x4 blocks) reads it as it is. Anything else reads it wrongly or not at all.
+    """
+
+    tensor: str
+    dtype: str
+    block: str  # the encoding's block in TFLite's (out x in) terms, e.g. "1x4"; "1x1" none
+    op: str
+    op_index: int  # the reading op's index in the first subgraph
+    output: str  # the reading op's output tensor name
+    activation_dtype: str
+
+    @property
+    def sparse_kernel(self) -> bool:
+        """Read as it is by a kernel that computes with sparse weights."""
+        return self.op == "FULLY_CONNECTED" and self.dtype == self.activation_dtype == "float32"
+
+    @property
+    def densified(self) -> bool:
+        return self.op == "DENSIFY"
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "tensor": self.tensor,
+            "dtype": self.dtype,
+            "block": self.block,
+            "op": self.op,
+            "output": self.output,
+        }
+
+
+def sparse_uses(data: bytes) -> list[SparseUse]:
+    """Every read of a sparse-encoded tensor in the file's first subgraph, in op order.
+
+    Raises:
+        ModelFileError: the flatbuffer cannot be read.
+    """
+    try:
+        return _sparse_uses(data)
+    except ModelFileError:
+        raise
+    except Exception as e:  # a damaged flatbuffer raises anything from struct.error to IndexError
+        raise ModelFileError(
+            f"cannot read the file's operators ({type(e).__name__}: {e})"
+        ) from None
+
+
+def _block(tensor: Any) -> str:
+    """ "RxC" of a tensor's sparsity block (TFLite dims: out x in); "1x1" without blocks."""
+    sp = tensor.Sparsity()
+    rank = tensor.ShapeLength()
+    sizes = [1] * rank
+    for i in range(sp.BlockMapLength()):
+        dim = int(sp.BlockMap(i))
+        if 0 <= dim < rank and rank + i < sp.DimMetadataLength():
+            sizes[dim] = int(sp.DimMetadata(rank + i).DenseSize())
+    return "x".join(str(s) for s in sizes) if sizes else "1x1"
+
+
+def _sparse_uses(data: bytes) -> list[SparseUse]:
+    schema = _schema()
+    op_names = _enum_names(schema.BuiltinOperator)
+    type_names = _enum_names(schema.TensorType)
+    model = schema.Model.GetRootAs(data, 0)
+    codes = [
+        op_names.get(max(c.BuiltinCode(), c.DeprecatedBuiltinCode()), "?")
+        for c in (model.OperatorCodes(i) for i in range(model.OperatorCodesLength()))
+    ]
+    sub = model.Subgraphs(0)
+
+    def name(i: int) -> str:
+        return (sub.Tensors(i).Name() or b"").decode(errors="replace")
+
+    def dtype(i: int) -> str:
+        return type_names.get(sub.Tensors(i).Type(), "?").lower()
+
+    uses = []
+    for k in range(sub.OperatorsLength()):
+        op = sub.Operators(k)
+        inputs = [int(i) for i in op.InputsAsNumpy()] if op.InputsLength() else []
+        for i in inputs:
+            if i < 0 or sub.Tensors(i).Sparsity() is None:
+                continue
+            act = dtype(inputs[0]) if inputs and inputs[0] >= 0 and inputs[0] != i else ""
+            out = name(int(op.Outputs(0))) if op.OutputsLength() else ""
+            block = _block(sub.Tensors(i))
+            uses.append(SparseUse(name(i), dtype(i), block, codes[op.OpcodeIndex()], k, out, act))
+    return uses
+
+
+def sparse_problems(data: bytes) -> list[str]:
+    """Reads of sparse-encoded tensors by ops with no sparse kernel edgekit has checked: a
+    DEQUANTIZE of sparse float16 (reads the blocks as dense: 10% accuracy, a file that loads),
+    an integer FULLY_CONNECTED (dynamic range 1x16: wrong under XNNPACK). Empty when every
+    sparse tensor is densified or read by the float32 sparse FULLY_CONNECTED kernel.
+
+    Raises:
+        ModelFileError: the flatbuffer cannot be read.
+    """
+    return [
+        f"{u.op} {u.output} reads the sparse-encoded {u.dtype} tensor {u.tensor} (block "
+        f"{u.block}) with no sparse kernel: wrong answers or no load"
+        for u in sparse_uses(data)
+        if not (u.densified or u.sparse_kernel)
+    ]
+
+
+def sparse_path(data: bytes, undelegated: set[int] | None) -> dict[str, Any] | None:
+    """Whether a file's sparse encoding ran a sparse kernel, from the file and the runtime's
+    delegation (`edgekit.device.runtime.undelegated_ops`); None for a file without sparse
+    tensors.
+
+    `ran`: True when an op reading sparse weights as they are ran outside any delegate (the
+    runtime's builtin sparse kernel: FULLY_CONNECTED with 1x4 blocks); False when every sparse
+    tensor is densified at load or taken by a delegate; None when the runtime cannot say.
+    Which kernel a delegate runs inside is not visible from outside: such ops count as not run.
+
+    Raises:
+        ModelFileError: the flatbuffer cannot be read.
+    """
+    uses = sparse_uses(data)
+    if not uses:
+        return None
+    direct = [u for u in uses if not u.densified]
+    densified = len(uses) - len(direct)
+    blocks = sorted({u.block for u in direct})
+    ran: bool | None
+    if not direct:
+        ran, words = False, f"sparse-encoded, densified at load ({densified} DENSIFY): dense speed"
+    elif undelegated is None:
+        ran = None
+        words = (
+            f"{len(direct)} {direct[0].op} read {'/'.join(blocks)}-block sparse weights; this "
+            "runtime does not say whether a delegate took them"
+        )
+    else:
+        builtin = [u for u in direct if u.op_index in undelegated]
+        ran = bool(builtin)
+        words = (
+            f"sparse kernel: {len(builtin)} of {len(direct)} {direct[0].op} with "
+            f"{'/'.join(blocks)}-block weights ran in the runtime's builtin kernel"
+            if builtin
+            else f"{len(direct)} {direct[0].op} with sparse weights were taken by a delegate"
+        )
+    return {
+        "ran": ran,
+        "sparse_tensors": len(uses),
+        "sparse_kernel_ops": len(direct),
+        "densify_ops": densified,
+        "blocks": blocks,
+        "summary": words,
+    }

@@ -359,3 +359,34 @@ def evaluate(
     preds = outputs.argmax(axis=1) if outputs.ndim == 2 else outputs.reshape(len(x), -1).argmax(1)
     acc = float((preds == np.asarray(y)).mean()) if len(y) else float("nan")
     return Evaluation(accuracy=acc, samples=len(y), predictions=preds, outputs=outputs)
+
+
+def undelegated_ops(interpreter: Interpreter) -> set[int] | None:
+    """Indices of the first subgraph's ops the runtime runs with its own builtin kernels (no
+    delegate took them), read from the interpreter's node list; None where it cannot say.
+
+    A delegate (XNNPACK) replaces the ops it takes by DELEGATE nodes whose inputs and outputs
+    bound its partition: an op whose output lies inside some partition was taken. The node list
+    is the runtime's `_get_ops_details` (LiteRT, tflite-runtime >= 2.5; not a public API).
+    """
+    get = getattr(interpreter, "_get_ops_details", None)
+    if get is None:
+        return None
+    try:
+        nodes = list(get())
+    except (ValueError, RuntimeError):
+        return None
+    ops = [n for n in nodes if n.get("op_name") != "DELEGATE"]
+    producer = {int(t): int(n["index"]) for n in ops for t in n.get("outputs", ()) if t >= 0}
+    inputs = {int(n["index"]): [int(t) for t in n.get("inputs", ()) if t >= 0] for n in ops}
+    taken: set[int] = set()
+    for d in (n for n in nodes if n.get("op_name") == "DELEGATE"):
+        bound = {int(t) for t in d.get("inputs", ())}
+        todo = [int(t) for t in d.get("outputs", ())]
+        while todo:  # back from the partition's outputs to its inputs
+            k = producer.get(todo.pop())
+            if k is None or k in taken:
+                continue
+            taken.add(k)
+            todo += [t for t in inputs.get(k, []) if t not in bound]
+    return {int(n["index"]) for n in ops} - taken

@@ -292,9 +292,23 @@ class TfliteModel:
 
         return {
             "runtime": {"name": self.runtime.name, "version": self.runtime.version},
+            "sparse": self.sparse_path(),
             "inputs": [t.to_dict() for t in self.inputs],
             "outputs": [t.to_dict() for t in output_details(self.interpreter)],
         }
+
+    def sparse_path(self) -> dict[str, Any] | None:
+        """Whether the file's sparse weights run a sparse kernel here (None: no sparse
+        weights, or the file cannot be read again)."""
+        from edgekit.core.errors import ModelFileError
+        from edgekit.device.opcheck import sparse_path
+        from edgekit.device.runtime import undelegated_ops
+
+        try:
+            data = Path(self.path).read_bytes()
+            return sparse_path(data, undelegated_ops(self.interpreter))
+        except (OSError, ModelFileError):
+            return None
 
     def outputs_finite(self) -> bool:
         import numpy as np

@@ -72,6 +72,7 @@ GRID_KEYS: dict[str, GridKey] = {
     "sparsity": GridKey("float"),
     "prune_epochs": GridKey("int", True),
     "min_weights": GridKey("int"),
+    "sparsity_structure": GridKey("str"),
     # export
     "precision": GridKey("precisions"),
     "calibration_samples": GridKey("int"),
@@ -80,6 +81,7 @@ GRID_KEYS: dict[str, GridKey] = {
     "max_accuracy_drop": GridKey("float", True),
     "float_layers": GridKey("str", True),
     "int4_layers": GridKey("str", True),
+    "sparse_encoding": GridKey("precisions", True),
     "name": GridKey("str", True),
     # QAT and clustering: their keys turn them on; qat=false / clusters=none turn them off
     "qat": GridKey("bool"),

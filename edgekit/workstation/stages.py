@@ -230,6 +230,8 @@ def _prune(env: RunEnv, model: Any, data: Dataset, workers: Any) -> Made:
     sparsity = pruned.kernel_sparsity
     for name, why in pruned.skipped.items():
         env.say(f"  not pruned: {name}: {why}")
+    for name, why in pruned.unstructured.items():
+        env.say(f"  not {config.structure.value}: {name}: {why}")
     acc = keras_accuracy(pruned.model, data.x_test, data.y_test)
     per_kernel = ", ".join(f"{k} {v:.3f}" for k, v in sparsity.items())
     env.say(f"  pruned model: test accuracy {acc:.4f}; sparsity {per_kernel}")
@@ -240,6 +242,8 @@ def _prune(env: RunEnv, model: Any, data: Dataset, workers: Any) -> Made:
             "pruning_schedule": pruned.schedule.to_dict(),
             "kernel_sparsity": sparsity,
             "pruning_skipped": pruned.skipped,
+            "pruning_structure": config.structure.value,
+            "pruning_unstructured": pruned.unstructured,
         },
     )
 
@@ -309,7 +313,8 @@ def _export(
     config = _with_sample_counts(env.config, data)[0]
     assert env.out is not None  # planned only for the process that writes
     target = config.prune.target_sparsity if config.prune is not None else None
-    stem = config.export.name or default_stem(base_name, target)
+    structure = config.prune.structure.value if config.prune is not None else None
+    stem = config.export.name or default_stem(base_name, target, structure)
     result = export_tflite(
         model,
         data,

@@ -94,6 +94,16 @@ def print_export_summary(result: PipelineResult, console: Console | None = None)
     for r in export.rejected:
         console.print(f"not written: {r.file}: {r.reason}", highlight=False)
     for f in export.files:
+        sparse = f.record.variant.get("sparse")
+        if sparse:
+            kernel = (sparse.get("kernel") or {}).get("summary", "")
+            console.print(
+                f"sparse: {f.file} runs {sparse['speedup_vs_dense']:.2f}x its dense "
+                f"{sparse['dense_twin']} twin (p50 {sparse['p50_us']:.1f} vs "
+                f"{sparse['dense_p50_us']:.1f} us, {sparse['threads']} thread, same run on this "
+                f"CPU)" + (f"; {kernel}" if kernel else ""),
+                highlight=False,
+            )
         ops = f.record.variant.get("float_ops") or []
         if ops:
             more = f" and {len(ops) - 1} more" if len(ops) > 1 else ""

@@ -117,7 +117,8 @@ def split_name(
     precision = listed_precision or ""
     if tag and listed_precision and stem.endswith(f"_{tag}"):
         return stem[: -len(tag) - 1], listed_precision
-    m = re.match(rf"^(.*)_({'|'.join(KNOWN_PRECISIONS)})$", stem)
+    # A sparse-encoded twin (NAME_sparse_float32) belongs to the model NAME.
+    m = re.match(rf"^(.*?)(?:_sparse)?_({'|'.join(KNOWN_PRECISIONS)})$", stem)
     if m:
         stem = m.group(1)
         precision = precision or m.group(2)
@@ -383,6 +384,7 @@ def _load_all(
         w.row.first_inference_us = ans["first_inference_ns"] / 1e3
         rt = ans.get("runtime") or {}
         w.row.runtime = f"{rt.get('name')} {rt.get('version')}".strip()
+        w.row.sparse = ans.get("sparse")
         if not ans.get("outputs_finite", True):
             w.row.accuracy_note = "the first inference returned NaN or infinite outputs"
 
@@ -510,7 +512,8 @@ def _reference(row: BenchRow, candidates: list[BenchRow]) -> BenchRow | None:
         and c.model == row.model
         and c.threads == row.threads
     ]
-    refs.sort(key=lambda c: Path(c.path).parent != Path(row.path).parent)
+    # A dense file first (a sparse-encoded float32 file is compared with it), same folder first.
+    refs.sort(key=lambda c: (c.sparse is not None, Path(c.path).parent != Path(row.path).parent))
     return refs[0] if refs else None
 
 
@@ -540,4 +543,5 @@ def _expected(listed: _Listed) -> dict[str, Any]:
         "xnnpack": acc.xnnpack,
         "recommended": listed.manifest.recommended == listed.record.file,
         "max_accuracy_drop_points": listed.manifest.selection.get("max_accuracy_drop_points"),
+        "sparse": listed.record.variant.get("sparse"),
     }

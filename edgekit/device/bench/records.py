@@ -179,6 +179,9 @@ class BenchRow:
     # threads, xnnpack), when the manifest next to the file lists it.
     manifest: dict[str, Any] | None = None
     runtime: str | None = None
+    # Sparse-encoded weights: whether a sparse kernel ran (edgekit.device.opcheck.sparse_path);
+    # None for a file without them.
+    sparse: dict[str, Any] | None = None
     verdict: str = ""
     samples_ns: list[int] = field(default_factory=list, repr=False)
 

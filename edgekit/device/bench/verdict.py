@@ -36,6 +36,8 @@ def row_verdict(
         parts.append(_speed_words(row.speedup_vs_float32, "float32"))
     if row.speedup_vs_keras is not None and row.kind != "keras":
         parts.append(_speed_words(row.speedup_vs_keras, "Keras"))
+    if row.sparse is not None:
+        parts.append(_sparse_words(row))
     if row.accuracy is not None:
         acc = f"accuracy {row.accuracy:.2%}"
         if row.accuracy_delta_pp is not None:
@@ -50,6 +52,19 @@ def row_verdict(
     if row.accuracy_note:
         parts.append(row.accuracy_note)
     return "; ".join(parts)
+
+
+def _sparse_words(row: BenchRow) -> str:
+    """What the file's sparse encoding ran as here, and the speed-up export measured."""
+    assert row.sparse is not None
+    words = str(row.sparse.get("summary", "sparse-encoded"))
+    exported = (row.manifest or {}).get("sparse") or {}
+    if exported.get("speedup_vs_dense") is not None:
+        words += (
+            f" (export measured {exported['speedup_vs_dense']:.2f}x its dense twin at "
+            f"{exported.get('threads', 1)} thread(s))"
+        )
+    return words
 
 
 def overall_verdict(result: BenchResult) -> list[str]:

@@ -48,8 +48,11 @@ def convert(
     """
     name = recipe.precision.value
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if recipe.optimize:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    optimizations = [tf.lite.Optimize.DEFAULT] if recipe.optimize else []
+    if recipe.sparse_encoding:
+        optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
+    if optimizations:
+        converter.optimizations = optimizations
     if recipe.supported_types:
         converter.target_spec.supported_types = [_dtype(t) for t in recipe.supported_types]
     if recipe.supported_ops:

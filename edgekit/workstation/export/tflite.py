@@ -50,14 +50,22 @@ def file_name(stem: str, precision: Precision | str) -> str:
     return f"{stem}_{tag}.tflite"
 
 
-def default_stem(name: str, sparsity: float | None) -> str:
+def default_stem(name: str, sparsity: float | None, structure: str | None = None) -> str:
     """Self-describing name: model or data+arch name and sparsity, e.g. fashion_mnist_mlp_sp80.
 
     `sparsity` is the pruning target edgekit applied; None (not pruned here) adds no suffix, so
-    a user's model keeps its own name rather than claiming 0% sparsity.
+    a user's model keeps its own name rather than claiming 0% sparsity. A structured pruning
+    adds its structure: fashion_mnist_mlp_sp80_1x4, fashion_mnist_mlp_sp50_2in4.
+
+    Example:
+        >>> default_stem("fashion_mnist_mlp", 0.5, "2:4")
+        'fashion_mnist_mlp_sp50_2in4'
     """
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
-    return safe if sparsity is None else f"{safe}_sp{round(100 * sparsity):02d}"
+    if sparsity is None:
+        return safe
+    shape = "" if structure in (None, "unstructured") else "_" + str(structure).replace(":", "in")
+    return f"{safe}_sp{round(100 * sparsity):02d}{shape}"
 
 
 @dataclass
@@ -84,6 +92,7 @@ class RejectedFile:
     agreement: float | None = None
     bytes: int | None = None
     gzip_bytes: int | None = None
+    speedup_vs_dense: float | None = None  # a sparse file: its dense twin's p50 over its own
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -293,17 +302,30 @@ def _measure(
 def _checked(
     variant: Variant, blob: bytes, stem: str, ref: Reference, config: ExportConfig
 ) -> ExportedFile | RejectedFile:
-    """Load and run the file on the reference samples, then pass it through the gates.
+    """Load and run the file on the reference samples, then pass it through the gates (and a
+    sparse file through its speed gate).
 
     Raises:
-        VerificationError: it does not load, run, or agree with the Keras model enough.
+        VerificationError: it reads sparse weights without a sparse kernel, does not load,
+            run, or agree with the Keras model enough.
     """
+    from edgekit.device.opcheck import sparse_problems
+
     name = file_name(stem, variant.tag)
+    # Before it runs: a sparse tensor read by an op without a sparse kernel (float16 in 1x4
+    # blocks) loads and answers wrong, or crashes the runtime.
+    wrong = sparse_problems(blob)
+    if wrong:
+        more = f" and {len(wrong) - 1} more" if len(wrong) > 1 else ""
+        raise VerificationError(f"sparse weights without a sparse kernel: {wrong[0]}{more}")
     check = verify_tflite(blob, variant.tag, ref.x, ref.y, ref.keras_outputs, config.min_agreement)
     info = parse_model_bytes(blob, name)
     keras_acc = ref.keras_accuracy
     drop = round(100 * (keras_acc - check.accuracy), 4)
     why = _gate(variant, blob, info, check, keras_acc, config, ref.model_sparsity)
+    sparse: dict[str, Any] = {}
+    if why is None and variant.dense_twin is not None:
+        sparse, why = _speed_gate(variant, blob, config)
     if why is not None:
         return RejectedFile(
             name,
@@ -316,7 +338,10 @@ def _checked(
             check.top1_agreement_with_keras,
             info.bytes,
             info.gzip_bytes,
+            sparse.get("speedup_vs_dense"),
         )
+    if sparse:
+        sparse["kernel"] = _sparse_kernel(blob)
     record = FileRecord(
         file=name,
         precision=variant.precision.value,
@@ -328,9 +353,46 @@ def _checked(
         weight_sparsity=round(info.weight_sparsity, 6),
         operators=info.operators,
         accuracy=check,
-        variant={**variant.info(), "accuracy_drop_points": drop, **_float_ops(variant, blob)},
+        variant={
+            **variant.info(),
+            "accuracy_drop_points": drop,
+            **_float_ops(variant, blob),
+            **({"sparse": sparse} if sparse else {}),
+        },
     )
     return ExportedFile(name, variant.precision, blob, record)
+
+
+def _speed_gate(
+    variant: Variant, blob: bytes, config: ExportConfig
+) -> tuple[dict[str, Any], str | None]:
+    """A sparse file against its dense twin: the measurement for the manifest, and why it may
+    not be written (not fast enough), or None.
+
+    Raises:
+        VerificationError: a file failed to load or run while timed.
+    """
+    from edgekit.workstation.export.sparse import speed_problem, time_against_dense
+
+    assert variant.dense_twin is not None
+    speed = time_against_dense(blob, variant.dense_twin())
+    record = {
+        "dense_twin": variant.precision.value,
+        **speed.to_dict(),
+        "min_speedup": config.sparse_min_speedup,
+        "cpu": cpu_model(),
+    }
+    return record, speed_problem(speed, config.sparse_min_speedup, variant.precision.value)
+
+
+def _sparse_kernel(blob: bytes) -> dict[str, Any] | None:
+    """What the file's sparse encoding runs as in this runtime (edgekit.device.opcheck)."""
+    from edgekit.device.opcheck import sparse_path
+    from edgekit.device.runtime import undelegated_ops
+
+    with quiet_native_stderr():
+        interpreter = load_interpreter(blob, num_threads=1)
+    return sparse_path(blob, undelegated_ops(interpreter))
 
 
 def _float_ops(variant: Variant, blob: bytes) -> dict[str, list[str]]:

@@ -16,7 +16,7 @@ from edgekit.core.config import DataConfig, ExportConfig, Precision
 from edgekit.core.data.arrays import Samples
 from edgekit.core.data.sizes import default_calibration_samples
 from edgekit.core.errors import ExportError
-from edgekit.core.recipes import ENGINES, recipe_for
+from edgekit.core.recipes import ENGINES, recipe_for, sparse_recipe_for
 
 # How many worst layers the budget search keeps float, one more per try.
 SEARCH_FLOAT_LAYERS = (1, 2, 3)
@@ -43,6 +43,9 @@ class Variant:
     # whole export with one line instead of leaving that file out.
     check: Callable[[], object] | None = field(default=None, repr=False)
     extra: dict[str, Any] = field(default_factory=dict)  # more for the manifest (MC: N, outputs)
+    # A sparse-encoded file: makes the bytes of its dense twin, which it must beat on speed
+    # (edgekit.workstation.export.sparse) to be written.
+    dense_twin: Callable[[], bytes] | None = field(default=None, repr=False)
 
     def info(self) -> dict[str, Any]:
         d: dict[str, Any] = {"tag": self.tag, "engine": self.engine, **self.extra}
@@ -224,10 +227,34 @@ class VariantPlanner:
             },
         )
 
+    def sparse(self, p: Precision) -> Variant:
+        """`p` with sparse encoding (`sparse_{p}`): written only when faster than its dense
+        twin, the `p` file (edgekit.workstation.export.sparse)."""
+        from edgekit.workstation.export.converter import convert
+
+        recipe = sparse_recipe_for(p)
+        twin = self.precision(p, False).build
+
+        def build() -> bytes:
+            return convert(self.model, recipe, self.x_train, self.samples, self.seed)
+
+        return Variant(
+            f"sparse_{p.value}",
+            p,
+            ENGINES["converter"] + " with sparse encoding (Optimize.EXPERIMENTAL_SPARSITY)",
+            build,
+            True,
+            f"{p.value} with zero weights left out of the file (sparse kernel where the "
+            "runtime has one)",
+            dense_twin=twin,
+        )
+
     def requested(self, qat_requested: bool = False) -> list[Variant]:
-        """The files asked for: `--precision`, MC dropout, `--float-layers`, `--qat`."""
+        """The files asked for: `--precision`, sparse encoding, MC dropout, `--float-layers`,
+        `--qat`."""
         config = self.config
         out = [self.precision(p, True) for p in config.precisions]
+        out += [self.sparse(p) for p in config.sparse_encoding or ()]
         out += [self.mc(n, p) for n in config.mc_samples for p in MC_PRECISIONS]
         if config.float_layers:
             from edgekit.core.float_layers import parse_float_layers

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from edgekit.core.config import PruneConfig
+from edgekit.core.config import PruneConfig, SparsityStructure
 from edgekit.core.data import Dataset
 from edgekit.core.errors import EdgekitError, ModelError, first_line
 from edgekit.core.io.console import Progress
@@ -123,6 +123,8 @@ class PruneResult:
     kernel_sparsity: dict[str, float]  # every kernel, pruned or not
     skipped: dict[str, str]  # kernels left dense -> why
     history: dict[str, list[float]]
+    # Kernels pruned without the structure asked for (1x4, 2:4) -> why (they are unstructured).
+    unstructured: dict[str, str] = field(default_factory=dict)
 
     @property
     def pruned_sparsity(self) -> dict[str, float]:
@@ -134,6 +136,7 @@ class PruneResult:
             "schedule": self.schedule.to_dict(),
             "kernel_sparsity": self.kernel_sparsity,
             "skipped": self.skipped,
+            "unstructured": self.unstructured,
         }
 
 
@@ -166,7 +169,7 @@ def prune_model(
     original = model
     model = keras.models.clone_model(original)
     model.set_weights(original.get_weights())
-    wrapped, skipped = _wrap_for_pruning(model, config, schedule)
+    wrapped, skipped, unstructured = _wrap_for_pruning(model, config, schedule)
     # The wrapper drops the optimizer: compile again.
     compile_model(wrapped, config.learning_rate, decay_steps=plan.total_steps)
     hist = wrapped.fit(
@@ -195,20 +198,62 @@ def prune_model(
             "raise --prune-epochs"
         )
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-    return PruneResult(stripped, plan, sparsity, skipped, history)
+    return PruneResult(stripped, plan, sparsity, skipped, history, unstructured)
+
+
+def structure_args(
+    layer: keras.layers.Layer, structure: SparsityStructure
+) -> tuple[dict[str, Any], str]:
+    """`prune_low_magnitude`'s keywords putting `layer`'s zeros in `structure`, and why not
+    ("" when it can).
+
+    TF-MOT takes `block_size` on 2-D kernels only (Dense) and `sparsity_m_by_n` on Dense and
+    on Conv2D with input channels a multiple of 4; it would leave any other layer dense without
+    a word (a 1-channel conv), so such a layer is pruned unstructured and said so. Keras Dense
+    kernels are (in, out), TFLite's (out, in): Keras block (4, 1) is TFLite's 1x4.
+
+    Example:
+        >>> from edgekit.workstation._keras import keras
+        >>> dense = keras.layers.Dense(8)
+        >>> dense.build((None, 16))
+        >>> structure_args(dense, SparsityStructure.BLOCK_1X4)
+        ({'block_size': (4, 1)}, '')
+        >>> conv = keras.layers.Conv2D(8, 3)
+        >>> conv.build((None, 28, 28, 1))
+        >>> structure_args(conv, SparsityStructure.M_BY_N_2_4)[1]
+        '2:4 needs input channels a multiple of 4 (Conv2D has 1): pruned unstructured'
+    """
+    if structure is SparsityStructure.UNSTRUCTURED:
+        return {}, ""
+    kind = type(layer).__name__
+    if structure is SparsityStructure.BLOCK_1X4:
+        if kind == "Dense":
+            return {"block_size": (4, 1)}, ""
+        return {}, f"1x4 blocks are for Dense kernels only ({kind}): pruned unstructured"
+    if kind == "Dense":
+        return {"sparsity_m_by_n": (2, 4)}, ""
+    if kind == "Conv2D":
+        channels = int(layer.kernel.shape[-2])
+        if channels % 4 == 0:
+            return {"sparsity_m_by_n": (2, 4)}, ""
+        return {}, (
+            f"2:4 needs input channels a multiple of 4 (Conv2D has {channels}): pruned unstructured"
+        )
+    return {}, f"2:4 is for Dense and Conv2D kernels only ({kind}): pruned unstructured"
 
 
 def _wrap_for_pruning(
     model: keras.Model, config: PruneConfig, schedule: tfmot.sparsity.keras.PruningSchedule
-) -> tuple[keras.Model, dict[str, str]]:
+) -> tuple[keras.Model, dict[str, str], dict[str, str]]:
     """A copy of `model` with every kernel of >= config.min_weights weights wrapped for
-    pruning, and the kernels left dense -> why.
+    pruning, the kernels left dense -> why, and those pruned without config.structure -> why.
 
     Raises:
         ModelError: the model nests a model, TF-MOT cannot wrap a layer, or no kernel is large
             enough to prune.
     """
     skipped: dict[str, str] = {}
+    unstructured: dict[str, str] = {}
 
     def wrap(layer: keras.layers.Layer) -> keras.layers.Layer:
         size = _kernel_size(layer)
@@ -221,8 +266,13 @@ def _wrap_for_pruning(
             )
             return layer
         _prune_every_kernel(layer)
+        args, why = structure_args(layer, config.structure)
+        if why:
+            unstructured[layer.name] = why
         try:
-            return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
+            return tfmot.sparsity.keras.prune_low_magnitude(
+                layer, pruning_schedule=schedule, **args
+            )
         except ValueError as e:
             first = first_line(e)
             raise ModelError(
@@ -241,4 +291,4 @@ def _wrap_for_pruning(
             f"no layer of the model has >= {config.min_weights} kernel weights to prune: "
             "lower --min-weights or export with --no-prune"
         )
-    return wrapped, skipped
+    return wrapped, skipped, unstructured
