@@ -62,6 +62,19 @@ POINTS: dict[str, list[dict[str, Any]]] = {
             "qat": True,
             "qat-epochs": 4,
         },
+        # The same with augmentation and twice the epochs (augmented nets underfit at 4-10
+        # epochs: benchmarks/results/augment.json). Not yet run on 3 seeds.
+        {
+            "arch": "cnn",
+            "hidden": "32",
+            "epochs": 20,
+            "augment": "flip,translate:0.1",
+            "sparsity": 0.7,
+            "prune-epochs": 8,
+            "clusters": 16,
+            "qat": True,
+            "qat-epochs": 4,
+        },
     ],
 }
 
