@@ -19,8 +19,13 @@
 # values that differ printed. It also checks, on the device, that output 0 read by index (as
 # Android/iOS/C++ apps read it) is the class probabilities in every file, the MC-dropout files of
 # a second small export included (`device_outputs.py output0`: mc_mean, by index and by the
-# signature runner, and the file's TFLite metadata naming it, with its labels). Not bit-exact, measured: LiteRT 2.3.0's int8 SOFTMAX rounds exact
-# .5 ties differently on aarch64 and x86 (same logits; 2 of 5000 values), and tflite-runtime
+# signature runner, and the file's TFLite metadata naming it, with its labels).
+# The sparse path: a third small export (the MLP pruned in 1x4 blocks, float32 + its
+# `_sparse_float32` file, sparse-encoded weights) gets `edgekit verify` and `edgekit bench` on the
+# device, whose row must say the runtime's builtin sparse FULLY_CONNECTED kernel ran
+# (`sparse.ran`) with the dense twin's accuracy, and the same raw-output comparison with the
+# host (float32: rtol 1e-4 / atol 1e-6, XNNPACK on and off).
+# Not bit-exact, measured: LiteRT 2.3.0's int8 SOFTMAX rounds exact .5 ties differently on aarch64 and x86 (same logits; 2 of 5000 values), and tflite-runtime
 # 2.14 runs int8 on builtin kernels, which differ from XNNPACK's by 1 in a few values.
 # Emulated timings say nothing about a real board: this checks correctness, not speed.
 #
@@ -254,12 +259,55 @@ print("MC-dropout export:", ", ".join(f.file for f in result.export.files))
 PY
 timing export_mc $((SECONDS - t0))
 
+say "sparse 1x4 export on the host (float32 + sparse_float32)"
+t0=$SECONDS
+# Python, not the CLI: the CLI has no option for export.sparse_min_speedup. The export writes
+# the sparse file only when it times it faster than its dense twin (1.1x by default), and a CI
+# machine under load can time it no faster: the file would be dropped and this check would lose
+# its subject. This run checks that the sparse kernel runs, and runs right, on the device (no
+# speed: emulated timings say nothing), so the gate is set so low (0.01x) that it always passes.
+host - "$work/export-sparse" <<'PY' || die "the sparse 1x4 export on the host failed"
+import sys
+
+from edgekit.core.build import build_config
+from edgekit.workstation.pipeline import run_pipeline
+
+config = build_config(
+    {
+        "train_samples": 3000,
+        "test_samples": 1000,
+        "validation_size": 500,
+        "epochs": 3,
+        "prune_epochs": 2,
+        "sparsity_structure": "1x4",
+        "precision": ("float32",),
+        "sparse_encoding": ("float32",),
+        "export.sparse_min_speedup": 0.01,
+        "output": sys.argv[1],
+    }
+)
+result = run_pipeline(config, progress=lambda msg: None)
+print("sparse 1x4 export:", ", ".join(f.file for f in result.export.files))
+PY
+sparse_file="$(cd "$work/export-sparse" && ls -- *_sparse_float32.tflite 2>/dev/null | head -n1 || true)"
+[ -n "$sparse_file" ] || die "the sparse 1x4 export wrote no *_sparse_float32.tflite"
+dense_twin="${sparse_file%_sparse_float32.tflite}_float32.tflite"
+[ -s "$work/export-sparse/$dense_twin" ] \
+  || die "the sparse 1x4 export wrote $sparse_file but not its dense twin $dense_twin"
+timing export_sparse $((SECONDS - t0))
+say "sparse export: $sparse_file and its dense twin $dense_twin ($((SECONDS - t0)) s)"
+
 say "raw outputs on the host (ai-edge-litert with XNNPACK, and with its builtin kernels)"
 host "$work/device_outputs.py" dump "$work/export" "$work/test.npz" "$work/host.npz" --runtime litert \
   || die "device_outputs.py dump failed on the host"
 # The same files on the builtin kernels (tflite-runtime 2.14 runs int8 on them).
 host "$work/device_outputs.py" dump "$work/export" "$work/test.npz" "$work/host-builtin.npz" \
   --runtime litert --no-xnnpack || die "device_outputs.py dump --no-xnnpack failed on the host"
+host "$work/device_outputs.py" dump "$work/export-sparse" "$work/test.npz" "$work/host-sparse.npz" \
+  --runtime litert || die "device_outputs.py dump export-sparse failed on the host"
+host "$work/device_outputs.py" dump "$work/export-sparse" "$work/test.npz" \
+  "$work/host-sparse-builtin.npz" --runtime litert --no-xnnpack \
+  || die "device_outputs.py dump export-sparse --no-xnnpack failed on the host"
 
 # ---- the device ------------------------------------------------------------------------------
 proxy_env=()
@@ -437,6 +485,11 @@ run_step dump 0 'python device_outputs.py dump export test.npz device.npz'
 run_step dump-builtin 0 'python device_outputs.py dump export test.npz device-builtin.npz --no-xnnpack'
 run_step output0 0 'python device_outputs.py output0 export test.npz --json output0.json'
 run_step output0-mc 0 'python device_outputs.py output0 export-mc test.npz --json output0-mc.json'
+run_step verify-sparse 0 'edgekit verify export-sparse'
+run_step bench-sparse 0 'edgekit bench export-sparse --data test.npz --samples 200 --min-runs 5 --min-time 0.05 --warmup-runs 1 --warmup-time 0 --rounds 2 --no-save --json sparse-bench.json'
+run_step dump-sparse 0 'python device_outputs.py dump export-sparse test.npz device-sparse.npz'
+run_step dump-sparse-builtin 0 'python device_outputs.py dump export-sparse test.npz device-sparse-builtin.npz --no-xnnpack'
+run_step output0-sparse 0 'python device_outputs.py output0 export-sparse test.npz --json output0-sparse.json'
 timing device_steps $((SECONDS - t0))
 
 compare_step() {  # NAME HOST.npz DEVICE.npz INT8_ATOL
@@ -452,13 +505,16 @@ compare_step() {  # NAME HOST.npz DEVICE.npz INT8_ATOL
 }
 compare_step compare host.npz device.npz 1
 compare_step compare-builtin host-builtin.npz device-builtin.npz "$builtin_int8_atol"
+# float32 files only: rtol 1e-4 / atol 1e-6, as for the main export's float32 files.
+compare_step compare-sparse host-sparse.npz device-sparse.npz 0
+compare_step compare-sparse-builtin host-sparse-builtin.npz device-sparse-builtin.npz 0
 
 # ---- summary ---------------------------------------------------------------------------------
 timing total $((SECONDS - t_start))
 status=0
 TARGET="$target" WORK="$work" WANT_RUNTIME="$want_runtime" QEMU_CPU_USED="$qemu_cpu" \
-UNAME_M="$machine" WHEEL="$wheel_name" N_FILES="$n_files" \
-host - <<'PY' || status=$?
+UNAME_M="$machine" WHEEL="$wheel_name" N_FILES="$n_files" SPARSE_FILE="$sparse_file" \
+DENSE_TWIN="$dense_twin" host - <<'PY' || status=$?
 import json, os, sys
 from pathlib import Path
 
@@ -497,13 +553,63 @@ files_builtin = (cmp_builtin or {}).get("files", [])
 agree = min((f.get("top1_agreement", 0.0) for f in files + files_builtin), default=0.0)
 int8_builtin = [f for f in files_builtin if "mismatches" in f]
 int8 = [f for f in files if "mismatches" in f]
-ok = all(s["ok"] for s in steps) and runtime_ok
+
+
+def sparse_check():
+    """The sparse file on the device: its bench row says the builtin sparse kernel ran, its
+    accuracy is its dense twin's, and its raw outputs are the host's (both kernels' dumps)."""
+    sparse_file, dense_twin = os.environ["SPARSE_FILE"], os.environ["DENSE_TWIN"]
+    bench_sparse = load("sparse-bench.json") or {}
+    rows = bench_sparse.get("rows", [])
+    mine = [r for r in rows if r.get("file") == sparse_file]
+    twins = {r.get("threads"): r for r in rows if r.get("file") == dense_twin}
+    problems = []
+    sparse_runtime = (bench_sparse.get("machine") or {}).get("runtime") or ""
+    if sparse_runtime.split()[:1] != [want]:
+        problems.append(f"sparse bench ran on {sparse_runtime or 'an unknown runtime'}, not {want}")
+    if not mine:
+        problems.append(f"no bench row for {sparse_file}")
+    for row in mine:
+        at = f"{sparse_file} @{row.get('threads')}t"
+        twin = twins.get(row.get("threads")) or {}
+        if row.get("status") != "ok" or twin.get("status") != "ok":
+            problems.append(f"bench of {at} or its dense twin failed: {row.get('error') or twin.get('error')}")
+        if (row.get("sparse") or {}).get("ran") is not True:
+            problems.append(f"{at}: the sparse kernel did not run ({(row.get('sparse') or {}).get('summary')})")
+        if row.get("accuracy") is None or row.get("accuracy") != twin.get("accuracy"):
+            problems.append(f"{at}: accuracy {row.get('accuracy')}, dense twin {twin.get('accuracy')}")
+    diffs = {}
+    for name in ("compare-sparse", "compare-sparse-builtin"):
+        found = [f for f in (load(f"{name}.json") or {}).get("files", []) if f.get("file") == sparse_file]
+        if not found or not found[0].get("ok"):
+            problems.append(f"{name}: {sparse_file} {'differs from' if found else 'missing against'} the host")
+        diffs[name] = found[0].get("max_abs_diff") if found else None
+    row = mine[0] if mine else {}
+    return {
+        "ok": not problems, "file": sparse_file, "dense_twin": dense_twin, "runtime": sparse_runtime,
+        "kernel_ran": (row.get("sparse") or {}).get("ran"),
+        "kernel": (row.get("sparse") or {}).get("summary"),
+        "accuracy": row.get("accuracy"),
+        "dense_accuracy": (twins.get(row.get("threads")) or {}).get("accuracy"),
+        "accuracy_samples": row.get("accuracy_samples"),
+        "top1_agreement_vs_dense": row.get("top1_agreement"),
+        "max_abs_diff_vs_host": diffs["compare-sparse"],
+        "max_abs_diff_vs_host_builtin": diffs["compare-sparse-builtin"],
+        "tolerance": "rtol 1e-4 atol 1e-6 (float32), top-1 agreement 100%",
+        "problems": problems,
+    }
+
+
+sparse = sparse_check()
+for problem in sparse["problems"]:
+    print(f"---- [{target}] sparse: {problem}")
+ok = all(s["ok"] for s in steps) and runtime_ok and sparse["ok"]
 summary = {
     "target": target, "ok": ok, "runtime": runtime, "expected_runtime": want,
     "runtime_ok": runtime_ok, "uname_m": os.environ["UNAME_M"],
     "qemu_cpu": os.environ["QEMU_CPU_USED"] or None, "wheel": os.environ["WHEEL"],
     "files": int(os.environ["N_FILES"]), "images": images, "steps": steps,
-    "compare": cmp_, "compare_builtin": cmp_builtin, "seconds": timings,
+    "compare": cmp_, "compare_builtin": cmp_builtin, "sparse": sparse, "seconds": timings,
 }
 (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 if ok:
@@ -515,13 +621,19 @@ if ok:
     else:
         exact = (f", int8 within 1 step ({d1} of {n1} values differ with the default kernels, "
                  f"{d2} of {n2} with builtin kernels)")
+    diff = max(sparse["max_abs_diff_vs_host"], sparse["max_abs_diff_vs_host_builtin"])
+    kernel = sparse["kernel"].removeprefix("sparse kernel: ").split(" with ")[0]
     print(f"\ndevice-smoke {target}: OK (runtime {shown}, {len(files)} files, {images} images, "
-          f"top-1 agreement {100 * agree:.0f}%{exact})")
+          f"top-1 agreement {100 * agree:.0f}%{exact}); sparse 1x4 file: builtin sparse kernel "
+          f"ran ({kernel}), accuracy {100 * sparse['accuracy']:.1f}% = its dense twin's on "
+          f"{sparse['accuracy_samples']} images, outputs within {diff:.2g} of the host's "
+          "(XNNPACK on and off)")
 else:
     bad = [f"{s['name']} exit {s['exit']}" + (" (expected to fail)" if s["expect"] == "fail" else "")
            for s in steps if not s["ok"]]
     if not runtime_ok:
         bad.append(f"runtime {runtime or 'unknown'} (expected {want})")
+    bad += [f"sparse: {problem}" for problem in sparse["problems"]]
     print(f"\ndevice-smoke {target}: FAILED ({', '.join(bad)}; runtime {shown}); see {work}/summary.json")
 sys.exit(0 if ok else 1)
 PY
