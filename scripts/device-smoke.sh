@@ -25,8 +25,9 @@
 # device, whose row must say the runtime's builtin sparse FULLY_CONNECTED kernel ran
 # (`sparse.ran`) with the dense twin's accuracy, and the same raw-output comparison with the
 # host (float32: rtol 1e-4 / atol 1e-6, XNNPACK on and off).
-# Not bit-exact, measured: LiteRT 2.3.0's int8 SOFTMAX rounds exact .5 ties differently on aarch64 and x86 (same logits; 2 of 5000 values), and tflite-runtime
-# 2.14 runs int8 on builtin kernels, which differ from XNNPACK's by 1 in a few values.
+# Not bit-exact, measured: LiteRT 2.3.0's int8 SOFTMAX rounds exact .5 ties differently on
+# aarch64 and x86 (same logits; 2 of 5000 values), and tflite-runtime 2.14 runs int8 on builtin
+# kernels, which differ from XNNPACK's by 1 in a few values.
 # Emulated timings say nothing about a real board: this checks correctness, not speed.
 #
 # Needs root, Debian bookworm, network access to Debian's mirror (taken from this host's apt
