@@ -487,6 +487,7 @@ run_step dump-builtin 0 'python device_outputs.py dump export test.npz device-bu
 run_step output0 0 'python device_outputs.py output0 export test.npz --json output0.json'
 run_step output0-mc 0 'python device_outputs.py output0 export-mc test.npz --json output0-mc.json'
 run_step verify-sparse 0 'edgekit verify export-sparse'
+sparse_bench_load="$(cut -d' ' -f1-3 /proc/loadavg)"  # the ratio below is a same-run one
 run_step bench-sparse 0 'edgekit bench export-sparse --data test.npz --samples 200 --min-runs 5 --min-time 0.05 --warmup-runs 1 --warmup-time 0 --rounds 2 --no-save --json sparse-bench.json'
 run_step dump-sparse 0 'python device_outputs.py dump export-sparse test.npz device-sparse.npz'
 run_step dump-sparse-builtin 0 'python device_outputs.py dump export-sparse test.npz device-sparse-builtin.npz --no-xnnpack'
@@ -515,7 +516,7 @@ timing total $((SECONDS - t_start))
 status=0
 TARGET="$target" WORK="$work" WANT_RUNTIME="$want_runtime" QEMU_CPU_USED="$qemu_cpu" \
 UNAME_M="$machine" WHEEL="$wheel_name" N_FILES="$n_files" SPARSE_FILE="$sparse_file" \
-DENSE_TWIN="$dense_twin" host - <<'PY' || status=$?
+DENSE_TWIN="$dense_twin" SPARSE_BENCH_LOAD="$sparse_bench_load" host - <<'PY' || status=$?
 import json, os, sys
 from pathlib import Path
 
@@ -597,6 +598,14 @@ def sparse_check():
         "max_abs_diff_vs_host": diffs["compare-sparse"],
         "max_abs_diff_vs_host_builtin": diffs["compare-sparse-builtin"],
         "tolerance": "rtol 1e-4 atol 1e-6 (float32), top-1 agreement 100%",
+        # dense p50 / sparse p50 in the same bench run, 1 thread, short settings (2 rounds).
+        "speedup_vs_dense_p50": row.get("speedup_vs_float32"),
+        "speed_note": (
+            f"emulated ({os.environ['QEMU_CPU_USED']} under qemu-user): says nothing about speed"
+            if os.environ["QEMU_CPU_USED"]
+            else "same-run ratio on this host at short bench settings, load average "
+            f"{os.environ['SPARSE_BENCH_LOAD']} (1, 5, 15 min) when it started"
+        ),
         "problems": problems,
     }
 
