@@ -637,7 +637,7 @@ if ok:
           f"top-1 agreement {100 * agree:.0f}%{exact}); sparse 1x4 file: builtin sparse kernel "
           f"ran ({kernel}), accuracy {100 * sparse['accuracy']:.1f}% = its dense twin's on "
           f"{sparse['accuracy_samples']} images, outputs within {diff:.2g} of the host's "
-          "(XNNPACK on and off)")
+          "(default and builtin kernels)")
 else:
     bad = [f"{s['name']} exit {s['exit']}" + (" (expected to fail)" if s["expect"] == "fail" else "")
            for s in steps if not s["ok"]]
