@@ -176,7 +176,9 @@ class VariantPlanner:
                 "int4 tuning needs a tf_keras model and training data: this model is a Keras 3 "
                 "model without a faithful tf_keras rebuild, or the data has no training set"
             )
-        tag = "int4_tuned" if target_sparsity is None else f"int4_tuned_sp{_percent(target_sparsity)}"
+        tag = "int4_tuned"
+        if target_sparsity is not None:
+            tag += f"_sp{_percent(target_sparsity)}"
         record: dict[str, Any] = {"budget_reference": BUDGET_REFERENCE}
 
         def build() -> bytes:
@@ -332,7 +334,6 @@ class VariantPlanner:
             out.append(self.qat(False))
         out += [self.precision(p, False) for p in LADDER_TAIL]
         return out
-
 
     def int4_tuned_rungs(self) -> list[Variant]:
         """The search's int4-tuned tries: a pruned model pruned SEARCH_EXTRA_SPARSITY further,

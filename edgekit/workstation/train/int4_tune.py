@@ -160,7 +160,7 @@ def _magnitude_mask(w: np.ndarray, sparsity: float) -> np.ndarray:
     return mask
 
 
-class _GridTrainer(keras.Model):  # type: ignore[misc]
+class _GridTrainer(keras.Model):
     """Trains `inner` with its kernels on the int4 grid in the forward pass (straight-through):
     the float shadow kernels take the gradients; masked weights stay zero."""
 
@@ -195,7 +195,7 @@ class _GridTrainer(keras.Model):  # type: ignore[misc]
         return {m.name: m.result() for m in self.metrics}
 
 
-class _Ramp(keras.callbacks.Callback):  # type: ignore[misc]
+class _Ramp(keras.callbacks.Callback):
     """At each epoch's start, prunes every kernel to its share of the way to the target."""
 
     def __init__(self, kernels: list[Any], masks: list[Any], start: list[float], config: Any):
@@ -250,8 +250,11 @@ def int4_tune(
     steps = -(-len(data.x_train) // config.batch_size) * config.epochs
     compile_model(trainer, config.learning_rate, decay_steps=steps)
     ramp = _Ramp([k for _, k in kernels], masks, list(before.values()), config)
+    batches = training_batches(
+        tuned, data.x_train, data.y_train, config.batch_size, config.seed, augment
+    )
     trainer.fit(
-        training_batches(tuned, data.x_train, data.y_train, config.batch_size, config.seed, augment),
+        batches,
         validation_data=validation_batches(data.x_val, data.y_val),
         epochs=config.epochs,
         verbose=0,
