@@ -326,6 +326,7 @@ def _export(
         keras_model_name=f"{stem}_folded.keras",
         qat_model=qat_factory(model, data, config, env.say),
         qat_requested=config.qat is not None,
+        int4_tuner=int4_tuner(model, data, config, env.say),
         keras_outputs=keras_outputs,
         stage_seconds=stage_seconds,
     )
@@ -381,6 +382,33 @@ def pipeline_stages(
     if config.cluster is not None:
         stages.append(CLUSTER)
     return [*stages, FOLD, EXPORT]
+
+
+def int4_tuner(model: Any, data: Dataset, config: PipelineConfig, say: Progress) -> Any:
+    """`tune(target_sparsity) -> (model, record)`: int4-aware fine-tuning of `model`
+    (edgekit.workstation.train.int4_tune), each target tuned once; None when it cannot run
+    (no training data, or a Keras 3 model without a tf_keras rebuild)."""
+    from edgekit.workstation._keras import keras
+
+    if not isinstance(model, keras.Model) or len(data.x_train) == 0:
+        return None
+    made: dict[float | None, tuple[Any, dict[str, Any]]] = {}
+
+    def tune(target: float | None) -> tuple[Any, dict[str, Any]]:
+        if target not in made:
+            from edgekit.workstation.train import keras_accuracy
+            from edgekit.workstation.train.int4_tune import Int4TuneConfig, int4_tune
+
+            tune_config = Int4TuneConfig(target_sparsity=target, seed=config.train.seed)
+            what = "" if target is None else f", pruning to {target:.0%}"
+            say(f"  int4-aware fine-tuning, {tune_config.epochs} epoch(s){what}")
+            result = int4_tune(model, data, tune_config, say, config.train.augment)
+            acc = keras_accuracy(result.model, data.x_test, data.y_test)
+            say(f"  int4-tuned model: test accuracy {acc:.4f}")
+            made[target] = (result.model, {**result.to_dict(), "tuned_keras_accuracy": acc})
+        return made[target]
+
+    return tune
 
 
 def qat_factory(model: Any, data: Dataset, config: PipelineConfig, say: Progress) -> Any:

@@ -435,6 +435,7 @@ def export_tflite(
     qat_requested: bool = False,
     keras_outputs: np.ndarray | None = None,
     stage_seconds: dict[str, float] | None = None,
+    int4_tuner: Callable[[float | None], tuple[keras.Model, dict[str, Any]]] | None = None,
 ) -> ExportResult:
     """Make each variant, check every file on real data, then write those that pass + manifest.
 
@@ -453,6 +454,8 @@ def export_tflite(
         keras_outputs: the model's outputs on all of `data.x_test`, when already computed.
         stage_seconds: wall times of the run's stages before this export; the manifest
             records them with this export's own (`ExportResult.seconds`), all but the write.
+        int4_tuner: `int4_tuner(target_sparsity)` fine-tunes the model on the int4 grid: the
+            budget search's int4-tuned tries (their drop measured against `model`, as all).
 
     Raises:
         ExportError: no file passed (nothing written), or a file cannot be written.
@@ -493,7 +496,9 @@ def export_tflite(
     clock = Clock()
     with clock.time("keras outputs") if keras_outputs is None else nullcontext():
         ref = reference_for(model, data, config, keras_outputs)
-    requested, ladder = plan_variants(model, data.x_train, config, qat_model, qat_requested)
+    requested, ladder = plan_variants(
+        model, data.x_train, config, qat_model, qat_requested, int4_tuner
+    )
     finish_variants([*requested, *ladder], data, stem)  # output 0 first, metadata, labels.txt
     n_train = len(data.x_train)
     if config.calibration_samples is not None and 0 < n_train < config.calibration_samples:

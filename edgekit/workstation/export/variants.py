@@ -2,8 +2,10 @@
 
 `plan_variants` turns an ExportConfig into the variants asked for (`--precision`,
 `--float-layers`, `--qat`) and, with a budget search (`--max-accuracy-drop`), the ladder of
-cheaper ones tried in order until one is within the budget: int4 weights, dynamic range, int8,
-int8 with the 1..3 worst layers in float, int8 QAT, int16x8, float16, float32.
+cheaper ones tried in order until one is within the budget: int4 weights after int4-aware
+fine-tuning (a pruned model pruned SEARCH_EXTRA_SPARSITY further first, then at its own
+sparsity), int4 weights, dynamic range, int8, int8 with the 1..3 worst layers in float, int8
+QAT, int16x8, float16, float32.
 """
 
 from __future__ import annotations
@@ -23,6 +25,17 @@ SEARCH_FLOAT_LAYERS = (1, 2, 3)
 _DEBUGGER = "TFLite converter + QuantizationDebugger (denylisted layers stay float)"
 # The precisions of the MC-dropout files, for each --mc-samples N.
 MC_PRECISIONS = (Precision.FLOAT32, Precision.INT8)
+# The budget search's first try on a pruned model prunes this much further (0.80 -> 0.85) while
+# it fine-tunes on the int4 grid; never past MAX_SEARCH_SPARSITY.
+SEARCH_EXTRA_SPARSITY = 0.05
+MAX_SEARCH_SPARSITY = 0.95
+# A model with at least this fraction of zero kernel weights counts as pruned.
+PRUNED_FRACTION = 0.05
+# What every file's accuracy drop is measured against (int4-tuned files included).
+BUDGET_REFERENCE = (
+    "the float Keras model exported (the folded model saved as <stem>_folded.keras), not the "
+    "int4-tuned model"
+)
 # The budget search's last tries, after int4, dynamic range, int8, float layers and QAT.
 LADDER_TAIL = (Precision.INT16X8, Precision.FLOAT16, Precision.FLOAT32)
 
@@ -70,6 +83,9 @@ class VariantPlanner:
             default data seed, as in a PipelineConfig).
         qat_model: makes the quantization-aware-trained model on first use; None when QAT is
             not possible (no training data, or a model TF-MOT cannot train).
+        int4_tuner: `int4_tuner(target_sparsity)` fine-tunes the model on the int4 grid
+            (edgekit.workstation.train.int4_tune) and returns (model, record for the manifest);
+            None when it cannot run (no training data, or not a tf_keras model).
     """
 
     def __init__(
@@ -78,8 +94,10 @@ class VariantPlanner:
         x_train: Samples,
         config: ExportConfig,
         qat_model: Callable[[], Any] | None = None,
+        int4_tuner: Callable[[float | None], tuple[Any, dict[str, Any]]] | None = None,
     ) -> None:
         self.model, self.x_train, self.config, self.qat_model = model, x_train, config, qat_model
+        self.int4_tuner = int4_tuner
         seed = config.calibration_seed
         self.seed = DataConfig().seed if seed is None else seed
         self.samples = config.calibration_samples or default_calibration_samples(len(x_train))
@@ -143,6 +161,41 @@ class VariantPlanner:
         what = pattern or "the largest layer"
         return Variant(
             p.value, p, engine, build, requested, f"int4 weights for {what}, int8 for the rest"
+        )
+
+    def int4_tuned(self, target_sparsity: float | None, requested: bool) -> Variant:
+        """int4 weights (ai-edge-quantizer) of the model fine-tuned on the int4 grid, pruned to
+        `target_sparsity` first when given (None: its own zeros). Its accuracy drop, like every
+        file's, is measured against the float Keras model exported (BUDGET_REFERENCE)."""
+        from edgekit.workstation.export import aeq
+        from edgekit.workstation.export.converter import convert
+
+        tuner = self.int4_tuner
+        if tuner is None:
+            raise ExportError(
+                "int4 tuning needs a tf_keras model and training data: this model is a Keras 3 "
+                "model without a faithful tf_keras rebuild, or the data has no training set"
+            )
+        tag = "int4_tuned"
+        if target_sparsity is not None:
+            tag += f"_sp{_percent(target_sparsity)}"
+        record: dict[str, Any] = {"budget_reference": BUDGET_REFERENCE}
+
+        def build() -> bytes:
+            tuned, info = tuner(target_sparsity)
+            record.update(info)
+            float32 = convert(tuned, recipe_for(Precision.FLOAT32))
+            return aeq.quantize_int4(float32, "dynamic")
+
+        what = "its own zeros" if target_sparsity is None else f"pruned to {target_sparsity:.0%}"
+        return Variant(
+            tag,
+            Precision.INT4,
+            ENGINES["ai-edge-quantizer"] + " after int4-aware fine-tuning",
+            build,
+            requested,
+            f"int4 weights after fine-tuning on the int4 grid ({what})",
+            extra={"int4_tuning": record},
         )
 
     def float_layers(self, names: list[str], k: int | None, requested: bool) -> Variant:
@@ -271,13 +324,45 @@ class VariantPlanner:
             return []
         from edgekit.workstation.export.aeq import aeq_available
 
-        out = [self.precision(Precision.INT4, False)] if aeq_available() else []
+        out = []
+        if aeq_available():
+            out += self.int4_tuned_rungs()
+            out.append(self.precision(Precision.INT4, False))
         out += [self.precision(p, False) for p in (Precision.DYNAMIC, Precision.INT8)]
         out += [self.float_layers([], k, False) for k in SEARCH_FLOAT_LAYERS]
         if self.qat_model is not None:
             out.append(self.qat(False))
         out += [self.precision(p, False) for p in LADDER_TAIL]
         return out
+
+    def int4_tuned_rungs(self) -> list[Variant]:
+        """The search's int4-tuned tries: a pruned model pruned SEARCH_EXTRA_SPARSITY further,
+        then at its own zeros; none without a tuner."""
+        if self.int4_tuner is None:
+            return []
+        sparsity = _kernel_zeros(self.model)
+        out = []
+        if sparsity >= PRUNED_FRACTION:
+            target = round(min(sparsity + SEARCH_EXTRA_SPARSITY, MAX_SEARCH_SPARSITY), 2)
+            if target > sparsity:
+                out.append(self.int4_tuned(target, False))
+        return [*out, self.int4_tuned(None, False)]
+
+
+def _percent(fraction: float) -> str:
+    return f"{round(100 * fraction):02d}"
+
+
+def _kernel_zeros(model: Any) -> float:
+    """Fraction of exact zeros over a model's kernels (weights of rank >= 2)."""
+    import numpy as np
+
+    total = zeros = 0
+    for w in model.get_weights():
+        if np.ndim(w) >= 2:
+            total += int(np.size(w))
+            zeros += int(np.count_nonzero(np.asarray(w) == 0))
+    return zeros / total if total else 0.0
 
 
 # The planner of each engine a recipe may name (core.recipes.ENGINES).
@@ -293,6 +378,7 @@ def plan_variants(
     config: ExportConfig,
     qat_model: Callable[[], Any] | None = None,
     qat_requested: bool = False,
+    int4_tuner: Callable[[float | None], tuple[Any, dict[str, Any]]] | None = None,
 ) -> tuple[list[Variant], list[Variant]]:
     """The variants asked for, and the budget-search ladder (empty without `config.search`).
 
@@ -302,11 +388,13 @@ def plan_variants(
         qat_model: makes the quantization-aware-trained model on first use; None when QAT is
             not possible (no training data, or a model TF-MOT cannot train).
         qat_requested: `--qat`: the QAT int8 file is asked for by name.
+        int4_tuner: fine-tunes the model on the int4 grid (the search's int4-tuned tries);
+            None when it cannot.
 
     Raises:
         ExportError: `--qat` asked for a model QAT cannot train.
     """
-    planner = VariantPlanner(model, x_train, config, qat_model)
+    planner = VariantPlanner(model, x_train, config, qat_model, int4_tuner)
     return planner.requested(qat_requested), planner.ladder()
 
 
