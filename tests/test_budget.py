@@ -109,6 +109,7 @@ def test_named_precision_left_out_exits_1_and_writes_the_others(selu: Any, tmp_p
     assert [f["file"] for f in manifest["files"]] == ["selu_float32.tflite"]
 
 
+@pytest.mark.heavy  # the search now fine-tunes on the int4 grid first (~25 s)
 def test_budget_search_writes_a_recommended_file_smaller_than_float16(
     selu: Any, tmp_path: Path
 ) -> None:
