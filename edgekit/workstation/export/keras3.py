@@ -216,7 +216,7 @@ def _unique_name(state: _Rebuild, name: str) -> str:
 def _layer(k3_layer: Any, state: _Rebuild, prefix: str) -> Callable[..., Any]:
     """The tf_keras twin of a Keras 3 layer (made once: a shared layer stays shared)."""
     if id(k3_layer) in state.layers:
-        return state.layers[id(k3_layer)]  # type: ignore[no-any-return]
+        return state.layers[id(k3_layer)]
     cls_name = type(k3_layer).__name__
     if cls_name not in SUPPORTED_LAYERS or not hasattr(keras.layers, cls_name):
         raise UnsupportedLayerError(
@@ -246,7 +246,7 @@ def _layer(k3_layer: Any, state: _Rebuild, prefix: str) -> Callable[..., Any]:
         state.layers[id(k3_layer)] = layer_then_activation
         return layer_then_activation
     state.layers[id(k3_layer)] = tf_layer
-    return tf_layer  # type: ignore[no-any-return]
+    return tf_layer
 
 
 def _hard_activation(activation: Any) -> str | None:
@@ -306,7 +306,9 @@ def _operation(op: Any, args: Any, kwargs: dict[str, Any], state: _Rebuild, pref
 
 def _is_tensor(value: Any) -> bool:
     """A tf_keras symbolic tensor (is_keras_tensor raises on anything but tensors)."""
-    return hasattr(value, "shape") and hasattr(value, "dtype") and keras.backend.is_keras_tensor(value)
+    return (
+        hasattr(value, "shape") and hasattr(value, "dtype") and keras.backend.is_keras_tensor(value)
+    )
 
 
 def _is_number(value: Any) -> bool:
