@@ -479,6 +479,8 @@ def test_hard_activations_and_arithmetic_rebuild_from_builtin_layers(
     assert kinds == {"InputLayer", "Dense", "Rescaling", "ReLU", "Multiply", "Subtract"} | {
         "Concatenate"
     }
+    # a * b, c * d, and one in each of the two hard_silu ((x / 6) * relu6(x + 3)).
+    assert sum(type(layer).__name__ == "Multiply" for layer in user.model.layers) == 4
     # Inputs spread over -12..12: both hard activations' bends (-3, 3) are crossed.
     x = np.random.default_rng(0).normal(0.0, 4.0, (512, 8)).astype(np.float32)
     assert max_abs_difference(user.original, user.model, x) < 1e-5

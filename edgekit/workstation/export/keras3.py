@@ -12,7 +12,9 @@ tf_keras model loads anywhere, without edgekit):
 
 - the activations `hard_sigmoid` (Keras 3: relu6(x + 3) / 6; tf_keras' own is the older
   clip(0.2 x + 0.5, 0, 1), up to 0.083 apart) and `hard_silu`/`hard_swish` (x * hard_sigmoid(x),
-  none in tf_keras), as Rescaling(offset=3) -> ReLU(6) -> Rescaling(1/6) [-> Multiply with x];
+  none in tf_keras), as Rescaling(offset=3) -> ReLU(6) -> Rescaling(1/6), and hard_silu as
+  Multiply(Rescaling(1/6)(x), ReLU(6)(Rescaling(offset=3)(x))) (a form the converter leaves
+  as int8 ADD and MUL ops, which XNNPACK runs: see _hard_activation_layers);
 - arithmetic written on tensors in a functional model (`x + 3.0`, `x * (1 / 6)`, `x * y`, as
   MobileNetV3's hard sigmoid and squeeze-excite do), as Rescaling (with a number) or
   Add/Subtract/Multiply (two tensors).
@@ -267,8 +269,12 @@ def _hard_activation_layers(kind: str, name: str, state: _Rebuild) -> Callable[[
     div6 = layers.Rescaling(1.0 / 6.0, name=_unique_name(state, f"{name}_div6"))
     if kind == "hard_sigmoid":
         return lambda x: div6(relu6(plus3(x)))
-    times = layers.Multiply(name=_unique_name(state, f"{name}_times_x"))
-    return lambda x: times([x, div6(relu6(plus3(x)))])
+    # (x / 6) * relu6(x + 3), not x * (relu6(x + 3) / 6): the converter fuses the latter into
+    # one HARD_SWISH op, which LiteRT 2.3.0's XNNPACK does not take in int8, so an int8
+    # MobileNetV3 ran in 19 pieces and slower than its float32 file (81.6 vs 38.4 us p50 for
+    # this form, measured on a 32x32 V3-Small on the AVX-512 EPYC; docs/models.md).
+    times = layers.Multiply(name=_unique_name(state, f"{name}_times"))
+    return lambda x: times([div6(x), relu6(plus3(x))])
 
 
 def _operation(op: Any, args: Any, kwargs: dict[str, Any], state: _Rebuild, prefix: str) -> Any:
