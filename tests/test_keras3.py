@@ -492,6 +492,20 @@ def test_hard_activations_and_arithmetic_rebuild_from_builtin_layers(
     assert np.array_equal(again.predict(x, verbose=0), user.model.predict(x, verbose=0))
 
 
+def test_an_activation_tf_keras_lacks_is_named_in_one_line(k3: Any, tmp_path: Path) -> None:
+    from edgekit.workstation.export.model_io import load_user_model
+
+    inp = k3.Input((8,))
+    model = k3.Model(inp, k3.layers.Dense(3, activation="hard_tanh", name="clip")(inp))
+    user = load_user_model(_save(model, tmp_path, "hard_tanh"))
+    assert user.rebuild_error == (
+        "layer 'clip' (Dense) uses the activation 'hard_tanh', which tf_keras does not have, so "
+        "TF-MOT (--prune) cannot work on this Keras 3 model: export it without --prune "
+        "(converted as it is), or use one tf_keras has (relu, relu6, elu, selu, silu, gelu, "
+        "mish, tanh, sigmoid, softmax; hard_sigmoid and hard_silu are rebuilt from layers)"
+    )
+
+
 def test_a_model_with_two_inputs_is_one_line(k3: Any, tmp_path: Path) -> None:
     a, b = k3.Input((4,)), k3.Input((4,))
     model = k3.Model([a, b], k3.layers.Dense(2)(k3.layers.Concatenate()([a, b])))

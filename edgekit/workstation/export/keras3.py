@@ -236,6 +236,8 @@ def _layer(k3_layer: Any, state: _Rebuild, prefix: str) -> Callable[..., Any]:
             state.layers[id(k3_layer)] = activation
             return activation
         config["activation"] = "linear"
+    elif "activation" in config:
+        _check_activation(config["activation"], k3_layer.name, cls_name)
     config = _translate(cls_name, config, k3_layer.name, cls)
     config["name"] = name
     tf_layer = cls.from_config(config)
@@ -258,6 +260,24 @@ def _hard_activation(activation: Any) -> str | None:
     if activation not in HARD_ACTIVATIONS:
         return None
     return "hard_sigmoid" if activation == "hard_sigmoid" else "hard_silu"
+
+
+def _check_activation(activation: Any, name: str, cls_name: str) -> None:
+    """Refuse, in one line, an activation tf_keras does not have (celu, glu, hard_tanh...)."""
+    if isinstance(activation, dict):
+        activation = activation.get("config", activation.get("class_name"))
+    if not isinstance(activation, str):
+        return  # a serialized object: tf_keras' from_config says what it makes of it
+    try:
+        keras.activations.get(activation)
+    except ValueError:
+        raise UnsupportedLayerError(
+            f"layer {name!r} ({cls_name}) uses the activation {activation!r}, which tf_keras "
+            "does not have, so TF-MOT (--prune) cannot work on this Keras 3 model: export it "
+            "without --prune (converted as it is), or use one tf_keras has (relu, relu6, elu, "
+            "selu, silu, gelu, mish, tanh, sigmoid, softmax; hard_sigmoid and hard_silu are "
+            "rebuilt from layers)"
+        ) from None
 
 
 def _hard_activation_layers(kind: str, name: str, state: _Rebuild) -> Callable[[Any], Any]:
