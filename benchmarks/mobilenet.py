@@ -1,7 +1,9 @@
-"""The most common edge architectures as a user brings them: a Keras 3 MobileNetV2 (alpha 0.35,
-96x96 RGB) on an image folder, exported with `edgekit export model.keras --data DIR --prune`;
-with --arch, a Keras 3 MobileNetV3-Small (full: hard swish, squeeze-excite), an
-EfficientNet-Lite-like or a ResNet-18-like net (tests/nets.py) the same way.
+"""Edge architectures as a user brings them, through `edgekit export --prune` and `bench`.
+
+A Keras 3 MobileNetV2 (alpha 0.35, 96x96 RGB) on an image folder, exported with
+`edgekit export model.keras --data DIR --prune`; with --arch, a Keras 3 MobileNetV3-Small (full:
+hard swish, squeeze-excite), an EfficientNet-Lite-like or a ResNet-18-like net (tests/nets.py)
+the same way.
 
     python benchmarks/mobilenet.py              # -> benchmarks/results/mobilenet.json
     python benchmarks/mobilenet.py --images 600 --epochs 1 --prune-epochs 2   # a quick look

@@ -492,6 +492,24 @@ def test_hard_activations_and_arithmetic_rebuild_from_builtin_layers(
     assert np.array_equal(again.predict(x, verbose=0), user.model.predict(x, verbose=0))
 
 
+@pytest.mark.parametrize(
+    ("case", "op"),
+    [("number_over_x", "TrueDivide"), ("x_over_y", "TrueDivide"), ("x_over_0", "TrueDivide")],
+)
+def test_arithmetic_without_a_layer_form_is_refused(
+    k3: Any, tmp_path: Path, case: str, op: str
+) -> None:
+    """`3 / x`, `x / y` and `x / 0` have no Rescaling/Add/Subtract/Multiply form: refused."""
+    from edgekit.workstation.export.model_io import load_user_model
+
+    inp = k3.Input((4,))
+    a, b = k3.layers.Dense(4)(inp), k3.layers.Dense(4)(inp)
+    h = {"number_over_x": 3.0 / a, "x_over_y": a / b, "x_over_0": a / 0.0}[case]
+    user = load_user_model(_save(k3.Model(inp, k3.layers.Dense(2)(h)), tmp_path, case))
+    assert user.rebuild_error is not None
+    assert f"({op}) is a Keras 3 op in the graph that edgekit cannot rebuild" in user.rebuild_error
+
+
 def test_an_activation_tf_keras_lacks_is_named_in_one_line(k3: Any, tmp_path: Path) -> None:
     from edgekit.workstation.export.model_io import load_user_model
 
