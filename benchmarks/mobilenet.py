@@ -1,15 +1,22 @@
-"""The most common edge architecture as a user brings it: a Keras 3 MobileNetV2 (alpha 0.35,
-96x96 RGB) on an image folder, exported with `edgekit export model.keras --data DIR --prune`.
+"""Edge architectures as a user brings them, through `edgekit export --prune` and `bench`.
+
+A Keras 3 MobileNetV2 (alpha 0.35, 96x96 RGB) on an image folder, exported with
+`edgekit export model.keras --data DIR --prune`; with --arch, a Keras 3 MobileNetV3-Small (full:
+hard swish, squeeze-excite), an EfficientNet-Lite-like or a ResNet-18-like net (tests/nets.py)
+the same way.
 
     python benchmarks/mobilenet.py              # -> benchmarks/results/mobilenet.json
     python benchmarks/mobilenet.py --images 600 --epochs 1 --prune-epochs 2   # a quick look
+    python benchmarks/mobilenet.py --arch resnet18 --images 1500
+        # -> benchmarks/results/mobilenet_resnet18.json
 
 1. Writes Fashion-MNIST training images, upscaled to 96x96 (bilinear) and turned RGB, as PNGs
    into DIR/<label>_<name>/ (folder names sorted in label order, so labels match).
 2. Builds `keras.applications.MobileNetV2(alpha=0.35, input_shape=(96, 96, 3), weights=None,
    include_top=False, pooling="avg")` behind a `Rescaling(1/127.5, offset=-1)` input and a new
    Dense head (423,018 parameters), batch norm momentum 0.9 (the application's 0.999 needs
-   thousands of steps), trains it briefly with Keras 3 on the folder, saves .keras.
+   thousands of steps), trains it briefly with Keras 3 on the folder, saves .keras. Other
+   architectures: `tests/nets.py`'s builder with Keras 3 (ARCH_OPTIONS: their widths here).
 3. Runs `edgekit export model.keras --data DIR --prune --sparsity 0.5` in a child process (no
    validation or calibration option: the defaults that fit the data), recording its wall time
    and peak RSS (ru_maxrss of the child), then `edgekit bench` on the files (1 thread, XNNPACK).
@@ -37,9 +44,17 @@ import numpy as np
 from keras3_images import fit_and_save  # benchmarks/ is sys.path[0]
 
 RESULTS = Path(__file__).parent / "results"
+TESTS = Path(__file__).resolve().parents[1] / "tests"  # nets.py: the architectures' builders
 SIZE = 96
 ALPHA = 0.35
 BN_MOMENTUM = 0.9
+ARCHS = ("mobilenetv2", "mobilenetv3small", "efficientnet_lite", "resnet18")
+# Builder options of tests/nets.py for the benchmark (the tests use tiny widths).
+ARCH_OPTIONS: dict[str, dict[str, Any]] = {
+    "mobilenetv3small": {"alpha": 0.75},
+    "efficientnet_lite": {"width": 16},
+    "resnet18": {"width": 16},
+}
 
 
 def loadavg() -> list[float]:
@@ -64,8 +79,9 @@ def write_folder(root: Path, images: int) -> dict[str, Any]:
     return {"images": int(len(y)), "per_class": np.bincount(y, minlength=10).tolist()}
 
 
-def train_model(folder: Path, path: Path, epochs: int) -> dict[str, Any]:
-    """MobileNetV2 0.35 + new head, trained with Keras 3 on raw 0..255 pixels of the folder."""
+def train_model(folder: Path, path: Path, epochs: int, arch: str = "mobilenetv2") -> dict[str, Any]:
+    """`arch` (MobileNetV2 0.35 + new head by default), trained with Keras 3 on raw 0..255
+    pixels of the folder."""
     from edgekit.core.config import DataConfig
     from edgekit.core.data import load_dataset
     from edgekit.workstation._keras import import_keras3
@@ -75,6 +91,17 @@ def train_model(folder: Path, path: Path, epochs: int) -> dict[str, Any]:
         DataConfig(source=str(folder), input_shape=(SIZE, SIZE, 3), pixel_scale=1.0)
     )
     k3.utils.set_random_seed(42)
+    if arch != "mobilenetv2":
+        sys.path.insert(0, str(TESTS))
+        from nets import BN_MOMENTUM as NETS_MOMENTUM
+        from nets import build
+
+        model = build(arch, k3, SIZE, data.num_classes, **ARCH_OPTIONS[arch])
+        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        return fit_and_save(model, data, path, epochs, batch_size=64) | {
+            "builder": f"tests/nets.py {arch}({ARCH_OPTIONS[arch]})",
+            "batchnorm_momentum": NETS_MOMENTUM,
+        }
     inputs = k3.Input((SIZE, SIZE, 3), name="image")
     h = k3.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
     base = k3.applications.MobileNetV2(
@@ -98,6 +125,24 @@ def train_model(folder: Path, path: Path, epochs: int) -> dict[str, Any]:
     }
 
 
+# What each architecture is, for the JSON's "what".
+DESCRIBE = {
+    "mobilenetv2": "Keras 3 MobileNetV2 0.35 96x96 + new head",
+    "mobilenetv3small": (
+        "Keras 3 MobileNetV3Small(alpha=0.75, minimalistic=False) 96x96 + new head "
+        "(hard swish, squeeze-excite: rebuilt in tf_keras from built-in layers)"
+    ),
+    "efficientnet_lite": (
+        "Keras 3 EfficientNet-Lite-like net (tests/nets.py, width 16: MBConv, ReLU6, "
+        "depthwise 3x3/5x5, no squeeze-excite) 96x96"
+    ),
+    "resnet18": (
+        "Keras 3 ResNet-18-like net (tests/nets.py, width 16: 2-2-2-2 basic blocks, "
+        "strided 1x1 shortcuts) 96x96"
+    ),
+}
+
+
 def run_child(cmd: list[str]) -> tuple[subprocess.CompletedProcess[str], float, float | None]:
     """Run `cmd`; its wall seconds and peak RSS in MB (None if an earlier child was larger)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -112,11 +157,15 @@ def run_child(cmd: list[str]) -> tuple[subprocess.CompletedProcess[str], float, 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=RESULTS / "mobilenet.json")
+    ap.add_argument("--arch", choices=ARCHS, default="mobilenetv2")
+    ap.add_argument("--out", type=Path, help="default: results/mobilenet[_ARCH].json")
     ap.add_argument("--images", type=int, default=3000)
     ap.add_argument("--epochs", type=int, default=3, help="Keras 3 training epochs")
     ap.add_argument("--prune-epochs", type=int, help="default: export's own")
     args = ap.parse_args(argv)
+    stem = "mobilenet" if args.arch == "mobilenetv2" else f"mobilenet_{args.arch}"
+    args.out = args.out or RESULTS / f"{stem}.json"
+    name = "mobilenetv2_035_96" if args.arch == "mobilenetv2" else f"{args.arch}_96"
 
     from edgekit.core.io.files import write_json_atomic
     from edgekit.device.bench import machine_info
@@ -127,13 +176,13 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         images = write_folder(root / "images", args.images)
         images["write_pngs_s"] = round(time.perf_counter() - t0, 1)
-        trained = train_model(root / "images", root / "mobilenet.keras", args.epochs)
+        trained = train_model(root / "images", root / "mobilenet.keras", args.epochs, args.arch)
         out = root / "out"
         export = [
             sys.executable, "-m", "edgekit.cli.main", "export", str(root / "mobilenet.keras"),
             "--data", str(root / "images"), "--prune", "--sparsity", "0.5",
             *(["--prune-epochs", str(args.prune_epochs)] if args.prune_epochs else []),
-            "--name", "mobilenetv2_035_96", "-o", str(out),
+            "--name", name, "-o", str(out),
         ]  # fmt: skip
         proc, export_s, export_rss = run_child(export)
         manifest = json.loads((out / "manifest.json").read_text())
@@ -152,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     p50 = {r["file"]: r["latency"]["p50_us"] for r in rows if r["status"] == "ok"}
     result = {
         "what": (
-            "Keras 3 MobileNetV2 0.35 96x96 + new head on a Fashion-MNIST PNG folder (upscaled, "
+            f"{DESCRIBE[args.arch]} on a Fashion-MNIST PNG folder (upscaled, "
             "RGB) -> edgekit export model.keras --data DIR --prune --sparsity 0.5 -> edgekit bench"
         ),
         "machine": machine_info(),
@@ -161,6 +210,18 @@ def main(argv: list[str] | None = None) -> int:
         "folder": images,
         "keras3_training": trained,
         "command": " ".join(["edgekit", *export[3:]]).replace(tmp, "$TMP"),
+        **(
+            {}
+            if args.arch == "mobilenetv2"
+            else {
+                "arch": args.arch,
+                "benchmark_command": " ".join(["python", "benchmarks/mobilenet.py", *sys.argv[1:]]),
+                "shared_cpu": (
+                    "other jobs ran on the 2 vCPUs during this run (load averages before and "
+                    "after): wall times and p50s compare files of this run with each other only"
+                ),
+            }
+        ),
         "export_wall_s": round(export_s, 1),
         "export_peak_rss_mb": export_rss,
         "sample_counts": next(

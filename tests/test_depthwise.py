@@ -166,10 +166,11 @@ def test_a_keras3_mobilenetv2_exports_with_its_depthwise_kernels_pruned(
 
 
 @pytest.mark.heavy
-def test_mobilenetv3_small_minimalistic_is_rebuilt_and_its_depthwise_kernels_pruned(
+def test_mobilenetv3_small_is_rebuilt_and_its_depthwise_kernels_pruned(
     rgb: tuple[np.ndarray, np.ndarray], tmp_path: Path
 ) -> None:
     from edgekit.workstation._keras import import_keras3
+    from edgekit.workstation.export.keras3 import max_abs_difference
     from edgekit.workstation.export.model_io import load_user_model
     from edgekit.workstation.train.prune import prune_model
 
@@ -188,15 +189,17 @@ def test_mobilenetv3_small_minimalistic_is_rebuilt_and_its_depthwise_kernels_pru
         head = k3.layers.Dense(CLASSES, activation="softmax")(base.output)
         paths[minimalistic] = tmp_path / f"v3small_{minimalistic}.keras"
         k3.Model(base.input, head).save(paths[minimalistic])
-    # The full V3-Small uses hard_silu (tf_keras has none) and squeeze-excite blocks: no
-    # tf_keras twin, so it is exported as it is and --prune is refused in one line.
+    # The full V3-Small uses hard_silu (tf_keras has none), a hard sigmoid written as
+    # `ReLU(6)(x + 3.0) * (1 / 6)` and squeeze-excite Multiply: rebuilt from built-in layers
+    # (tests/test_nets.py exports it with --prune through the CLI).
     full = load_user_model(paths[False])
-    assert full.rebuild_error is not None
-    assert full.rebuild_error.startswith("the Keras 3 model cannot be rebuilt in tf_keras (")
-    assert "hard_silu" in full.rebuild_error
+    assert full.rebuild_error is None
+    x, y = rgb
+    assert max_abs_difference(full.original, full.model, x.astype(np.float32)) < 1e-5
+    kinds = {type(layer).__name__ for layer in full.model.layers}
+    assert {"Multiply", "Rescaling", "ReLU"} <= kinds and "Activation" not in kinds
     user = load_user_model(paths[True])
     assert user.rebuild_error is None
-    x, y = rgb
     n = len(y)
     data = Dataset(
         "rgb",

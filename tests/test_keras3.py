@@ -438,19 +438,90 @@ def test_more_layers_rebuild_to_the_same_outputs(
 
 
 def test_a_keras3_op_in_the_graph_is_named(k3: Any, small_data: Any, tmp_path: Path) -> None:
-    """`x + y` is an op, not a layer: no rebuild; exported as it is, one line with --prune."""
+    """`maximum(x, y)` is an op edgekit cannot rebuild: exported as it is, one line with
+    --prune."""
     inp = k3.Input((28, 28))
     h = k3.layers.Flatten()(inp)
     a, b = k3.layers.Dense(16)(h), k3.layers.Dense(16)(h)
-    out = k3.layers.Dense(10, activation="softmax")(a + b)
+    out = k3.layers.Dense(10, activation="softmax")(k3.ops.maximum(a, b))
     path = _save(_train(k3.Model(inp, out), small_data, epochs=1), tmp_path, "op")
     proc = run_edgekit("export", str(path), "--prune", *QUICK_DATA, "-q", "-o", str(tmp_path / "o"))
     assert proc.returncode == 1
     (line,) = proc.stderr.strip().splitlines()
-    assert line.startswith("Error: operation '") and ") is a Keras 3 op in the graph" in line
+    assert line.startswith("Error: operation 'maximum' (Maximum) is a Keras 3 op in the graph")
+    assert "it rebuilds +, -, * of two tensors and +, -, *, / of a tensor and a number" in line
     result = _pipeline(path, tmp_path / "out", None)
     assert result.info["source_model"]["keras3"]["rebuilt_in_tf_keras"] is False
     assert {r["precision"] for r in result.export.rows()} == {"float32", "float16", "int8"}
+
+
+def test_hard_activations_and_arithmetic_rebuild_from_builtin_layers(
+    k3: Any, tmp_path: Path
+) -> None:
+    """Keras 3's hard_sigmoid (relu6(x + 3) / 6, not tf_keras' 0.2 x + 0.5), hard_silu and
+    hard_swish, as Activation layers and layer activations, and `x + 3.0`, `2.0 - x`,
+    `x * y`, `x / 4` in the graph: rebuilt from built-in tf_keras layers, same outputs, and
+    the saved tf_keras file loads back in safe mode."""
+    from edgekit.workstation._keras import keras
+    from edgekit.workstation.export.keras3 import max_abs_difference
+    from edgekit.workstation.export.model_io import load_keras_model, load_user_model
+
+    k3.utils.set_random_seed(2)
+    inp = k3.Input((8,))
+    a = k3.layers.Dense(8, activation="hard_sigmoid")(inp)
+    b = k3.layers.Dense(8, activation="hard_swish")(inp)
+    c = k3.layers.Activation("hard_silu")(k3.layers.Dense(8)(inp) + 3.0)
+    d = k3.layers.Activation("hard_sigmoid")(2.0 - a * b) / 4
+    out = k3.layers.Dense(3)(k3.layers.Concatenate()([a, b, c * d, d - c]))
+    user = load_user_model(_save(k3.Model(inp, out), tmp_path, "hard"))
+    assert user.rebuild_error is None
+    kinds = {type(layer).__name__ for layer in user.model.layers}
+    assert kinds == {"InputLayer", "Dense", "Rescaling", "ReLU", "Multiply", "Subtract"} | {
+        "Concatenate"
+    }
+    # a * b, c * d, and one in each of the two hard_silu ((x / 6) * relu6(x + 3)).
+    assert sum(type(layer).__name__ == "Multiply" for layer in user.model.layers) == 4
+    # Inputs spread over -12..12: both hard activations' bends (-3, 3) are crossed.
+    x = np.random.default_rng(0).normal(0.0, 4.0, (512, 8)).astype(np.float32)
+    assert max_abs_difference(user.original, user.model, x) < 1e-5
+    relu6 = [layer for layer in user.model.layers if isinstance(layer, keras.layers.ReLU)]
+    assert len(relu6) == 4 and all(float(layer.max_value) == 6.0 for layer in relu6)
+    path = tmp_path / "rebuilt.keras"
+    user.model.save(path)
+    again = load_keras_model(path)
+    assert np.array_equal(again.predict(x, verbose=0), user.model.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize(
+    ("case", "op"),
+    [("number_over_x", "TrueDivide"), ("x_over_y", "TrueDivide"), ("x_over_0", "TrueDivide")],
+)
+def test_arithmetic_without_a_layer_form_is_refused(
+    k3: Any, tmp_path: Path, case: str, op: str
+) -> None:
+    """`3 / x`, `x / y` and `x / 0` have no Rescaling/Add/Subtract/Multiply form: refused."""
+    from edgekit.workstation.export.model_io import load_user_model
+
+    inp = k3.Input((4,))
+    a, b = k3.layers.Dense(4)(inp), k3.layers.Dense(4)(inp)
+    h = {"number_over_x": 3.0 / a, "x_over_y": a / b, "x_over_0": a / 0.0}[case]
+    user = load_user_model(_save(k3.Model(inp, k3.layers.Dense(2)(h)), tmp_path, case))
+    assert user.rebuild_error is not None
+    assert f"({op}) is a Keras 3 op in the graph that edgekit cannot rebuild" in user.rebuild_error
+
+
+def test_an_activation_tf_keras_lacks_is_named_in_one_line(k3: Any, tmp_path: Path) -> None:
+    from edgekit.workstation.export.model_io import load_user_model
+
+    inp = k3.Input((8,))
+    model = k3.Model(inp, k3.layers.Dense(3, activation="hard_tanh", name="clip")(inp))
+    user = load_user_model(_save(model, tmp_path, "hard_tanh"))
+    assert user.rebuild_error == (
+        "layer 'clip' (Dense) uses the activation 'hard_tanh', which tf_keras does not have, so "
+        "TF-MOT (--prune) cannot work on this Keras 3 model: export it without --prune "
+        "(converted as it is), or use one tf_keras has (relu, relu6, elu, selu, silu, gelu, "
+        "mish, tanh, sigmoid, softmax; hard_sigmoid and hard_silu are rebuilt from layers)"
+    )
 
 
 def test_a_model_with_two_inputs_is_one_line(k3: Any, tmp_path: Path) -> None:
