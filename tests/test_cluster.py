@@ -143,3 +143,36 @@ def test_cluster_config_errors(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(EdgekitError) as err:
         ClusterConfig(**kwargs)
     assert str(err.value) == message
+
+
+def test_cluster_preserving_qat_gives_every_layer_its_own_quantizer_and_keeps_every_zero(
+    clustered: Any, small_data: Any
+) -> None:
+    """TF-MOT shares one weight quantizer across all Dense layers; the dense `output` kernel
+    (no zeros, built last) turned its preserve_sparsity off for dense1 and dense2 too."""
+    from edgekit.core.config import QatConfig
+    from edgekit.workstation._keras import tfmot
+    from edgekit.workstation.train.qat import (
+        model_kernels,
+        quantize_aware_train,
+        quantized_kernel_sparsity,
+    )
+
+    before = {n: float((k == 0).mean()) for n, k in model_kernels(clustered.model).items()}
+    config = QatConfig(epochs=1, batch_size=64, learning_rate=1e-3, seed=7)
+    result = quantize_aware_train(clustered.model, small_data, config)
+    assert result.scheme == "cluster_preserve"
+    quantizers = {}
+    for layer in result.model.layers:
+        if isinstance(layer, tfmot.quantization.keras.QuantizeWrapper):
+            for _weight, quantizer, _vars in layer._weight_vars:
+                quantizers[layer.layer.name] = quantizer
+    assert set(quantizers) >= {"dense1", "dense2", "output"}
+    assert len({id(q) for q in quantizers.values()}) == len(quantizers)
+    assert quantizers["dense1"].preserve_sparsity is True
+    assert quantizers["dense2"].preserve_sparsity is True
+    assert quantizers["output"].preserve_sparsity is False  # no zeros: plain CQAT there
+    after = quantized_kernel_sparsity(result.model)
+    for name in ("dense1", "dense2"):
+        assert before[name] >= 0.74
+        assert after[name] >= before[name], (name, before[name], after[name])

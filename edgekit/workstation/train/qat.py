@@ -164,13 +164,46 @@ def is_clustered(kernels: dict[str, np.ndarray]) -> bool:
     return bool(big) and all(len(np.unique(k)) <= CLUSTERED_MAX_VALUES for k in big)
 
 
+class _PerLayerWeightQuantizers:
+    """A cluster-preserve quantize registry that gives every layer its own weight quantizer.
+
+    TF-MOT 0.8.1's registry hands ONE weight quantizer per config class (one for every Conv2D,
+    one for every Dense) to all layers, and building it for a layer without zeros (a small
+    kernel left dense by `--min-weights`) sets its `preserve_sparsity` to False for every
+    layer built after it: their pruned zeros are then trained freely and come back
+    (measured: conv3 0.70 -> 0.67, conv4 0.70 -> 0.68 after 4 epochs, cnn --hidden 32, seed 0).
+    """
+
+    def __init__(self, registry: Any, preserve_sparsity: bool) -> None:
+        self._registry = registry
+        self._preserve_sparsity = preserve_sparsity
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._registry, name)
+
+    def supports(self, layer: keras.layers.Layer) -> bool:
+        return bool(self._registry.supports(layer))
+
+    def get_quantize_config(self, layer: keras.layers.Layer) -> Any:
+        config = self._registry.get_quantize_config(layer)
+        shared = getattr(config, "weight_quantizer", None)
+        if shared is not None and hasattr(shared, "preserve_sparsity"):
+            config.weight_quantizer = type(shared)(preserve_sparsity=self._preserve_sparsity)
+        return config
+
+
+class _ClusterPreserveScheme(tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme):
+    """TF-MOT's prune-cluster-preserving 8-bit scheme with a weight quantizer per layer."""
+
+    def get_quantize_registry(self) -> Any:
+        return _PerLayerWeightQuantizers(super().get_quantize_registry(), self.preserve_sparsity)
+
+
 def _scheme(name: str) -> Any:
     if name == "prune_preserve":
         return tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
     if name == "cluster_preserve":
-        return tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme(
-            preserve_sparsity=True
-        )
+        return _ClusterPreserveScheme(preserve_sparsity=True)
     return tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme()
 
 
@@ -275,9 +308,10 @@ def quantize_aware_train(
     if lost:
         detail = ", ".join(f"{n} {a:.2f} -> {b:.2f}" for n, (a, b) in lost.items())
         raise EdgekitError(
-            f"quantization-aware training lost pruned zeros ({detail}): TF-MOT trains these "
-            "kernels without a weight quantizer, so nothing holds their zeros; fuse the ReLU "
-            "after them into the layer (Dense(..., activation='relu')) or export without QAT"
+            f"quantization-aware training lost pruned zeros ({detail}): TF-MOT trained these "
+            "kernels without holding their zeros (no weight quantizer, or no sparsity mask); "
+            "fuse the ReLU after them into the layer (Dense(..., activation='relu')) or export "
+            "without QAT"
         )
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     return QatResult(
