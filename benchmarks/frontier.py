@@ -75,6 +75,20 @@ POINTS: dict[str, list[dict[str, Any]]] = {
             "qat": True,
             "qat-epochs": 4,
         },
+        # Augmented, the cnn underfits with its default dropout 0.3 (seed 0: 91.3% on augmented
+        # training batches, 92.6% validation at epoch 15 of 20): no dropout, 24 epochs.
+        {
+            "arch": "cnn",
+            "hidden": "32",
+            "epochs": 24,
+            "dropout": 0,
+            "augment": "flip,translate:0.1",
+            "sparsity": 0.7,
+            "prune-epochs": 8,
+            "clusters": 16,
+            "qat": True,
+            "qat-epochs": 4,
+        },
     ],
 }
 
@@ -88,6 +102,7 @@ def point_label(p: dict[str, Any]) -> str:
     if p.get("qat"):
         label += f"/qat{p['qat-epochs']}" if p.get("qat-epochs") else "/qat"
     label += "/aug" if p.get("augment") else ""
+    label += f"/drop{p['dropout']:g}" if "dropout" in p else ""
     return label
 
 
@@ -150,11 +165,14 @@ def run_point(p: dict[str, Any], seeds: list[int], workdir: Path) -> dict[str, A
     for seed in seeds:
         out = workdir / f"{label.replace('@', '_sp').replace('/', '_')}_s{seed}"
         argv = export_command(p, seed, str(out))
+        log = out.parent / f"{out.name}.log"  # the export's progress, readable while it runs
+        print(f"{label} seed {seed}: {' '.join(argv)} (progress in {log})", flush=True)
         t0 = time.perf_counter()
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        with log.open("w") as log_file:
+            proc = subprocess.run(argv, stdout=log_file, stderr=subprocess.STDOUT, check=False)
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            tail = log.read_text(errors="replace").strip().splitlines()[-3:]
             raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}): {' | '.join(tail)}")
         manifest = read_manifest(out)
         rec = next(f for f in manifest.files if f.variant.get("tag") == tag)
@@ -317,6 +335,12 @@ def main() -> int:
     )
     ap.add_argument("--out", type=Path, default=None, help="JSON path (PNG next to it)")
     ap.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="keep each export's folder and progress log here (default: a temporary folder)",
+    )
+    ap.add_argument(
         "--combine",
         nargs="+",
         type=Path,
@@ -384,8 +408,12 @@ def main() -> int:
         report["wall_seconds"] = round(time.perf_counter() - t_start, 1)
         out.write_text(json.dumps(report, indent=2) + "\n")
 
-    with tempfile.TemporaryDirectory() as tmp:
-        rows = run_points(points, seeds, Path(tmp), on_row=write)
+    if args.workdir is not None:  # kept: each export's folder and progress log
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        rows = run_points(points, seeds, args.workdir, on_row=write)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = run_points(points, seeds, Path(tmp), on_row=write)
     png = out.with_suffix(".png")
     plot(rows, png, f"edgekit int8 Fashion-MNIST, seeds {seeds}, {report['machine']['cpu']}")
     print(f"wrote {out} and {png}; meets the goal: {report['meets_goal'] or 'none'}")
