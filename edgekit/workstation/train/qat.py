@@ -16,7 +16,9 @@ x)`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -199,6 +201,28 @@ class _ClusterPreserveScheme(tfmot.experimental.combine.Default8BitClusterPreser
         return _PerLayerWeightQuantizers(super().get_quantize_registry(), self.preserve_sparsity)
 
 
+class _DropMessage(logging.Filter):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_cqat_notice() -> Iterator[None]:
+    """TF-MOT logs 'Input layer does not contain zero weights, so apply CQAT instead.' on the
+    root logger for each layer without zeros (those left dense by --min-weights): expected, and
+    no news to the user (the zeros of the others are checked after QAT)."""
+    drop = _DropMessage("does not contain zero weights")
+    logging.getLogger().addFilter(drop)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(drop)
+
+
 def _scheme(name: str) -> Any:
     if name == "prune_preserve":
         return tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
@@ -286,7 +310,8 @@ def quantize_aware_train(
     else:
         scheme = "prune_preserve" if has_sparse_kernels(before) else "default"
     set_determinism(config.seed)
-    qat, unquantized = _apply(float_model, scheme)
+    with _quiet_cqat_notice():
+        qat, unquantized = _apply(float_model, scheme)
 
     hist = fine_tune(
         qat,
