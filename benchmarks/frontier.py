@@ -43,6 +43,19 @@ DEFAULT_SEEDS = (0, 1, 2)
 LATENCY_WARMUP = 50
 LATENCY_RUNS = 500
 
+# Clustering (16 values per kernel, zeros kept) buys gzip room for fewer zeros, and
+# cluster-preserving QAT on top (the int8_qat file is the point's file).
+_CLUSTERED_QAT: dict[str, Any] = {
+    "arch": "cnn",
+    "hidden": "32",
+    "sparsity": 0.7,
+    "prune-epochs": 8,
+    "clusters": 16,
+    "qat": True,
+    "qat-epochs": 4,
+}
+_AUGMENT = {"augment": "flip,translate:0.1"}
+
 # A point: `edgekit export` options (option name without "--" -> value; True = a flag).
 POINTS: dict[str, list[dict[str, Any]]] = {
     "quick": [
@@ -52,44 +65,14 @@ POINTS: dict[str, list[dict[str, Any]]] = {
         {"arch": "cnn_gap", "sparsity": 0.75},
         {"arch": "cnn", "sparsity": 0.8},
         {"arch": "cnn", "hidden": "32", "sparsity": 0.8},
-        # Clustering (16 values per kernel, zeros kept) buys gzip room for fewer zeros, and
-        # cluster-preserving QAT on top (the int8_qat file is the point's file).
-        {
-            "arch": "cnn",
-            "hidden": "32",
-            "sparsity": 0.7,
-            "prune-epochs": 8,
-            "clusters": 16,
-            "qat": True,
-            "qat-epochs": 4,
-        },
+        _CLUSTERED_QAT,
         # The same with augmentation and twice the epochs (augmented nets underfit at 4-10
-        # epochs: benchmarks/results/augment.json). Not yet run on 3 seeds.
-        {
-            "arch": "cnn",
-            "hidden": "32",
-            "epochs": 20,
-            "augment": "flip,translate:0.1",
-            "sparsity": 0.7,
-            "prune-epochs": 8,
-            "clusters": 16,
-            "qat": True,
-            "qat-epochs": 4,
-        },
+        # epochs: benchmarks/results/augment.json). Not run on 3 seeds.
+        {**_CLUSTERED_QAT, "epochs": 20, **_AUGMENT},
         # Augmented, the cnn underfits with its default dropout 0.3 (seed 0: 91.3% on augmented
         # training batches, 92.6% validation at epoch 15 of 20): no dropout, 24 epochs.
-        {
-            "arch": "cnn",
-            "hidden": "32",
-            "epochs": 24,
-            "dropout": 0,
-            "augment": "flip,translate:0.1",
-            "sparsity": 0.7,
-            "prune-epochs": 8,
-            "clusters": 16,
-            "qat": True,
-            "qat-epochs": 4,
-        },
+        # benchmarks/results/frontier_3seeds.json.
+        {**_CLUSTERED_QAT, "epochs": 24, "dropout": 0, **_AUGMENT},
     ],
 }
 

@@ -183,9 +183,6 @@ class _PerLayerWeightQuantizers:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._registry, name)
 
-    def supports(self, layer: keras.layers.Layer) -> bool:
-        return bool(self._registry.supports(layer))
-
     def get_quantize_config(self, layer: keras.layers.Layer) -> Any:
         config = self._registry.get_quantize_config(layer)
         shared = getattr(config, "weight_quantizer", None)
