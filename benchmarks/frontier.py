@@ -3,7 +3,7 @@
     python benchmarks/frontier.py --points quick --seeds 0,1,2   # smoke run: 2 + 1 epochs
     python benchmarks/frontier.py --points full                   # every point, 3 seeds
     python benchmarks/frontier.py --points full --only cnn/h32@0.7/c16/qat4 --seeds 0
-    python benchmarks/frontier.py --points full --only cnn/h32@0.7/c16/qat4/aug/drop0 --workdir DIR
+    python benchmarks/frontier.py --points full --only cnn/h32@0.7/c16/qat4/aug/drop0/e30 --workdir DIR
     python benchmarks/frontier.py --combine a.json b.json         # merge runs into frontier.json
 
 Every point is an `edgekit export` command line, run as a user types it (one process per point
@@ -73,13 +73,17 @@ POINTS: dict[str, list[dict[str, Any]]] = {
         # training batches, 92.6% validation at epoch 15 of 20): no dropout, 24 epochs.
         # benchmarks/results/frontier_3seeds.json.
         {**_CLUSTERED_QAT, "epochs": 24, "dropout": 0, **_AUGMENT},
+        # The 24-epoch point's validation accuracy still rose at its last epochs and its worst
+        # seed missed the goal by 0.01 point: 30 epochs (the cosine schedule spans them all).
+        {**_CLUSTERED_QAT, "epochs": 30, "dropout": 0, **_AUGMENT},
     ],
 }
 
 
 def point_label(p: dict[str, Any]) -> str:
     """'arch/hH@sparsity' (plus '/cN' with clusters, '/qatE' with QAT, '/aug' with
-    augmentation), the name --only selects a point by."""
+    augmentation, '/dropD' and '/eN' with a dropout or an epoch count), the name --only selects a
+    point by."""
     hidden = f"/h{str(p['hidden']).replace(',', '-')}" if p.get("hidden") else ""
     label = f"{p['arch']}{hidden}@{p['sparsity']:g}"
     label += f"/c{p['clusters']}" if p.get("clusters") else ""
@@ -87,6 +91,7 @@ def point_label(p: dict[str, Any]) -> str:
         label += f"/qat{p['qat-epochs']}" if p.get("qat-epochs") else "/qat"
     label += "/aug" if p.get("augment") else ""
     label += f"/drop{p['dropout']:g}" if "dropout" in p else ""
+    label += f"/e{p['epochs']}" if "epochs" in p else ""
     return label
 
 

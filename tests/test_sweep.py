@@ -8,15 +8,19 @@ same table and files.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -409,6 +413,94 @@ def test_the_default_engine_and_ray_give_the_same_table_and_files(
         assert manifest["config"]["output_dir"] == str(ray_out / point["id"])
     assert (ray_out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len((ray_out / "sweep.csv").read_text().splitlines()) == 3
+
+
+@pytest.fixture
+def ray_cluster(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """A Ray cluster as a user starts one (`ray start --head`, token authentication on, as Ray
+    2.60 does by default), on a free loopback port, in its own HOME (its auth token) and temp
+    dir; `--block` keeps it in one process group, stopped at the end (not `ray stop`, which
+    stops every Ray of the machine). Yields its address and the environment to reach it with."""
+    pytest.importorskip("ray")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "RAY_AUTH_MODE": "token", "COLUMNS": "200"}
+    ray_cli = [sys.executable, "-m", "ray.scripts.scripts"]  # the `ray` command of this Python
+    # The cluster's token, in HOME/.ray/auth_token, where the sweep's Ray client reads it.
+    token = subprocess.run(
+        [*ray_cli, "get-auth-token", "--generate"], env=env, capture_output=True, check=False
+    )
+    assert (home / ".ray" / "auth_token").is_file(), token.stderr[-2000:]
+    argv = [*ray_cli, "start", "--head", "--block", f"--port={port}"]
+    argv += ["--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=false"]
+    # A short temp dir: Ray's socket paths must fit in 107 bytes.
+    ray_tmp = Path(tempfile.mkdtemp(prefix="ekray-"))
+    argv += ["--disable-usage-stats", f"--temp-dir={ray_tmp}"]
+    log = (tmp_path / "ray-start.log").open("w")
+    head = subprocess.Popen(
+        argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    address = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # up when its GCS port answers and `ray status` sees the node
+            assert head.poll() is None, (tmp_path / "ray-start.log").read_text()[-2000:]
+            status = subprocess.run(
+                [*ray_cli, "status", f"--address={address}"],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if status.returncode == 0 and "2.0 CPU" in status.stdout:
+                break
+            assert time.monotonic() < deadline, status.stdout + status.stderr
+            time.sleep(1)
+        yield address, env
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # its whole group, whatever is left
+            os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+        log.close()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+@pytest.mark.heavy
+def test_a_sweep_sent_to_a_running_ray_cluster_gives_the_default_engines_files(
+    interrupted_sweep: dict[str, Any], ray_cluster: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    address, env = ray_cluster
+    out = tmp_path / "cluster"
+    args = [*TINY, *RAY_GRID, "--ray", address, "-o", str(out), "--quiet"]
+    result = subprocess.run(
+        [sys.executable, "-m", "edgekit.cli.main", "sweep", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=tmp_path,  # the cluster gets edgekit from the upload, not from the working folder
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "sweep.json").read_text())
+    assert report["engine"]["name"] == "ray"
+    assert report["engine"]["address"] == address
+    assert report["engine"]["cluster_cpus"] == 2.0
+    assert [p["engine"] for p in report["points"]] == ["ray", "ray"]
+    # The same files, byte for byte, as the default engine's run of the same two points.
+    local = interrupted_sweep["out"]
+    assert _table(out) == [r for r in _table(local) if r["params"]["sparsity"] != 0.7]
+    digests = _digests(out)
+    assert len(digests) == 4 and digests.items() <= _digests(local).items()
+    for point in report["points"]:
+        manifest = json.loads((out / point["id"] / "manifest.json").read_text())
+        assert manifest["config"]["output_dir"] == str(out / point["id"])
 
 
 @pytest.mark.heavy
