@@ -247,3 +247,45 @@ def test_int4_and_mixed_run_where_tensorflow_cannot_be_imported(
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "['int4'] ['int4', 'int8'] []"
     assert not (tmp_path / "attempts.log").exists()
+
+
+@needs_aeq
+def test_a_quantized_file_with_weights_after_its_flatbuffer_is_finished_whole() -> None:
+    """ai-edge-quantizer keeps the weights of a file past 256 KB after the flatbuffer (buffer
+    offset/size). Finishing the file (output order, metadata) writes a new flatbuffer: the
+    weights must move into it, or the file does not load ("Constant buffer 1 specified an out
+    of range offset", seen on MobileNetV2's int4)."""
+    from edgekit.core.recipes import recipe_for
+    from edgekit.device.tflite_schema import schema
+    from edgekit.workstation._keras import keras
+    from edgekit.workstation.export.converter import convert
+    from edgekit.workstation.export.metadata import FileAbout, finish_tflite
+
+    keras.utils.set_random_seed(0)
+    wide = keras.Sequential(
+        [
+            keras.layers.Input((784,)),
+            keras.layers.Dense(1024, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    quantized = quantize_int4(convert(wide, recipe_for("float32")))
+    raw = schema.Model.GetRootAs(quantized, 0)
+    external = [raw.Buffers(i).Offset() for i in range(raw.BuffersLength())]
+    assert any(o > 1 for o in external)  # the case: weights outside the flatbuffer
+
+    about = FileAbout("wide", "fashion_mnist", tuple(str(i) for i in range(10)), (784,))
+    finished = finish_tflite(quantized, about, "int4")
+    back = schema.Model.GetRootAs(finished, 0)
+    assert all(back.Buffers(i).Offset() <= 1 for i in range(back.BuffersLength()))
+    x = np.random.default_rng(0).random((4, 784), dtype=np.float32)
+    outs = []
+    for data in (quantized, finished):
+        interp = load_interpreter(data, num_threads=1)
+        interp.resize_tensor_input(input_details(interp)[0].index, x.shape)
+        interp.allocate_tensors()
+        interp.set_tensor(input_details(interp)[0].index, x)
+        interp.invoke()
+        outs.append(interp.get_tensor(output_details(interp)[0].index))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert {w.dtype for w in parse_model_bytes(finished).weights} >= {"int4"}

@@ -50,11 +50,30 @@ def unpack_model(data: bytes) -> Any:
     if len(data) < 8 or data[4:8] != TFLITE_IDENTIFIER:
         raise ExportError("the converted file is not a TFLite flatbuffer (no 'TFL3' identifier)")
     try:
-        return schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+        model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
     except Exception as e:  # a damaged flatbuffer raises anything from struct.error on
         raise ExportError(
             f"the converted file cannot be read back ({type(e).__name__}: {e})"
         ) from None
+    _inline_external_buffers(model, data)
+    return model
+
+
+def _inline_external_buffers(model: Any, data: bytes) -> None:
+    """Move buffers kept after the flatbuffer (`offset`/`size`, as ai-edge-quantizer writes
+    files whose weights pass 256 KB) into it: packing writes a new flatbuffer, and the old
+    offsets would point past its end ("Constant buffer N specified an out of range offset")."""
+    for i, buffer in enumerate(model.buffers or []):
+        offset, size = int(buffer.offset or 0), int(buffer.size or 0)
+        if offset <= 1 or size <= 0:  # inline, empty, or a writer's placeholder
+            continue
+        if offset + size > len(data):
+            raise ExportError(
+                f"the converted file's buffer {i} lies outside it (offset {offset} + size {size} "
+                f"> {len(data)} bytes): the file is truncated"
+            )
+        buffer.data = np.frombuffer(data, dtype=np.uint8, count=size, offset=offset).copy()
+        buffer.offset = buffer.size = 0
 
 
 def pack_model(model: Any) -> bytes:
