@@ -3,7 +3,8 @@
     python benchmarks/frontier.py --points quick --seeds 0,1,2   # smoke run: 2 + 1 epochs
     python benchmarks/frontier.py --points full                   # every point, 3 seeds
     python benchmarks/frontier.py --points full --only cnn/h32@0.7/c16/qat4 --seeds 0
-    python benchmarks/frontier.py --points full --only cnn/h32@0.7/c16/qat4/aug/drop0/e30 --workdir DIR
+    python benchmarks/frontier.py --points full --only cnn/h32@0.7/c16/qat4/aug/drop0/e30 \\
+        --workdir DIR
     python benchmarks/frontier.py --combine a.json b.json         # merge runs into frontier.json
 
 Every point is an `edgekit export` command line, run as a user types it (one process per point
