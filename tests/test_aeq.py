@@ -289,3 +289,6 @@ def test_a_quantized_file_with_weights_after_its_flatbuffer_is_finished_whole() 
         outs.append(interp.get_tensor(output_details(interp)[0].index))
     np.testing.assert_array_equal(outs[0], outs[1])
     assert {w.dtype for w in parse_model_bytes(finished).weights} >= {"int4"}
+    # Cut short, the weights past the end are named, not read as garbage.
+    with pytest.raises(ExportError, match=r"buffer \d+ lies outside it .*: the file is truncated"):
+        finish_tflite(quantized[: max(external) + 8], about, "int4")
