@@ -18,8 +18,11 @@ from edgekit.device.manifest import Manifest, read_manifest
 
 def test_the_pipeline_times_every_stage_and_each_file(pipeline_run: Any) -> None:
     seconds = pipeline_run.stage_seconds
-    for stage in ("data", "import tensorflow", "train", "prune", "fold batch norm"):
+    for stage in ("data", "train", "prune", "fold batch norm"):
         assert seconds[stage] > 0, stage
+    # 0.0 when this process had loaded TensorFlow before (an earlier test, a notebook); a fresh
+    # `edgekit export` pays for it (tests/test_cli.py::test_export_end_to_end_on_a_small_slice).
+    assert seconds["import tensorflow"] >= 0
     for precision in ("float32", "float16", "int8"):
         assert seconds[f"convert {precision}"] > 0
         assert seconds[f"verify {precision}"] > 0
