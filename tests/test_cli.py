@@ -71,7 +71,7 @@ def test_export_end_to_end_on_a_small_slice(tmp_path: Path) -> None:
     # The manifest records them all but its own write.
     assert list(manifest["stage_seconds"]) == [*steps, "save keras"]
     # A fresh process loads TensorFlow: that stage is measured, not 0.
-    assert manifest["stage_seconds"]["import tensorflow"] > 0.5
+    assert manifest["stage_seconds"]["import tensorflow"] > 0
 
 
 def test_quiet_export_of_a_user_model_with_pruning(artifacts_dir: Path, tmp_path: Path) -> None:
